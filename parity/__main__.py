@@ -1,0 +1,3 @@
+from parity.harness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The command line: parses arguments into a plan and passes no argparse object further.
+
+Bad input (an unknown suite, preset, implementation or dtype, an impossible size, a missing or
+corrupt run folder) gets one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from parity.harness.model import UsageError
+from parity.harness.results import MEASUREMENTS_FILE, ResultsError
+
+EXIT_USAGE = 2
+EXIT_CASES_FAILED = 1
+EXIT_INTERRUPTED = 130
+DEFAULT_RUNS_DIR = Path("runs")  # ignored by git: a user's runs never land in the repository
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in SIZE_UNITS:
+        raise UsageError(f"cannot read size {text!r}: write e.g. 65536, 64KiB, 256MiB, 1GiB or 2GB")
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return size
+
+
+def _names(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated options, in order, without duplicates."""
+    out: list[str] = []
+    for value in values or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return tuple(dict.fromkeys(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="parity", description="Cross-vendor GPU microbenchmarks, normalized against specs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("devices", help="what is here")
+    p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
+    p.add_argument("--json", action="store_true", help="print the detection as JSON")
+
+    sub.add_parser("list", help="suites, implementations, presets")
+
+    p = sub.add_parser("run", help="run suites (default: the quick preset of every suite)")
+    p.add_argument("suites", nargs="*", help="suites to run (default: all)")
+    p.add_argument("--preset", default="quick", help="smoke | quick | full (default quick)")
+    p.add_argument("--impl", action="append", help="implementations to run, e.g. triton,torch")
+    p.add_argument("--dtype", action="append", help="dtypes to run, e.g. fp32,bf16")
+    p.add_argument("--size", action="append", help="sizes replacing the preset's sweep, e.g. 64KiB,1GiB")
+    p.add_argument("--out", type=Path, help="run folder to create (default runs/<time>-<device>)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted run: only missing cases")
+    p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
+    p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
+
+    p = sub.add_parser("report", help="print the tables of one or more runs")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders")
+    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, argv)
+    except (UsageError, ResultsError) as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+                   width=None if sys.stdout.isatty() else 200)
+
+
+def _detect(index: int):
+    from parity.harness import device as device_mod
+
+    return device_mod.detect(index)
+
+
+def _require_triton() -> None:
+    from parity.harness.registry import triton_problem
+
+    problem = triton_problem()
+    if problem:
+        raise UsageError(problem)
+
+
+def cmd_devices(args, argv) -> int:
+    from parity.harness.registry import triton_problem
+
+    device = _detect(args.device)
+    info = device.to_dict()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    mode = "GPU" if device.is_gpu else "no GPU: Triton kernels run in the CPU interpreter (TRITON_INTERPRET=1)"
+    print(f"backend        {device.backend} ({mode})")
+    print(f"name           {device.name}")
+    print(f"architecture   {device.arch}")
+    print(f"memory         {device.memory_bytes / 2**30:.1f} GiB")
+    print(f"{'CUs' if device.backend == 'rocm' else 'SMs' if device.is_gpu else 'cores':<15}{device.multiprocessors}")
+    _size = lambda b: "unknown" if not b else f"{b / 2**20:g} MiB"  # noqa: E731
+    print(f"L2             {_size(device.l2_bytes)}")
+    print(f"last level     {_size(device.llc_bytes)}")
+    print(f"driver         {device.driver_version or 'n/a'}")
+    print(f"runtime        {device.runtime_version or 'n/a'}")
+    if device.is_gpu:
+        for i, name in enumerate(device.visible):
+            print(f"visible [{i}]    {name}{'  <- selected' if i == device.index else ''}")
+    for key, value in device.visibility_env.items():
+        print(f"{key:<15}{value}")
+    problem = triton_problem()
+    if problem:
+        print(f"triton         {problem}")
+    return 0
+
+
+def cmd_list(args, argv) -> int:
+    device = _detect(0)
+    _require_triton()
+    from parity.harness import registry
+
+    for suite in registry.load_all():
+        print(f"{suite.name}: {suite.description}")
+        for op in suite.ops:
+            impls = [i.name for i in suite.impls if i.op == op.name]
+            print(f"  {op.name:<8} {op.description:<34} impls: {', '.join(impls)}")
+        counts = ", ".join(f"{p} ({len(suite.cases(p, device))} cases here)" for p in suite.presets)
+        print(f"  presets: {counts}")
+        print(f"  dtypes:  {', '.join(suite.dtypes)}")
+        if suite.size_help:
+            print(f"  sizes:   {suite.size_help}")
+    return 0
+
+
+def _default_out(device) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()[:40] or "device"
+    return DEFAULT_RUNS_DIR / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{slug}"
+
+
+def cmd_run(args, argv) -> int:
+    from parity.harness import registry, report, runner
+    from parity.harness.results import read_run
+
+    if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size):
+        raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --impl, --dtype or --size")
+    if args.time_cap_s is not None and args.time_cap_s <= 0:
+        raise UsageError("--time-cap-s must be positive")
+    sizes = tuple(parse_size(s) for s in _names(args.size))
+    device = _detect(args.device)
+    _require_triton()
+    if args.resume:
+        out, resume = args.resume, True
+        read_run(out)  # a missing or corrupt folder is refused before anything runs
+    else:
+        out, resume = args.out or _default_out(device), False
+        if (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
+            raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
+    plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
+                          impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
+                          time_cap_s=args.time_cap_s)
+    if not device.is_gpu:
+        print("parity: no GPU here: Triton kernels run in the CPU interpreter; their times are labelled "
+              "wall-interpret and are not performance", file=sys.stderr)
+    with _Progress() as progress:
+        try:
+            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"parity: interrupted; finished cases are kept in {out}; continue with "
+                  f"parity run --resume {out}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    run = read_run(out)
+    report.print_tables(report.frame([run]), _console())
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "nothing new"
+    extra = f" ({outcome.skipped_existing} already done)" if outcome.skipped_existing else ""
+    print(f"parity: {counts}{extra}; results in {out}", file=sys.stderr)
+    bad = outcome.counts.get("failed", 0) + outcome.counts.get("invalid", 0)
+    return EXIT_CASES_FAILED if bad else 0
+
+
+def cmd_report(args, argv) -> int:
+    from parity.harness import report
+    from parity.harness.results import read_run
+
+    runs = [read_run(path) for path in args.runs]
+    for run in runs:
+        for note in run.warnings:
+            print(f"parity: warning: {note}", file=sys.stderr)
+    df = report.frame(runs)
+    if df.empty:
+        print("parity: the run(s) hold no records yet", file=sys.stderr)
+        return 0
+    if args.format == "md":
+        sys.stdout.write(report.to_markdown(df))
+    elif args.format == "csv":
+        sys.stdout.write(report.to_csv(df))
+    else:
+        report.print_tables(df, _console())
+    return 0
+
+
+class _Progress:
+    """A progress bar on a terminal (suite, case i of N, time left); a line per case otherwise."""
+
+    def __init__(self):
+        self._bar = None
+        self._task = None
+        self._tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __call__(self, i, total, case, result):
+        if not self._tty:
+            if result is not None:
+                status = result.status if not result.reason else f"{result.status}: {result.reason}"
+                print(f"[{i}/{total}] {case.label()}: {status}", file=sys.stderr, flush=True)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("left"), TimeRemainingColumn(), console=_console(stderr=True),
+                                 transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("", total=total)
+        if result is None:
+            self._bar.update(self._task, description=f"{case.suite} {case.op} {case.impl}")
+        else:
+            self._bar.update(self._task, completed=i)
+
+
+COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report}

@@ -1,0 +1,186 @@
+"""What we run on: detection of the GPU (CUDA or ROCm) or the CPU with the Triton interpreter.
+
+`detect()` must run before any kernel module is imported: on a machine without a GPU it switches
+the Triton interpreter on (`TRITON_INTERPRET=1`), which `triton.jit` reads when a kernel is
+decorated, i.e. when its module is imported.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+
+# AMD's last-level cache (Infinity Cache, MALL) is not reported by torch's device properties,
+# which give the L2 only. Sizes per architecture from ROCm's hardware table
+# (../shared/reference/specs.md, S04/S05): MI300X/MI325X (gfx942) and MI350X/MI355X (gfx950).
+AMD_INFINITY_CACHE_BYTES = {"gfx942": 256 << 20, "gfx950": 256 << 20}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    backend: str  # "cuda" | "rocm" | "cpu"
+    name: str
+    arch: str  # "sm_90", "gfx942", or the CPU's machine type ("x86_64")
+    index: int
+    memory_bytes: int
+    multiprocessors: int  # SMs, CUs, or CPU cores
+    l2_bytes: int | None
+    llc_bytes: int | None  # last-level cache: L2 on NVIDIA, Infinity Cache on AMD, L3 on a CPU
+    driver_version: str | None
+    runtime_version: str | None  # CUDA or HIP runtime of the torch build
+    visible: tuple[str, ...] = ()  # names of the devices visible to this process
+    visibility_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.backend in ("cuda", "rocm")
+
+    @property
+    def interpreter(self) -> bool:
+        return self.backend == "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["visible"] = list(self.visible)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DeviceInfo":
+        known = {k: data.get(k) for k in cls.__dataclass_fields__}
+        known["visible"] = tuple(known.get("visible") or ())
+        known["visibility_env"] = dict(known.get("visibility_env") or {})
+        return cls(**known)
+
+
+def enable_interpreter() -> None:
+    """Switch the Triton interpreter on; it must happen before a kernel module is imported."""
+    loaded = [m for m in sys.modules if m.startswith("parity.kernels.") or m.startswith("parity.suites.")]
+    if loaded and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(f"kernel modules were imported before the interpreter was enabled: {loaded}")
+    os.environ["TRITON_INTERPRET"] = "1"
+
+
+def detect(index: int = 0) -> DeviceInfo:
+    """The device this process will run on; on a machine without a GPU, the CPU and the interpreter."""
+    import torch
+
+    if not torch.cuda.is_available():
+        enable_interpreter()
+        return _cpu()
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        from parity.harness.model import UsageError
+        raise UsageError(f"device index {index} is out of range: {count} GPU(s) visible")
+    torch.cuda.set_device(index)
+    return _gpu(index, count)
+
+
+def _gpu(index: int, count: int) -> DeviceInfo:
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    hip = torch.version.hip
+    if hip:
+        arch = getattr(props, "gcnArchName", "").split(":")[0] or f"gfx{props.major}{props.minor}"
+    else:
+        arch = f"sm_{props.major}{props.minor}"
+    l2 = getattr(props, "L2_cache_size", 0) or None
+    llc = AMD_INFINITY_CACHE_BYTES.get(arch) if hip else l2
+    return DeviceInfo(
+        backend="rocm" if hip else "cuda",
+        name=props.name,
+        arch=arch,
+        index=index,
+        memory_bytes=int(props.total_memory),
+        multiprocessors=int(props.multi_processor_count),
+        l2_bytes=l2,
+        llc_bytes=llc,
+        driver_version=_driver_version(bool(hip)),
+        runtime_version=hip or torch.version.cuda,
+        visible=tuple(torch.cuda.get_device_name(i) for i in range(count)),
+        visibility_env=_visibility_env(),
+    )
+
+
+def _driver_version(rocm: bool) -> str | None:
+    """The kernel driver's version: NVML on NVIDIA, the amdgpu module on AMD; None if unreadable."""
+    if rocm:
+        path = Path("/sys/module/amdgpu/version")
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # noqa: BLE001 - NVML missing or unusable: the version stays unknown
+        return None
+
+
+def _cpu() -> DeviceInfo:
+    caches = _cpu_caches()
+    cores = os.cpu_count() or 1
+    return DeviceInfo(
+        backend="cpu",
+        name=_cpu_name(),
+        arch=platform.machine() or "unknown",
+        index=0,
+        memory_bytes=_cpu_memory_bytes(),
+        multiprocessors=cores,
+        l2_bytes=caches.get(2),
+        llc_bytes=caches[max(caches)] if caches else None,
+        driver_version=None,
+        runtime_version="triton-interpreter",
+        visible=(),
+        visibility_env=_visibility_env(),
+    )
+
+
+def _visibility_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in VISIBILITY_VARS if k in os.environ}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def _cpu_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _cpu_caches() -> dict[int, int]:
+    """Unified or data cache size per level of CPU 0, from sysfs ("32K", "1024K", "32M")."""
+    sizes: dict[int, int] = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            kind = (index / "type").read_text().strip()
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        match = re.fullmatch(r"(\d+)([KMG]?)", text)
+        if kind == "Instruction" or not match:
+            continue
+        sizes[level] = int(match.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[match.group(2)]
+    return sizes

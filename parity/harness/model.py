@@ -1,0 +1,163 @@
+"""The value types every suite and the harness share.
+
+An `Op` says what is computed (inputs, work, reference, sweeps); an `Impl` says how one backend
+computes it; a `Case` is one frozen point of a sweep; `Work` is what one call does. Kernels declare
+work, only the report turns work and time into rates, only the spec files know peaks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# Labels of how a time was taken; the report never puts two of them in one table.
+TIMING_EVENTS = "events"  # device events on a GPU
+TIMING_WALL = "wall"  # host wall clock, PyTorch on the CPU
+TIMING_INTERPRET = "wall-interpret"  # host wall clock of the Triton CPU interpreter
+
+STATUSES = ("ok", "skipped", "failed", "invalid")
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one call does. Bytes follow each suite's declared convention (stream: BabelStream's)."""
+
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    math_dtype: str  # the dtype whose peak applies ("fp32", "bf16", "fp8", ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flops": self.flops, "bytes_read": self.bytes_read,
+                "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of comparing an output with its reference."""
+
+    passed: bool
+    max_abs_error: float
+    tolerance: Mapping[str, float]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "error": self.error, "tolerance": dict(self.tolerance),
+                "max_abs_error": self.max_abs_error}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of a sweep: which op, which implementation, which parameters."""
+
+    suite: str
+    op: str
+    impl: str
+    params: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the case, used to resume a run and to compare runs."""
+        return f"{self.suite}/{self.op}/{self.impl}/" + json.dumps(dict(self.params), sort_keys=True)
+
+    def label(self) -> str:
+        shown = " ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.suite} {self.op} {self.impl} {shown}"
+
+
+@dataclass(frozen=True)
+class Op:
+    """What is computed, independent of the backend.
+
+    `inputs(params, device)` builds random inputs (never zeros) on the device; `work(params)`
+    declares the work of one call; `reference(inputs, params)` gives the expected output and
+    `check(output, expected, inputs, params)` compares them. `cache` is "cold" when every sample
+    must start from a flushed last-level cache, "warm" when the sweep itself is about caches.
+    """
+
+    name: str
+    inputs: Callable[[Mapping[str, Any], Any], Any]
+    work: Callable[[Mapping[str, Any]], Work]
+    reference: Callable[[Any, Mapping[str, Any]], Any]
+    check: Callable[[Any, Any, Any, Mapping[str, Any]], Check]
+    description: str = ""
+    cache: str = "cold"
+    metric: str = "TFLOPS"  # the rate the report leads with: "TFLOPS" (compute) or "GB/s" (memory)
+
+
+@dataclass(frozen=True)
+class Impl:
+    """How one backend computes an op.
+
+    `prepare(inputs, params)` does all setup and returns a thunk that runs the computation once and
+    returns its output; only the thunk is timed. `supports(device, params)` returns None or the
+    reason to skip. `timing(device)` is decided by the backend: Triton on the CPU runs in the
+    interpreter.
+    """
+
+    name: str
+    op: str
+    backend: str  # "triton" | "torch"
+    prepare: Callable[[Any, Mapping[str, Any]], Callable[[], Any]]
+    supports: Callable[[Any, Mapping[str, Any]], str | None] = field(default=lambda device, params: None)
+
+    def timing(self, device) -> str:
+        if device.backend != "cpu":
+            return TIMING_EVENTS
+        return TIMING_INTERPRET if self.backend == "triton" else TIMING_WALL
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported as one line and a nonzero exit, never a traceback."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A family of ops and the implementations bound to them, with its presets.
+
+    `cases(preset, device, dtypes, sizes)` returns the parameter sets of every op for a preset
+    (a sweep may depend on the device, e.g. on its cache size); `dtypes` and `sizes` narrow or
+    replace the sweep and are validated by the suite.
+    """
+
+    name: str
+    description: str
+    ops: tuple[Op, ...]
+    impls: tuple[Impl, ...]
+    presets: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    params_for: Callable[..., list[tuple[str, dict[str, Any]]]]
+    check_sizes: Callable[[list[int], Any], None] | None = None  # None: the suite takes no --size
+    size_help: str = ""
+
+    def op(self, name: str) -> Op:
+        for op in self.ops:
+            if op.name == name:
+                return op
+        raise KeyError(name)
+
+    def impl_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(impl.name for impl in self.impls))
+
+    def cases(self, preset: str, device, dtypes=None, sizes=None, impls=None) -> list[Case]:
+        if preset not in self.presets:
+            raise UsageError(f"suite {self.name} has no preset {preset!r} (presets: {', '.join(self.presets)})")
+        for dtype in dtypes or ():
+            if dtype not in self.dtypes:
+                raise UsageError(f"suite {self.name} has no dtype {dtype!r} (dtypes: {', '.join(self.dtypes)})")
+        if sizes:
+            if self.check_sizes is None:
+                raise UsageError(f"suite {self.name} does not take --size")
+            self.check_sizes(list(sizes), device)
+        cases = []
+        for op_name, params in self.params_for(preset, device, dtypes or self.dtypes, sizes):
+            for impl in self.impls:
+                if impl.op == op_name and (not impls or impl.name in impls):
+                    cases.append(Case(self.name, op_name, impl.name, params))
+        return cases
+
+    def impl_for(self, case: Case) -> Impl:
+        for impl in self.impls:
+            if impl.op == case.op and impl.name == case.impl:
+                return impl
+        raise KeyError(case.key)

@@ -1,0 +1,168 @@
+"""The results files: the only link between measuring and reporting.
+
+A run folder holds `run.json` (what was run, where, with which versions) and `measurements.jsonl`
+(one record per case, appended and flushed as each finishes, so an interrupted run keeps every
+finished record). Records are frozen once written; a corrected spec re-renders tables from them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+RUN_FILE = "run.json"
+MEASUREMENTS_FILE = "measurements.jsonl"
+RUN_SCHEMA = "parity.run/1"
+RECORD_SCHEMA = "parity.measurement/1"
+
+
+class ResultsError(Exception):
+    """A run folder or results file that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What happened to one case: status and reason, timing, work and validation."""
+
+    suite: str
+    op: str
+    impl: str
+    backend: str
+    params: dict[str, Any]
+    status: str  # ok | skipped | failed | invalid
+    reason: str | None
+    timing: str | None  # events | wall | wall-interpret
+    key: str
+    device: str
+    cache: str | None = None  # cold | warm
+    metric: str | None = None  # the rate the report leads with: TFLOPS or GB/s
+    time_ms: dict[str, Any] | None = None  # median, p10, p90, min, n, noise_rel, stop, samples
+    work: dict[str, Any] | None = None  # flops, bytes_read, bytes_written, math_dtype
+    validation: dict[str, Any] | None = None  # passed, error, tolerance, max_abs_error
+    started_at: str | None = None
+    duration_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"schema": RECORD_SCHEMA}
+        out.update({name: getattr(self, name) for name in self.__dataclass_fields__})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Measurement":
+        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__ if name in data})
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    meta: dict[str, Any]
+    records: tuple[dict[str, Any], ...]
+    warnings: tuple[str, ...] = ()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """Appends records to a run folder; each line is flushed to the OS as soon as it is written."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+        self.meta = meta
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / RUN_FILE, meta)
+        measurements = path / MEASUREMENTS_FILE
+        _drop_partial_tail(measurements)
+        self._file = measurements.open("a", encoding="utf-8")
+
+    def append(self, record: Measurement) -> None:
+        self._file.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        write_json_atomic(self.path / RUN_FILE, self.meta)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _drop_partial_tail(path: Path) -> None:
+    """Before appending to a file cut off mid-line, move the fragment aside so lines stay whole."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    fragment = data[cut:]
+    try:
+        json.loads(fragment)
+        with path.open("ab") as f:  # a whole record that only lacks its newline
+            f.write(b"\n")
+        return
+    except ValueError:
+        pass
+    (path.with_name(path.name + ".partial")).write_bytes(fragment)
+    with path.open("r+b") as f:
+        f.truncate(cut)
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records of a measurements file; a truncated last line is dropped with a warning."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not a parity results file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
+    complete = lines[-1] == ""  # a file whose last record is whole ends with a newline
+    if complete:
+        lines = lines[:-1]
+    records, notes = [], []
+    for number, line in enumerate(lines, start=1):
+        last = number == len(lines)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if last and not complete:
+                notes.append(f"{path}: the last line ({number}) is truncated and was ignored")
+                continue
+            if number == 1:
+                raise ResultsError(f"{path} is not a parity results file (line 1 is not JSON)") from None
+            raise ResultsError(f"{path} is corrupt: line {number} is not valid JSON") from None
+        if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+            raise ResultsError(f"{path} is not a parity results file (line {number} has no {RECORD_SCHEMA} schema)")
+        records.append(record)
+    return records, notes
+
+
+def read_run(path: Path | str) -> Run:
+    path = Path(path)
+    if path.is_file() and path.name in (MEASUREMENTS_FILE, RUN_FILE):
+        path = path.parent
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such run folder")
+    meta_path = path / RUN_FILE
+    if not meta_path.is_file():
+        raise ResultsError(f"{path} is not a parity run folder (no {RUN_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ResultsError(f"{meta_path} is corrupt (not valid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA:
+        raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
+    measurements = path / MEASUREMENTS_FILE
+    records, notes = read_records(measurements) if measurements.exists() else ([], [])
+    return Run(path=path, meta=meta, records=tuple(records), warnings=tuple(notes))
+
+
+def done_keys(records: Iterable[dict[str, Any]]) -> set[str]:
+    return {r["key"] for r in records if "key" in r}

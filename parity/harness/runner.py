@@ -1,0 +1,212 @@
+"""Walks the cases of a run plan: supports -> inputs -> prepare -> validate -> time -> append.
+
+Every case ends as exactly one record, appended to the run's file as soon as it is known; a skip,
+a failure and an invalid output are records too, and the run goes on after each.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from parity.harness import provenance, registry
+from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
+from parity.harness.results import RUN_SCHEMA, Measurement, RunWriter, done_keys, read_run
+from parity.harness.timing import Policy, flush_bytes, measure
+
+REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to run; built by the CLI (or a test) and recorded in run.json so a run can resume."""
+
+    suites: tuple[str, ...]
+    preset: str = "quick"
+    impls: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()
+    sizes_bytes: tuple[int, ...] = ()
+    time_cap_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunPlan":
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+@dataclass
+class Outcome:
+    path: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped_existing: int = 0
+
+
+def plan_cases(plan: RunPlan, device) -> list[tuple[Suite, Case]]:
+    """Every case of the plan on this device; unknown names and impossible sizes are UsageErrors."""
+    suites = [registry.load(name) for name in plan.suites]
+    known_impls = {name for suite in suites for name in suite.impl_names()}
+    for impl in plan.impls:
+        if impl not in known_impls:
+            raise UsageError(f"unknown implementation {impl!r} (implementations: {', '.join(sorted(known_impls))})")
+    cases = []
+    for suite in suites:
+        dtypes = [d for d in plan.dtypes if d in suite.dtypes] if len(suites) > 1 else list(plan.dtypes)
+        if plan.dtypes and not dtypes:
+            continue  # a dtype given for another suite of a multi-suite run
+        cases += [(suite, case) for case in
+                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=list(plan.sizes_bytes), impls=plan.impls)]
+    if plan.dtypes:
+        all_dtypes = {d for suite in suites for d in suite.dtypes}
+        for dtype in plan.dtypes:
+            if dtype not in all_dtypes:
+                raise UsageError(f"unknown dtype {dtype!r} (dtypes: {', '.join(sorted(all_dtypes))})")
+    return cases
+
+
+class Flush:
+    """The cache-flush buffer, allocated on first use (only cold ops on a GPU need it)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.bytes = flush_bytes(device.llc_bytes)
+        self._buffer = None
+
+    def buffer(self):
+        if self._buffer is None:
+            import torch
+
+            self._buffer = torch.empty(self.bytes, dtype=torch.uint8, device=f"cuda:{self.device.index}")
+        return self._buffer
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:REASON_CHARS]
+
+
+def _synchronize(device) -> None:
+    if device.is_gpu:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None) -> Measurement:
+    impl, op = suite.impl_for(case), suite.op(case.op)
+    timing = impl.timing(device)
+    start, started_at = time.perf_counter(), _now()
+    work = op.work(case.params)
+
+    def record(status: str, reason: str | None = None, **extra) -> Measurement:
+        return Measurement(suite=case.suite, op=case.op, impl=case.impl, backend=impl.backend,
+                           params=dict(case.params), status=status, reason=reason, timing=timing,
+                           key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
+                           started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
+                           metric=op.metric, **extra)
+
+    reason = impl.supports(device, case.params)
+    if reason:
+        return record("skipped", reason)
+    try:
+        inputs = op.inputs(case.params, device)
+        thunk = impl.prepare(inputs, case.params)
+        output = thunk()
+        _synchronize(device)
+        check = op.check(output, op.reference(inputs, case.params), inputs, case.params)
+        del output
+    except Exception as exc:  # noqa: BLE001 - any failure of one case is that case's record
+        return record("failed", _one_line(exc))
+    if not check.passed:
+        return record("invalid", check.error, validation=check.to_dict())
+    try:
+        cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
+        policy = Policy.for_timing(timing, plan.time_cap_s)
+        stats = measure(thunk, timing, policy, flush.buffer() if cold else None)
+    except Exception as exc:  # noqa: BLE001
+        return record("failed", _one_line(exc), validation=check.to_dict())
+    return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict())
+
+
+def run_meta(plan: RunPlan, device, command: list[str], flush: Flush) -> dict[str, Any]:
+    return {
+        "schema": RUN_SCHEMA,
+        "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+        "started_at": _now(),
+        "ended_at": None,
+        "status": "running",
+        "command": command,
+        "plan": plan.to_dict(),
+        "device": device.to_dict(),
+        "versions": provenance.versions(device),
+        "git": provenance.git_revision(),
+        "host": provenance.host(),
+        "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
+                   for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
+        "flush_bytes": flush.bytes,
+    }
+
+
+def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
+    """The plan, metadata and finished case keys of an earlier run, checked against this device."""
+    run = read_run(path)
+    recorded = run.meta.get("device", {})
+    if (recorded.get("name"), recorded.get("backend")) != (device.name, device.backend):
+        raise UsageError(f"{path} was run on {recorded.get('name')} ({recorded.get('backend')}); "
+                         f"this is {device.name} ({device.backend}): start a new run instead")
+    return RunPlan.from_dict(run.meta.get("plan", {})), run.meta, done_keys(run.records)
+
+
+def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
+            progress: Callable[[int, int, Case, Measurement | None], None] | None = None) -> Outcome:
+    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case."""
+    flush = Flush(device) if device.is_gpu else None
+    if resume:
+        plan, meta, done = resume_plan(out_dir, device)
+        meta.setdefault("resumed_at", []).append(_now())
+        meta.update(status="running", ended_at=None)
+    else:
+        done = set()
+        meta = run_meta(plan, device, command, flush or Flush(device))
+    cases = plan_cases(plan, device)  # bad input fails here, before anything is written
+    writer = RunWriter(out_dir, meta)
+    outcome = Outcome(path=out_dir)
+    todo = [(suite, case) for suite, case in cases if case.key not in done]
+    outcome.skipped_existing = len(cases) - len(todo)
+    try:
+        for i, (suite, case) in enumerate(todo, start=1):
+            if progress:
+                progress(i, len(todo), case, None)
+            result = run_case(suite, case, device, plan, flush)
+            writer.append(result)
+            outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
+            if progress:
+                progress(i, len(todo), case, result)
+            _release(device)
+    except KeyboardInterrupt:
+        writer.update_meta(status="interrupted", ended_at=_now())
+        writer.close()
+        raise
+    counts: dict[str, int] = {}
+    for record in read_run(out_dir).records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    writer.update_meta(status="complete", ended_at=_now(), counts=counts)
+    writer.close()
+    return outcome
+
+
+def _release(device) -> None:
+    """Return a case's arrays to the device so the next (perhaps larger) case has room."""
+    if device.is_gpu:
+        import torch
+
+        torch.cuda.empty_cache()
