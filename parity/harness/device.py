@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.harness import specs
+
 VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 
-# AMD's last-level cache (Infinity Cache, MALL) is not reported by torch's device properties,
-# which give the L2 only. Sizes per architecture from ROCm's hardware table
-# (../shared/reference/specs.md, S04/S05): MI300X/MI325X (gfx942) and MI350X/MI355X (gfx950).
-AMD_INFINITY_CACHE_BYTES = {"gfx942": 256 << 20, "gfx950": 256 << 20}
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,7 @@ class DeviceInfo:
     runtime_version: str | None  # CUDA or HIP runtime of the torch build
     visible: tuple[str, ...] = ()  # names of the devices visible to this process
     visibility_env: dict[str, str] = field(default_factory=dict)
+    spec_id: str | None = None  # the spec this device matches (None: a CPU or an unknown card)
 
     @property
     def is_gpu(self) -> bool:
@@ -90,10 +89,14 @@ def _gpu(index: int, count: int) -> DeviceInfo:
         arch = getattr(props, "gcnArchName", "").split(":")[0] or f"gfx{props.major}{props.minor}"
     else:
         arch = f"sm_{props.major}{props.minor}"
+    backend = "rocm" if hip else "cuda"
+    spec = specs.match(backend, arch, props.name)
     l2 = getattr(props, "L2_cache_size", 0) or None
-    llc = AMD_INFINITY_CACHE_BYTES.get(arch) if hip else l2
+    # torch reports the L2 only; AMD's Infinity Cache (256 MiB on MI300X) is larger and known
+    # from the spec, so the last level is the larger of the two.
+    llc = max((b for b in (l2, spec.llc_bytes if spec else None) if b), default=None)
     return DeviceInfo(
-        backend="rocm" if hip else "cuda",
+        backend=backend,
         name=props.name,
         arch=arch,
         index=index,
@@ -105,6 +108,7 @@ def _gpu(index: int, count: int) -> DeviceInfo:
         runtime_version=hip or torch.version.cuda,
         visible=tuple(torch.cuda.get_device_name(i) for i in range(count)),
         visibility_env=_visibility_env(),
+        spec_id=spec.id if spec else None,
     )
 
 

@@ -100,6 +100,9 @@ class Impl:
     backend: str  # "triton" | "torch"
     prepare: Callable[[Any, Mapping[str, Any]], Callable[[], Any]]
     supports: Callable[[Any, Mapping[str, Any]], str | None] = field(default=lambda device, params: None)
+    # "native" where the hardware runs the format, "emulated" where it is upcast (FP4 before
+    # sm_100/gfx950); an emulated result is never normalized against the emulated format's peak.
+    path: Callable[[Any, Mapping[str, Any]], str] = field(default=lambda device, params: "native")
 
     def timing(self, device) -> str:
         if device.backend != "cpu":

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from parity.harness import roofline, specs
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.results import Run
 
@@ -44,10 +45,50 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def frame(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per record, with the derived rates; `samples` stay in the files, not the frame."""
+def spec_for(run: Run, to_spec=None):
+    """The spec a run is normalized against: the one asked for, else the one its device matches."""
+    if to_spec is not None:
+        return to_spec
+    try:
+        return specs.match_device(run.meta.get("device", {}))
+    except specs.SpecError:
+        return None
+
+
+def _normalize(rec: dict[str, Any], spec, gbps, tflops) -> dict[str, Any]:
+    """Bound, % of the spec's roof, and % at the clock held, for one timed record."""
+    out = {"spec_id": spec.id if spec else None, "bound": None, "roof": None, "roof_confidence": None,
+           "pct_of_spec": None, "pct_of_spec_at_clock": None, "flag": None}
+    if spec is None or (gbps is None and tflops is None):
+        return out
+    work = rec.get("work") or {}
+    dtype = work.get("math_dtype")
+    if rec.get("path") == "emulated" and dtype == (rec.get("params") or {}).get("dtype"):
+        out["flag"] = f"emulated {dtype}: not normalized against the {dtype} peak"
+        return out
+    r = roofline.roof(work, spec)
+    if r is None:
+        return out
+    median_s = rec["time_ms"]["median"] * 1e-3
+    pct = r.seconds / median_s
+    out.update(bound=r.bound, roof=r.figure, roof_confidence=r.confidence, pct_of_spec=pct)
+    clock = (rec.get("telemetry") or {}).get("sm_clock_mhz_median")
+    peak = spec.peak(dtype)
+    if r.bound == "compute" and clock and peak is not None:
+        # A peak assumes a clock; at a lower held clock the same kernel is closer to its peak.
+        rated = peak.extra.get("clock_mhz") or spec.value("boost_clock_mhz")
+        if rated:
+            out["pct_of_spec_at_clock"] = pct * rated / clock
+    if pct > 1.0:
+        out["flag"] = f"{pct:.0%} of the spec's {r.figure}: above the peak, a measurement error"
+    return out
+
+
+def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
+    """One row per record, with derived rates and normalization; `samples` stay in the files."""
     rows = []
     for run in runs:
+        spec = spec_for(run, to_spec)
         for rec in run.records:
             t = rec.get("time_ms") or {}
             work = rec.get("work") or {}
@@ -55,55 +96,95 @@ def frame(runs: Iterable[Run]) -> pd.DataFrame:
             median = t.get("median")
             timed = rec.get("status") == "ok" and median and rec.get("timing") != TIMING_INTERPRET
             seconds = median * 1e-3 if timed else None
+            gbps = (work.get("bytes_read", 0) + work.get("bytes_written", 0)) / seconds / 1e9 if seconds else None
+            tflops = work.get("flops", 0) / seconds / 1e12 if seconds else None
             rows.append({
                 "run_id": run.meta.get("run_id"),
                 "device": rec.get("device"),
                 "suite": rec.get("suite"), "op": rec.get("op"), "impl": rec.get("impl"),
-                "backend": rec.get("backend"),
+                "backend": rec.get("backend"), "path": rec.get("path"),
                 "dtype": rec.get("params", {}).get("dtype"),
                 "params": params_text(rec.get("params", {})),
+                "key": rec.get("key"),
                 "timing": rec.get("timing"), "cache": rec.get("cache"), "metric": rec.get("metric"),
                 "status": rec.get("status"), "reason": rec.get("reason"),
                 "time_ms_median": median, "time_ms_p10": t.get("p10"), "time_ms_p90": t.get("p90"),
                 "samples_n": t.get("n"), "noise_rel": t.get("noise_rel"),
                 "flops": work.get("flops"), "bytes_read": work.get("bytes_read"),
-                "bytes_written": work.get("bytes_written"),
-                "gbps": (work.get("bytes_read", 0) + work.get("bytes_written", 0)) / seconds / 1e9 if seconds else None,
-                "tflops": work.get("flops", 0) / seconds / 1e12 if seconds else None,
+                "bytes_written": work.get("bytes_written"), "math_dtype": work.get("math_dtype"),
+                "gbps": gbps, "tflops": tflops,
                 "validated": None if val is None else bool(val.get("passed")),
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
+                **_normalize(rec, spec, gbps, tflops),
             })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["pct_of_best"] = _pct_of_best(df)
+    return df
+
+
+def _pct_of_best(df: pd.DataFrame) -> pd.Series:
+    """Each rate over the best rate of the same kind measured on the same device in the same run
+    (GB/s against all GB/s; TFLOPS against TFLOPS of the same math dtype)."""
+    rate = df["gbps"].where(df["metric"] == "GB/s", df["tflops"]).astype(float)
+    rate = rate.where(df["flag"].isna() | df["pct_of_spec"].isna())  # an error is no ceiling
+    kind = df["math_dtype"].where(df["metric"] != "GB/s", "")
+    best = rate.groupby([df["run_id"], df["device"], df["timing"], df["metric"], kind], dropna=False).transform("max")
+    return rate / best
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
 def _rate(row) -> str:
     value = row["gbps"] if row["metric"] == "GB/s" else row["tflops"]
-    if value is None or pd.isna(value):
+    if _missing(value):
         return "-"
+    if _above_peak(row):
+        return "above spec: not published"
     unit = "GB/s" if row["metric"] == "GB/s" else "TFLOPS"
     return f"{value:,.1f} {unit}" if value >= 10 else f"{value:.3g} {unit}"
 
 
+def _above_peak(row) -> bool:
+    return not _missing(row["pct_of_spec"]) and row["pct_of_spec"] > 1.0
+
+
+def _pct(value) -> str:
+    return "-" if _missing(value) else f"{100 * value:.1f} %"
+
+
 def _time(row) -> str:
-    if row["time_ms_median"] is None or pd.isna(row["time_ms_median"]):
+    if _missing(row["time_ms_median"]):
         return "-"
     return f"{row['time_ms_median']:.4g} [{row['time_ms_p10']:.4g}, {row['time_ms_p90']:.4g}]"
 
 
 def _outcome(row) -> str:
-    if row["status"] == "ok":
-        return "ok"
-    return f"{row['status']}: {row['reason']}" if row["reason"] else row["status"]
+    text = row["status"] if _missing(row["reason"]) else f"{row['status']}: {row['reason']}"
+    return text if _missing(row["flag"]) else f"{text}; {row['flag']}"
 
 
 def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
-    return [{
-        "suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
-        "case": r["params"], "time ms (median [p10, p90])": _time(r), "n": "" if pd.isna(r["samples_n"]) else str(int(r["samples_n"])),
-        "rate": _rate(r),
-        "check": {True: "pass", False: "FAIL", None: "-"}[None if pd.isna(r["validated"]) else bool(r["validated"])],
-        "status": _outcome(r),
-    } for _, r in df.iterrows()]
+    """The columns people read; % of spec only where a spec was matched, at-clock where measured."""
+    with_spec = df["spec_id"].notna().any()
+    with_clock = df["pct_of_spec_at_clock"].notna().any()
+    rows = []
+    for _, r in df.iterrows():
+        row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
+               "case": r["params"], "time ms (median [p10, p90])": _time(r),
+               "n": "" if _missing(r["samples_n"]) else str(int(r["samples_n"])), "rate": _rate(r)}
+        if with_spec:
+            row["bound"] = r["bound"] or "-"
+            row["% of spec"] = "-" if _above_peak(r) else _pct(r["pct_of_spec"])
+        if with_clock:
+            row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
+        row["% of best"] = _pct(r["pct_of_best"])
+        row["check"] = {True: "pass", False: "FAIL", None: "-"}[None if _missing(r["validated"]) else bool(r["validated"])]
+        row["status"] = _outcome(r)
+        rows.append(row)
+    return rows
 
 
 def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -113,7 +194,9 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     out = []
     df = df.assign(_order=df["timing"].map({k: i for i, k in enumerate(SECTION_ORDER)}).fillna(len(SECTION_ORDER)))
     for (_, device, timing), group in df.groupby(["_order", "device", "timing"], sort=True, dropna=False):
-        title = f"{device}: {SECTION_TITLES.get(timing, timing)}"
+        spec_ids = group["spec_id"].dropna().unique()
+        against = f" (normalized against spec {spec_ids[0]})" if len(spec_ids) else " (no spec: % of best only)"
+        title = f"{device}: {SECTION_TITLES.get(timing, timing)}{against if timing != TIMING_INTERPRET else ''}"
         out.append((title, group.drop(columns="_order")))
     return out
 
@@ -135,14 +218,15 @@ def to_csv(df: pd.DataFrame) -> str:
 
 
 def print_tables(df: pd.DataFrame, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     for title, group in sections(df):
         rows = display_rows(group)
-        table = Table(title=title, title_justify="left", show_lines=False)
+        table = Table(title=escape(title), title_justify="left", show_lines=False)
         for header in rows[0]:
-            table.add_column(header, overflow="fold",
-                             justify="right" if header in ("n", "rate", "time ms (median [p10, p90])") else "left")
+            table.add_column(escape(header), overflow="fold",
+                             justify="right" if header in ("n", "rate") or "%" in header or "time" in header else "left")
         for row in rows:
-            table.add_row(*row.values())
+            table.add_row(*(escape(str(v)) for v in row.values()))
         console.print(table)

@@ -38,6 +38,7 @@ class Measurement:
     device: str
     cache: str | None = None  # cold | warm
     metric: str | None = None  # the rate the report leads with: TFLOPS or GB/s
+    path: str | None = None  # native | emulated
     time_ms: dict[str, Any] | None = None  # median, p10, p90, min, n, noise_rel, stop, samples
     work: dict[str, Any] | None = None  # flops, bytes_read, bytes_written, math_dtype
     validation: dict[str, Any] | None = None  # passed, error, tolerance, max_abs_error

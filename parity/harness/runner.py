@@ -112,7 +112,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
                            params=dict(case.params), status=status, reason=reason, timing=timing,
                            key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
                            started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
-                           metric=op.metric, **extra)
+                           metric=op.metric, path=impl.path(device, case.params), **extra)
 
     reason = impl.supports(device, case.params)
     if reason:

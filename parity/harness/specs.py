@@ -1,0 +1,174 @@
+"""The spec database: what each device promises, loaded from `specs/*.toml` (data, no code).
+
+Peaks are dense and per GPU, in TFLOPS (int8 in TOPS). Every figure carries its sources and a
+confidence (`datasheet`, `announced`, `projected`); an unreleased part keeps each published variant
+and a range. Only this module and the data files know peaks; the report asks for them here.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.harness.model import UsageError
+
+SPEC_DIR = Path(__file__).with_name("specs")
+PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp8", "fp6", "fp4", "int8")
+CONFIDENCES = ("datasheet", "announced", "projected")
+# Math dtypes of work that share a peak: fp16 runs at the bf16 rate on every part in the database.
+PEAK_KEY = {"fp16": "bf16", "e4m3": "fp8", "e5m2": "fp8", "mxfp4": "fp4", "nvfp4": "fp4"}
+
+
+class SpecError(Exception):
+    """A spec file that breaks the schema; names the file."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One sourced figure; `value` is None where the hardware lacks it or it is unpublished."""
+
+    value: float | None
+    source: tuple[str, ...]
+    confidence: str
+    note: str | None = None
+    supported: bool = True
+    range: tuple[float, float] | None = None
+    variants: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # sparse, vector, matrix, clock_mhz, ...
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """Lowest and highest published reading: the range, else the value."""
+        if self.range:
+            return self.range
+        return None if self.value is None else (self.value, self.value)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], where: str) -> "Figure":
+        if not isinstance(data, dict):
+            raise SpecError(f"{where}: expected a table")
+        source = tuple(data.get("source") or ())
+        if not source:
+            raise SpecError(f"{where}: no source")
+        if data.get("confidence") not in CONFIDENCES:
+            raise SpecError(f"{where}: confidence must be one of {', '.join(CONFIDENCES)}")
+        rng = data.get("range")
+        if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
+            raise SpecError(f"{where}: range must be [low, high]")
+        known = {"value", "source", "confidence", "note", "supported", "range", "variants"}
+        return cls(value=data.get("value"), source=source, confidence=data["confidence"],
+                   note=data.get("note"), supported=data.get("supported", True),
+                   range=tuple(rng) if rng else None, variants=tuple(data.get("variants") or ()),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    id: str
+    name: str
+    vendor: str
+    status: str
+    architecture: str
+    arch: str
+    memory_type: str
+    fp8_format: str
+    fp4_hardware: bool
+    match_backend: str
+    match_arch: str
+    name_regex: str
+    figures: dict[str, Figure]
+    peaks: dict[str, Figure]
+    sources: dict[str, dict[str, str]]
+    identity_source: tuple[str, ...]
+    identity_confidence: str
+    identity_note: str | None
+    disagreements: tuple[str, ...]
+    path: Path
+
+    def figure(self, name: str) -> Figure | None:
+        return self.figures.get(name)
+
+    def value(self, name: str) -> float | None:
+        fig = self.figures.get(name)
+        return None if fig is None else fig.value
+
+    def peak(self, math_dtype: str | None) -> Figure | None:
+        """The dense peak for a math dtype, or None where the hardware lacks it or it is unknown."""
+        fig = self.peaks.get(PEAK_KEY.get(math_dtype or "", math_dtype or ""))
+        return fig if fig is not None and fig.supported and fig.value is not None else None
+
+    @property
+    def memory_gbps(self) -> float | None:
+        tbps = self.value("memory_bandwidth_tbps")
+        return None if tbps is None else tbps * 1e3
+
+    @property
+    def llc_bytes(self) -> int | None:
+        mib = self.value("llc_mib")
+        return None if mib is None else int(mib * 2**20)
+
+    def matches(self, backend: str, arch: str, name: str) -> bool:
+        return (backend == self.match_backend and arch == self.match_arch
+                and re.search(self.name_regex, name or "", re.IGNORECASE) is not None)
+
+
+def parse(path: Path) -> DeviceSpec:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path.name}: not valid TOML ({exc})") from None
+    where = path.name
+    try:
+        match = data["match"]
+        spec = DeviceSpec(
+            id=data["id"], name=data["name"], vendor=data["vendor"], status=data["status"],
+            architecture=data["architecture"], arch=data["arch"], memory_type=data["memory_type"],
+            fp8_format=data["fp8_format"], fp4_hardware=bool(data["fp4_hardware"]),
+            match_backend=match["backend"], match_arch=match["arch"], name_regex=match["name_regex"],
+            figures={k: Figure.parse(v, f"{where} figures.{k}") for k, v in data.get("figures", {}).items()},
+            peaks={k: Figure.parse(v, f"{where} peak_tflops.{k}") for k, v in data.get("peak_tflops", {}).items()},
+            sources=data.get("sources", {}),
+            identity_source=tuple(data.get("identity_source") or ()),
+            identity_confidence=data.get("identity_confidence", ""),
+            identity_note=data.get("identity_note"),
+            disagreements=tuple(data.get("disagreements") or ()),
+            path=path,
+        )
+    except KeyError as exc:
+        raise SpecError(f"{where}: missing key {exc}") from None
+    if spec.id != path.stem:
+        raise SpecError(f"{where}: id {spec.id!r} differs from the file name")
+    unknown = set(spec.peaks) - set(PEAK_DTYPES)
+    if unknown:
+        raise SpecError(f"{where}: unknown peak dtypes {sorted(unknown)}")
+    return spec
+
+
+@functools.lru_cache(maxsize=None)
+def load_all(directory: Path = SPEC_DIR) -> dict[str, DeviceSpec]:
+    specs = [parse(p) for p in sorted(directory.glob("*.toml"))]
+    return {s.id: s for s in specs}
+
+
+def get(spec_id: str) -> DeviceSpec:
+    specs = load_all()
+    if spec_id not in specs:
+        raise UsageError(f"unknown spec {spec_id!r} (known: {', '.join(sorted(specs))})")
+    return specs[spec_id]
+
+
+def match(backend: str, arch: str, name: str) -> DeviceSpec | None:
+    """The one spec a detected device matches, or None (a CPU, an unknown card)."""
+    found = [s for s in load_all().values() if s.matches(backend, arch, name)]
+    if len(found) > 1:
+        raise SpecError(f"{name} ({arch}) matches several specs: {', '.join(s.id for s in found)}")
+    return found[0] if found else None
+
+
+def match_device(device: dict[str, Any] | Any) -> DeviceSpec | None:
+    """`match` for a DeviceInfo or the `device` dict of a run.json."""
+    get_ = device.get if isinstance(device, dict) else lambda k: getattr(device, k, None)
+    return match(get_("backend") or "", get_("arch") or "", get_("name") or "")
