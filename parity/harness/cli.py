@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    p.add_argument("--to", metavar="SPEC", help="normalize against this spec instead of the matched one")
+
+    p = sub.add_parser("specs", help="the spec database, or every figure of one spec with its sources")
+    p.add_argument("spec", nargs="?", help="a spec id, e.g. h200 or mi455x")
+
+    p = sub.add_parser("project", help="what a run would do on another device")
+    p.add_argument("run", type=Path, help="run folder (a GPU run)")
+    p.add_argument("--to", metavar="SPEC", required=True, help="target spec id")
+    p.add_argument("--against", type=Path, metavar="RUN", help="a run measured on the target: check the projection")
+    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
     return parser
 
 
@@ -128,6 +138,7 @@ def cmd_devices(args, argv) -> int:
     print(f"last level     {_size(device.llc_bytes)}")
     print(f"driver         {device.driver_version or 'n/a'}")
     print(f"runtime        {device.runtime_version or 'n/a'}")
+    print(f"spec           {device.spec_id or 'none (normalized against its own measured ceilings only)'}")
     if device.is_gpu:
         for i, name in enumerate(device.visible):
             print(f"visible [{i}]    {name}{'  <- selected' if i == device.index else ''}")
@@ -207,11 +218,14 @@ def cmd_report(args, argv) -> int:
     from parity.harness import report
     from parity.harness.results import read_run
 
+    from parity.harness import specs
+
+    target = specs.get(args.to) if args.to else None
     runs = [read_run(path) for path in args.runs]
     for run in runs:
         for note in run.warnings:
             print(f"parity: warning: {note}", file=sys.stderr)
-    df = report.frame(runs)
+    df = report.frame(runs, to_spec=target)
     if df.empty:
         print("parity: the run(s) hold no records yet", file=sys.stderr)
         return 0
@@ -263,4 +277,82 @@ class _Progress:
             self._bar.update(self._task, completed=i)
 
 
-COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report}
+def _figure_text(fig, unit: str = "") -> str:
+    if fig is None:
+        return "-"
+    if not fig.supported:
+        return "not in hardware"
+    if fig.value is None:
+        return f"unpublished{f' ({fig.range[0]:g}-{fig.range[1]:g})' if fig.range else ''}"
+    text = f"{fig.value:g}{unit}"
+    if fig.range and fig.range != (fig.value, fig.value):
+        text += f" ({fig.range[0]:g}-{fig.range[1]:g})"
+    return text
+
+
+def cmd_specs(args, argv) -> int:
+    from parity.harness import report, specs
+
+    if args.spec is None:
+        rows = [{"id": s.id, "name": s.name, "status": s.status, "arch": s.arch,
+                 "bf16 TFLOPS": _figure_text(s.peaks.get("bf16")), "fp8 TFLOPS": _figure_text(s.peaks.get("fp8")),
+                 "fp4 TFLOPS": _figure_text(s.peaks.get("fp4")),
+                 "memory GB": _figure_text(s.figure("memory_gb")),
+                 "TB/s": _figure_text(s.figure("memory_bandwidth_tbps")),
+                 "fp8": s.fp8_format, "confidence": s.identity_confidence}
+                for s in specs.load_all().values()]
+        report.render([("Dense peaks per GPU (parity specs ID for every figure and its source)", rows)],
+                      "text", _console())
+        return 0
+    spec = specs.get(args.spec)
+    console = _console()
+    console.print(f"{spec.name} ({spec.id}): {spec.status}, {spec.architecture} {spec.arch}, {spec.memory_type}, "
+                  f"FP8 {spec.fp8_format}, FP4 in hardware: {'yes' if spec.fp4_hardware else 'no'}", markup=False)
+    console.print(f"matches backend {spec.match_backend}, arch {spec.match_arch}, name /{spec.name_regex}/; "
+                  f"identity from {', '.join(spec.identity_source)} ({spec.identity_confidence})", markup=False)
+    rows = []
+    for group, figures in (("figure", spec.figures), ("dense peak, TFLOPS (int8: TOPS)", spec.peaks)):
+        for name, fig in figures.items():
+            extra = ", ".join(f"{k} {v}" for k, v in fig.extra.items())
+            rows.append({"kind": group, "name": name, "value": _figure_text(fig), "other": extra,
+                         "confidence": fig.confidence, "source": ", ".join(fig.source), "note": fig.note or ""})
+            for var in fig.variants:
+                value = var.get("value", "") if "value" in var else "{}-{}".format(*var.get("range", ("", "")))
+                rows.append({"kind": "  variant", "name": var.get("label", ""), "value": str(value), "other": "",
+                             "confidence": var.get("confidence", ""), "source": ", ".join(var.get("source", ())),
+                             "note": var.get("note", "")})
+    report.render([(f"{spec.id}: every figure", rows),
+                   ("sources", [{"id": k, "title": v.get("title", ""), "ref": v.get("ref", ""), "how": v.get("how", "")}
+                                for k, v in spec.sources.items()])], "text", console)
+    if spec.disagreements:
+        console.print("Where sources disagree:", markup=False)
+        for text in spec.disagreements:
+            console.print(f"- {text}", markup=False)
+    return 0
+
+
+def cmd_project(args, argv) -> int:
+    from parity.harness import project, report, specs
+    from parity.harness.results import read_run
+
+    target = specs.get(args.to)
+    run = read_run(args.run)
+    df = project.project(run, target)
+    if args.against is not None:
+        df = project.check_against(df, read_run(args.against))
+    if df.empty:
+        print("parity: the run holds no timed GPU records to project", file=sys.stderr)
+        return 0
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+        return 0
+    title = (f"{run.meta.get('device', {}).get('name')} ({df['source_spec'].iloc[0]}) projected onto "
+             f"{target.name} ({target.id}, {target.status}): measured efficiency kept, target roofline applied")
+    text = report.render([(title, project.display_rows(df))], args.format, _console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
+            "specs": cmd_specs, "project": cmd_project}

@@ -201,16 +201,38 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+def markdown_table(title: str, rows: list[dict[str, str]]) -> str:
+    headers = list(rows[0])
+    out = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(row[h]).replace("|", "\\|") for h in headers) + " |" for row in rows]
+    return "\n".join(out) + "\n\n"
+
+
+def rich_table(title: str, rows: list[dict[str, str]]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    for header in rows[0]:
+        numeric = header in ("n", "rate") or any(w in header for w in ("%", "time", "ms", "measured", "projected", "error", "efficiency", "range"))
+        table.add_column(escape(header), overflow="fold", justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(escape(str(v)) for v in row.values()))
+    return table
+
+
+def render(tables: list[tuple[str, list[dict[str, str]]]], fmt: str, console=None) -> str | None:
+    """Text tables go to the console; markdown comes back as a string."""
+    if fmt == "md":
+        return "".join(markdown_table(title, rows) for title, rows in tables if rows)
+    for title, rows in tables:
+        if rows:
+            console.print(rich_table(title, rows))
+    return None
+
+
 def to_markdown(df: pd.DataFrame) -> str:
-    buf = io.StringIO()
-    for title, group in sections(df):
-        rows = display_rows(group)
-        headers = list(rows[0])
-        buf.write(f"### {title}\n\n| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n")
-        for row in rows:
-            buf.write("| " + " | ".join(str(row[h]).replace("|", "\\|") for h in headers) + " |\n")
-        buf.write("\n")
-    return buf.getvalue()
+    return render([(title, display_rows(group)) for title, group in sections(df)], "md")
 
 
 def to_csv(df: pd.DataFrame) -> str:
@@ -218,15 +240,4 @@ def to_csv(df: pd.DataFrame) -> str:
 
 
 def print_tables(df: pd.DataFrame, console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    for title, group in sections(df):
-        rows = display_rows(group)
-        table = Table(title=escape(title), title_justify="left", show_lines=False)
-        for header in rows[0]:
-            table.add_column(escape(header), overflow="fold",
-                             justify="right" if header in ("n", "rate") or "%" in header or "time" in header else "left")
-        for row in rows:
-            table.add_row(*(escape(str(v)) for v in row.values()))
-        console.print(table)
+    render([(title, display_rows(group)) for title, group in sections(df)], "text", console)
