@@ -176,7 +176,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
                "case": r["params"], "time ms (median [p10, p90])": _time(r),
                "n": "" if _missing(r["samples_n"]) else str(int(r["samples_n"])), "rate": _rate(r)}
         if with_spec:
-            row["bound"] = r["bound"] or "-"
+            row["bound"] = "-" if _missing(r["bound"]) else r["bound"]
             row["% of spec"] = "-" if _above_peak(r) else _pct(r["pct_of_spec"])
         if with_clock:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])

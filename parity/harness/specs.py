@@ -141,6 +141,12 @@ def parse(path: Path) -> DeviceSpec:
         raise SpecError(f"{where}: missing key {exc}") from None
     if spec.id != path.stem:
         raise SpecError(f"{where}: id {spec.id!r} differs from the file name")
+    for name, value, allowed in (("identity_confidence", spec.identity_confidence, CONFIDENCES),
+                                 ("status", spec.status, ("shipping", "announced")),
+                                 ("fp8_format", spec.fp8_format, ("ocp", "fnuz", "none")),
+                                 ("match.backend", spec.match_backend, ("cuda", "rocm"))):
+        if value not in allowed:
+            raise SpecError(f"{where}: {name} must be one of {', '.join(allowed)}")
     unknown = set(spec.peaks) - set(PEAK_DTYPES)
     if unknown:
         raise SpecError(f"{where}: unknown peak dtypes {sorted(unknown)}")
