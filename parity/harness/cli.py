@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from parity.harness.model import UsageError
@@ -189,15 +190,16 @@ def cmd_run(args, argv) -> int:
         read_run(out)  # a missing or corrupt folder is refused before anything runs
     else:
         out, resume = args.out or _default_out(device), False
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file, not a folder")
         if (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s)
-    if not device.is_gpu:
-        print("parity: no GPU here: Triton kernels run in the CPU interpreter; their times are labelled "
-              "wall-interpret and are not performance", file=sys.stderr)
-    with _Progress() as progress:
+    note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
+                                       "their times are labelled wall-interpret and are not performance")
+    with _Progress(note) as progress:
         try:
             outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress)
         except KeyboardInterrupt:
@@ -241,10 +243,12 @@ def cmd_report(args, argv) -> int:
 class _Progress:
     """A progress bar on a terminal (suite, case i of N, time left); a line per case otherwise."""
 
-    def __init__(self):
+    def __init__(self, note: str | None = None):
+        self._note = note  # said once the plan has been accepted, before the first case
         self._bar = None
         self._task = None
         self._tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self._start = None
 
     def __enter__(self):
         return self
@@ -258,10 +262,16 @@ class _Progress:
             self._bar = None
 
     def __call__(self, i, total, case, result):
+        if self._note:
+            print(self._note, file=sys.stderr, flush=True)
+            self._note = None
         if not self._tty:
+            if self._start is None:
+                self._start = time.monotonic()
             if result is not None:
                 status = result.status if not result.reason else f"{result.status}: {result.reason}"
-                print(f"[{i}/{total}] {case.label()}: {status}", file=sys.stderr, flush=True)
+                left = (time.monotonic() - self._start) / i * (total - i)
+                print(f"[{i}/{total}, ~{left:.0f} s left] {case.label()}: {status}", file=sys.stderr, flush=True)
             return
         if self._bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -16,6 +16,7 @@ RUN_FILE = "run.json"
 MEASUREMENTS_FILE = "measurements.jsonl"
 RUN_SCHEMA = "parity.run/1"
 RECORD_SCHEMA = "parity.measurement/1"
+RECORD_PREFIX = '{"schema": "%s"' % RECORD_SCHEMA  # how every record written by RunWriter begins
 
 
 class ResultsError(Exception):
@@ -133,7 +134,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             record = json.loads(line)
         except ValueError:
-            if last and not complete:
+            if last and not complete and line.startswith(RECORD_PREFIX):
                 notes.append(f"{path}: the last line ({number}) is truncated and was ignored")
                 continue
             if number == 1:

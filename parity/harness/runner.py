@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from parity.harness import provenance, registry
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.results import RUN_SCHEMA, Measurement, RunWriter, done_keys, read_run
+from parity.harness.results import RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.timing import Policy, flush_bytes, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
@@ -114,7 +114,10 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
                            started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
                            metric=op.metric, path=impl.path(device, case.params), **extra)
 
-    reason = impl.supports(device, case.params)
+    try:
+        reason = impl.supports(device, case.params)
+    except Exception as exc:  # noqa: BLE001 - a broken predicate fails its case, not the run
+        return record("failed", _one_line(exc))
     if reason:
         return record("skipped", reason)
     try:
@@ -178,7 +181,10 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
         done = set()
         meta = run_meta(plan, device, command, flush or Flush(device))
     cases = plan_cases(plan, device)  # bad input fails here, before anything is written
-    writer = RunWriter(out_dir, meta)
+    try:
+        writer = RunWriter(out_dir, meta)
+    except OSError as exc:
+        raise ResultsError(f"cannot write the run to {out_dir}: {exc.strerror or exc}") from None
     outcome = Outcome(path=out_dir)
     todo = [(suite, case) for suite, case in cases if case.key not in done]
     outcome.skipped_existing = len(cases) - len(todo)
