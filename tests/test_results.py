@@ -221,9 +221,9 @@ def test_foreign_file_is_refused_with_one_line(tmp_path, content):
 
 
 def test_foreign_single_line_file_without_newline_is_refused(tmp_path):
-    # BUG: a one-line file without a final newline that is not JSON at all is taken for a
-    # parity file whose (only) record was cut off: read_records returns ([], [warning]) and
-    # `parity report` accepts it. A truncated first record starts like one ('{"schema": ...').
+    # A one-line file without a final newline that is not JSON at all is not a parity file whose
+    # only record was cut off (such a fragment starts like a record: '{"schema": ...'); it was
+    # once taken for one and read as an empty run with a warning.
     path = write_lines(tmp_path / MEASUREMENTS_FILE, "this is not a parity results file")
     with pytest.raises(ResultsError):
         read_records(path)
@@ -295,3 +295,28 @@ def test_a_run_cut_off_inside_its_first_record_reads_as_empty_with_a_warning(tmp
     path = write_lines(tmp_path / MEASUREMENTS_FILE, line(0)[:40])
     records, notes = read_records(path)
     assert records == [] and len(notes) == 1
+
+
+@pytest.mark.parametrize("cut", [1, 2, 10, 20, 33, 34, 35, 60, -1])
+def test_a_last_line_cut_anywhere_is_a_truncation_not_corruption(tmp_path, cut):
+    # A run killed mid-write can leave any prefix of a record, however short.
+    fragment = line(2).rstrip("\n")[:cut]
+    path = write_lines(tmp_path / MEASUREMENTS_FILE, line(0) + line(1) + fragment)
+    records, notes = read_records(path)
+    assert [r["key"] for r in records] == [meas(0).key, meas(1).key]
+    assert len(notes) == 1
+
+
+@pytest.mark.parametrize("cut", [1, 10, 34, 60])
+def test_a_run_cut_anywhere_can_be_reopened_and_read(tmp_path, cut):
+    folder = tmp_path / "run"
+    write_lines(folder / RUN_FILE, json.dumps(META))
+    fragment = line(1)[:cut]
+    write_lines(folder / MEASUREMENTS_FILE, line(0) + fragment)
+    assert len(read_run(folder).records) == 1  # what --resume reads first
+    writer = RunWriter(folder, dict(META))
+    writer.append(meas(2))
+    writer.close()
+    run = read_run(folder)
+    assert [r["key"] for r in run.records] == [meas(0).key, meas(2).key] and run.warnings == ()
+    assert (folder / (MEASUREMENTS_FILE + ".partial")).read_text() == fragment

@@ -244,8 +244,8 @@ def test_a_check_that_raises_is_a_failed_record(tmp_path, cpu_device, use_toy):
 
 
 def test_an_impl_whose_supports_raises_is_a_failed_record_and_the_run_goes_on(tmp_path, cpu_device, use_toy):
-    # BUG: runner.run_case calls impl.supports() outside its try block, so an exception there
-    # ends the whole run with a traceback (run.json stays "running") instead of one record.
+    # An exception in supports() is that case's failure, not the end of the run (it once ended
+    # the whole run with a traceback, leaving run.json "running").
     def supports(device, params):
         raise AttributeError("device has no attribute 'warp_size'")
 

@@ -134,7 +134,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             record = json.loads(line)
         except ValueError:
-            if last and not complete and line.startswith(RECORD_PREFIX):
+            if last and not complete and (line.startswith(RECORD_PREFIX) or RECORD_PREFIX.startswith(line)):
                 notes.append(f"{path}: the last line ({number}) is truncated and was ignored")
                 continue
             if number == 1:
