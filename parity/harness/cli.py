@@ -16,6 +16,7 @@ from pathlib import Path
 
 from parity.harness.model import UsageError
 from parity.harness.results import MEASUREMENTS_FILE, ResultsError
+from parity.harness.specs import SpecError
 
 EXIT_USAGE = 2
 EXIT_CASES_FAILED = 1
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
-    except (UsageError, ResultsError) as exc:
+    except (UsageError, ResultsError, SpecError) as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -49,13 +49,6 @@ class DeviceInfo:
         out["visible"] = list(self.visible)
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DeviceInfo":
-        known = {k: data.get(k) for k in cls.__dataclass_fields__}
-        known["visible"] = tuple(known.get("visible") or ())
-        known["visibility_env"] = dict(known.get("visibility_env") or {})
-        return cls(**known)
-
 
 def enable_interpreter() -> None:
     """Switch the Triton interpreter on; it must happen before a kernel module is imported."""

@@ -19,6 +19,7 @@ from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 FLUSH_UNKNOWN_LLC_BYTES = 512 << 20  # AMD's Infinity Cache is 256 MiB: twice it where size is unknown
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+IQR_SIGMAS = 1.349  # the interquartile range of a normal distribution in standard deviations
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Stats:
     p90: float
     min: float
     n: int
-    noise_rel: float  # robust relative standard deviation: 1.4826 * MAD / median
+    noise_rel: float  # robust relative standard deviation (see relative_noise)
     stop: str  # why sampling stopped: "noise", "time-cap", "max-samples"
     samples: tuple[float, ...]
 
@@ -77,7 +78,14 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def relative_noise(samples: Sequence[float]) -> float:
-    """Robust relative spread; infinite below 5 samples, as nvbench needs 5 for a noise estimate."""
+    """Relative spread as a standard deviation over the median; infinite below 5 samples, as
+    nvbench needs 5 for a noise estimate.
+
+    Two robust estimates of sigma, and the larger wins: 1.4826 * MAD (blind to up to half the
+    samples being elsewhere) and IQR / 1.349 (which sees a second mode holding a quarter of the
+    samples); for normal samples both estimate the same sigma. A bimodal sample so never looks
+    quiet, and a lone outlier does not keep sampling going.
+    """
     if len(samples) < 5:
         return math.inf
     ordered = sorted(samples)
@@ -85,7 +93,8 @@ def relative_noise(samples: Sequence[float]) -> float:
     if med <= 0:
         return math.inf
     mad = quantile(sorted(abs(s - med) for s in ordered), 0.5)
-    return MAD_TO_SIGMA * mad / med
+    spread = (quantile(ordered, 0.75) - quantile(ordered, 0.25)) / IQR_SIGMAS
+    return max(MAD_TO_SIGMA * mad, spread) / med
 
 
 def summarize(samples: Sequence[float], stop: str) -> Stats:
