@@ -140,7 +140,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict())
 
 
-def run_meta(plan: RunPlan, device, command: list[str], flush: Flush) -> dict[str, Any]:
+def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> dict[str, Any]:
     return {
         "schema": RUN_SCHEMA,
         "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
@@ -155,7 +155,7 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush) -> dict[st
         "host": provenance.host(),
         "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
                    for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
-        "flush_bytes": flush.bytes,
+        "flush_bytes": flush.bytes if flush else None,  # None: no device, nothing is flushed
     }
 
 
@@ -179,7 +179,7 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
         meta.update(status="running", ended_at=None)
     else:
         done = set()
-        meta = run_meta(plan, device, command, flush or Flush(device))
+        meta = run_meta(plan, device, command, flush)
     cases = plan_cases(plan, device)  # bad input fails here, before anything is written
     try:
         writer = RunWriter(out_dir, meta)
