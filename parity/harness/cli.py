@@ -288,14 +288,14 @@ class _Progress:
             self._bar.update(self._task, completed=i)
 
 
-def _figure_text(fig, unit: str = "") -> str:
+def _figure_text(fig) -> str:
     if fig is None:
         return "-"
     if not fig.supported:
         return "not in hardware"
     if fig.value is None:
         return f"unpublished{f' ({fig.range[0]:g}-{fig.range[1]:g})' if fig.range else ''}"
-    text = f"{fig.value:g}{unit}"
+    text = f"{fig.value:g}"
     if fig.range and fig.range != (fig.value, fig.value):
         text += f" ({fig.range[0]:g}-{fig.range[1]:g})"
     return text

@@ -18,10 +18,9 @@ from parity.harness.results import Run
 
 
 def _rate(rec: dict[str, Any], seconds: float) -> float:
-    work = rec.get("work") or {}
-    if rec.get("metric") == "GB/s":
-        return ((work.get("bytes_read") or 0) + (work.get("bytes_written") or 0)) / seconds / 1e9
-    return (work.get("flops") or 0) / seconds / 1e12
+    """The record's headline rate (its metric) at a time of `seconds`."""
+    gbps, tflops = roofline.rates(rec.get("work") or {}, seconds)
+    return gbps if rec.get("metric") == "GB/s" else tflops
 
 
 def project(run: Run, target) -> pd.DataFrame:
@@ -45,7 +44,7 @@ def project(run: Run, target) -> pd.DataFrame:
                "target_spec": target.id, "measured_ms": measured_s * 1e3,
                "measured_rate": _rate(rec, measured_s), "note": None}
         src, tgt = roofline.roof(work, source), roofline.roof(work, target)
-        emulated = rec.get("path") == "emulated" and work.get("math_dtype") == row["dtype"]
+        emulated = roofline.emulated_format(rec) is not None
         if emulated or src is None or tgt is None:
             row["note"] = ("emulated path: not projected" if emulated else
                            f"{'source' if src is None else 'target'} spec has no roof for {work.get('math_dtype')}")

@@ -63,7 +63,7 @@ def _normalize(rec: dict[str, Any], spec, gbps, tflops) -> dict[str, Any]:
         return out
     work = rec.get("work") or {}
     dtype = work.get("math_dtype")
-    if rec.get("path") == "emulated" and dtype == (rec.get("params") or {}).get("dtype"):
+    if roofline.emulated_format(rec):
         out["flag"] = f"emulated {dtype}: not normalized against the {dtype} peak"
         return out
     r = roofline.roof(work, spec)
@@ -96,8 +96,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             median = t.get("median")
             timed = rec.get("status") == "ok" and median and rec.get("timing") != TIMING_INTERPRET
             seconds = median * 1e-3 if timed else None
-            gbps = (work.get("bytes_read", 0) + work.get("bytes_written", 0)) / seconds / 1e9 if seconds else None
-            tflops = work.get("flops", 0) / seconds / 1e12 if seconds else None
+            gbps, tflops = roofline.rates(work, seconds) if seconds else (None, None)
             rows.append({
                 "run_id": run.meta.get("run_id"),
                 "device": rec.get("device"),

@@ -43,3 +43,18 @@ def roof(work: dict[str, Any], spec, math_dtype: str | None = None) -> Roof | No
     seconds, _, _, bound, label, confidence = max(terms)
     return Roof(seconds=seconds, bound=bound, figure=label, confidence=confidence,
                 seconds_range=(max(t[2] for t in terms), max(t[1] for t in terms)))
+
+
+def rates(work: dict[str, Any], seconds: float) -> tuple[float, float]:
+    """Decimal GB/s (all bytes read and written) and TFLOPS of one call that took `seconds`."""
+    nbytes = (work.get("bytes_read") or 0) + (work.get("bytes_written") or 0)
+    return nbytes / seconds / 1e9, (work.get("flops") or 0) / seconds / 1e12
+
+
+def emulated_format(record: dict[str, Any]) -> str | None:
+    """The format an emulated record would wrongly be held to: its math dtype is still the format
+    it emulates (a suite that upcasts declares the dtype that really runs, which is allowed)."""
+    dtype = (record.get("work") or {}).get("math_dtype")
+    if record.get("path") == "emulated" and dtype == (record.get("params") or {}).get("dtype"):
+        return dtype
+    return None
