@@ -1,0 +1,79 @@
+"""The capability resolver: FP8 format and FP4 hardware by architecture, on described devices."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from parity.harness import capability, specs
+from parity.harness.capability import EMULATED, NATIVE, UNSUPPORTED, resolve
+
+MI300X = SimpleNamespace(backend="rocm", arch="gfx942")
+MI355X = SimpleNamespace(backend="rocm", arch="gfx950")
+H100 = SimpleNamespace(backend="cuda", arch="sm_90")
+B200 = SimpleNamespace(backend="cuda", arch="sm_100")
+CPU = SimpleNamespace(backend="cpu", arch="x86_64")
+
+
+@pytest.mark.parametrize("arch, expected", [
+    ("sm_90", ("sm", 9, 0)), ("sm_89", ("sm", 8, 9)), ("sm_100", ("sm", 10, 0)), ("sm_100a", ("sm", 10, 0)),
+    ("sm_103", ("sm", 10, 3)), ("sm_120", ("sm", 12, 0)), ("gfx942", ("gfx", 9, 4)),
+    ("gfx90a", ("gfx", 9, 0)), ("gfx950", ("gfx", 9, 5)), ("gfx1250", ("gfx", 12, 5)),
+    ("gfx1201", ("gfx", 12, 0)), ("x86_64", ("other", 0, 0)), ("", ("other", 0, 0)),
+])
+def test_parse_arch(arch, expected):
+    assert capability.parse_arch(arch) == expected
+
+
+@pytest.mark.parametrize("device, fp8, fp4_triton, fp4_torch", [
+    (MI300X, ("fnuz", NATIVE), EMULATED, UNSUPPORTED),
+    (MI355X, ("ocp", NATIVE), NATIVE, NATIVE),
+    (H100, ("ocp", NATIVE), EMULATED, UNSUPPORTED),
+    (B200, ("ocp", NATIVE), NATIVE, NATIVE),
+    (CPU, ("ocp", EMULATED), EMULATED, UNSUPPORTED),
+])
+def test_resolver_on_described_devices(device, fp8, fp4_triton, fp4_torch):
+    for backend in ("triton", "torch"):
+        cap = resolve(device, "fp8", backend)
+        assert (cap.fp8_format, cap.path) == fp8
+        assert resolve(device, "bf16", backend).path == NATIVE
+    triton4, torch4 = resolve(device, "mxfp4", "triton"), resolve(device, "mxfp4", "torch")
+    assert (triton4.path, torch4.path) == (fp4_triton, fp4_torch)
+    for cap in (triton4, torch4):
+        assert (cap.reason is None) == (cap.path == NATIVE)  # every non-native answer says why
+
+
+def test_no_fp8_hardware_is_unsupported_with_its_reason():
+    for device in (SimpleNamespace(backend="cuda", arch="sm_80"), SimpleNamespace(backend="rocm", arch="gfx90a")):
+        cap = resolve(device, "fp8", "torch")
+        assert cap.path == UNSUPPORTED and device.arch in cap.reason
+        with pytest.raises(ValueError, match=device.arch):
+            capability.torch_fp8_dtypes(device)
+
+
+def test_consumer_blackwell_fp4_is_emulated_in_triton():
+    # sm_120 compiles tl.dot_scaled to a BF16 mma (triton#7550): not FP4 hardware for our purposes.
+    assert resolve(SimpleNamespace(backend="cuda", arch="sm_120"), "mxfp4", "triton").path == EMULATED
+
+
+def test_torch_fp8_dtypes_follow_the_architecture():
+    assert capability.torch_fp8_dtypes(MI300X) == (torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
+    assert capability.torch_fp8_dtypes(MI355X) == (torch.float8_e4m3fn, torch.float8_e5m2)
+    assert capability.torch_fp8_dtypes(H100) == (torch.float8_e4m3fn, torch.float8_e5m2)
+    # FNUZ's largest e4m3 value is 240, OCP's 448: a scale computed for one is wrong for the other.
+    assert torch.finfo(torch.float8_e4m3fnuz).max == 240 and torch.finfo(torch.float8_e4m3fn).max == 448
+
+
+@pytest.mark.parametrize("spec", specs.load_all().values(), ids=lambda s: s.id)
+def test_resolver_agrees_with_every_spec_file(spec):
+    """The spec database's fp8_format and fp4_hardware, written from datasheets, match the rule."""
+    device = SimpleNamespace(backend=spec.match_backend, arch=spec.match_arch)
+    fmt = capability.fp8_format(device.backend, device.arch)
+    assert (fmt or "none") == spec.fp8_format
+    assert capability.fp4_hardware(device.backend, device.arch) == spec.fp4_hardware
+
+
+def test_unknown_format_is_an_error():
+    with pytest.raises(ValueError, match="unknown format"):
+        resolve(H100, "fp6", "torch")
