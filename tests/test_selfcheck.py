@@ -87,6 +87,23 @@ def test_run_on_the_cpu(cpu_device):
     assert by[("telemetry", "clocks,")].status == SKIP and "no GPU" in by[("telemetry", "clocks,")].figure
 
 
+def test_a_check_that_raises_fails_alone(cpu_device, monkeypatch):
+    if cpu_device.is_gpu:
+        pytest.skip("the CPU variant of the checks")
+
+    def broken(thunk):
+        raise RuntimeError("out of memory\nsecond line")
+
+    monkeypatch.setattr(selfcheck, "loop_ms", broken)
+    results = selfcheck.run(cpu_device, repeats=2, settle_s=0.0)
+    assert [(r.check, r.status) for r in results[:2]] == [("agreement", FAIL)] * 2
+    assert results[0].figure == "error: RuntimeError: out of memory second line"
+    assert results[2].check == "spread" and results[2].status in (PASS, FAIL) and results[2].value is not None
+    monkeypatch.setattr(selfcheck, "reference_kernels", lambda device: broken(None))
+    (setup,) = selfcheck.run(cpu_device)
+    assert (setup.check, setup.status) == ("setup", FAIL)
+
+
 def _parity(*args, cwd):
     from test_cli import clean_env
 

@@ -174,8 +174,11 @@ class _Harness:
     """Times thunks as `parity run` does: a settle pause, the sampler around `measure`."""
 
     def __init__(self, device, reader, settle_s: float | None):
+        from parity.harness.runner import Flush
+
         self.device = device
         self.reader = reader
+        self.flush = Flush(device).buffer() if device.is_gpu else None  # the buffer `parity run` flushes with
         self.settle_s = telemetry.settle_seconds(settle_s, device)
         self.timing = TIMING_EVENTS if device.is_gpu else TIMING_WALL
         self.policy = Policy.for_timing(self.timing, None if device.is_gpu else CPU_TIME_CAP_S)
@@ -194,60 +197,76 @@ class _Harness:
 
 def run(device, repeats: int = 5, settle_s: float | None = None,
         progress: Callable[[str], None] = lambda text: None) -> list[Result]:
-    """Every check on `device`; a check that cannot run here is a SKIP with its reason."""
+    """Every check on `device`; a check that cannot run here is a SKIP with its reason, one that
+    raises (out of memory, say) a FAIL with the error."""
     import torch
-
-    from parity.harness.runner import Flush
 
     threads = torch.get_num_threads()
     if not device.is_gpu:
         torch.set_num_threads(1)
-    try:
-        return _run(device, repeats, settle_s, progress, Flush)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(device, repeats, settle_s, progress, Flush) -> list[Result]:
-    kernels = reference_kernels(device)
-    flush = Flush(device).buffer() if device.is_gpu else None
     reader = telemetry.open_reader(device)
     try:
+        try:
+            kernels = reference_kernels(device)
+        except Exception as exc:  # noqa: BLE001
+            return [failure("setup", "reference kernels", exc)]
         harness = _Harness(device, reader, settle_s)
+        checks = [(f"agreement: {kernels.copy[0]}", lambda: _agreement(harness, *kernels.copy)),
+                  (f"agreement: {kernels.matmul[0]}", lambda: _agreement(harness, *kernels.matmul)),
+                  (f"spread: {kernels.copy[0]} x {repeats}", lambda: _spread(harness, *kernels.copy, repeats)),
+                  ("flush", lambda: _flush(harness, kernels.read)),
+                  ("telemetry", lambda: _telemetry(harness))]
         results = []
-        independent, limit = (("do_bench", GPU_AGREEMENT) if device.is_gpu else ("plain loop", CPU_AGREEMENT))
-        other_timer = do_bench_ms if device.is_gpu else loop_ms
-        for name, thunk in (kernels.copy, kernels.matmul):
-            progress(f"agreement: {name}")
-            ms, summary = harness.time_ms(name, thunk, flush)
-            harness.settle()
+        for label, check in checks:
+            progress(label)
             try:
-                other = other_timer(thunk)
-            except ImportError as exc:
-                results.append(skipped("agreement", name, f"{independent} is not available ({exc})"))
-                continue
-            results.append(judge_agreement(name, ms, other, independent, limit, summary))
-        name, thunk = kernels.copy
-        progress(f"spread: {name} x {repeats}")
-        medians = [harness.time_ms(f"{name} run {i + 1}", thunk, flush)[0] for i in range(repeats)]
-        results.append(judge_spread(name, medians, GPU_SPREAD if device.is_gpu else CPU_SPREAD))
-        if kernels.read is None:
-            why = ("the harness flushes only on a GPU: CPU timings are warm by design" if not device.is_gpu
-                   else "the last-level cache size is unknown")
-            results.append(skipped("flush", "cold vs warm read", why))
-        else:
-            name, thunk = kernels.read
-            progress(f"flush: {name}")
-            warm, _ = harness.time_ms(f"{name}, warm", thunk, None)
-            cold, _ = harness.time_ms(f"{name}, cold", thunk, flush)
-            results.append(judge_flush(name, warm, cold, FLUSH_MIN_RATIO))
-        if device.is_gpu:
-            results.append(judge_telemetry(harness.summaries))
-        else:
-            results.append(skipped("telemetry", "clocks, power, energy", reader.describe()["reason"]))
+                results.append(check())
+            except Exception as exc:  # noqa: BLE001 - one broken check is that check's FAIL
+                results.append(failure(label.split(":")[0], label.partition(": ")[2] or label, exc))
         return results
     finally:
         reader.close()
+        torch.set_num_threads(threads)
+
+
+def failure(check: str, subject: str, exc: BaseException) -> Result:
+    from parity.harness.runner import _one_line
+
+    return Result(check, subject, f"error: {_one_line(exc)}", None, "-", FAIL)
+
+
+def _agreement(harness: _Harness, name: str, thunk) -> Result:
+    gpu = harness.device.is_gpu
+    independent, limit, timer = ("do_bench", GPU_AGREEMENT, do_bench_ms) if gpu else ("plain loop", CPU_AGREEMENT, loop_ms)
+    ms, summary = harness.time_ms(name, thunk, harness.flush)
+    harness.settle()
+    try:
+        other = timer(thunk)
+    except ImportError as exc:
+        return skipped("agreement", name, f"{independent} is not available ({exc})")
+    return judge_agreement(name, ms, other, independent, limit, summary)
+
+
+def _spread(harness: _Harness, name: str, thunk, repeats: int) -> Result:
+    medians = [harness.time_ms(f"{name} run {i + 1}", thunk, harness.flush)[0] for i in range(repeats)]
+    return judge_spread(name, medians, GPU_SPREAD if harness.device.is_gpu else CPU_SPREAD)
+
+
+def _flush(harness: _Harness, read) -> Result:
+    if read is None:
+        why = ("the harness flushes only on a GPU: CPU timings are warm by design" if not harness.device.is_gpu
+               else "the last-level cache size is unknown")
+        return skipped("flush", "cold vs warm read", why)
+    name, thunk = read
+    warm, _ = harness.time_ms(f"{name}, warm", thunk, None)
+    cold, _ = harness.time_ms(f"{name}, cold", thunk, harness.flush)
+    return judge_flush(name, warm, cold, FLUSH_MIN_RATIO)
+
+
+def _telemetry(harness: _Harness) -> Result:
+    if not harness.device.is_gpu:
+        return skipped("telemetry", "clocks, power, energy", harness.reader.describe()["reason"])
+    return judge_telemetry(harness.summaries)
 
 
 def failed(results: list[Result]) -> bool:
