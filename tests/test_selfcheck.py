@@ -61,6 +61,20 @@ def test_plain_loop_takes_the_least_disturbed_block():
     assert ms == pytest.approx(1.0 / 10)  # one call "took" 1 ms -> 10 calls per 10 ms block
 
 
+def test_plain_loop_ignores_interrupted_blocks():
+    """Three of five blocks lose 20 ms to another process: the median block would say so."""
+    now = {"t": 0.0, "calls": 0}
+
+    def thunk():
+        now["calls"] += 1
+        now["t"] += 1e-3
+        if now["calls"] in (15, 25, 35):  # inside blocks 1, 2 and 3 (calls 3-12 are block 0)
+            now["t"] += 0.02
+
+    ms = selfcheck.loop_ms(thunk, budget_s=0.05, blocks=5, clock=lambda: now["t"])
+    assert ms == pytest.approx(1.0)
+
+
 def test_failed_is_any_fail():
     results = [selfcheck.skipped("flush", "x", "why"), selfcheck.judge_flush("r", 1.0, 2.0, 1.2)]
     assert not selfcheck.failed(results)
@@ -68,12 +82,14 @@ def test_failed_is_any_fail():
     assert [r["result"] for r in selfcheck.rows(results)] == [SKIP, PASS]
 
 
-def test_run_on_the_cpu(cpu_device):
+def test_run_on_the_cpu(cpu_device, monkeypatch):
     if cpu_device.is_gpu:
         pytest.skip("the CPU variant of the checks")
-    threads = torch.get_num_threads()
+    threads, seen = torch.get_num_threads(), []
+    real_loop = selfcheck.loop_ms
+    monkeypatch.setattr(selfcheck, "loop_ms", lambda thunk: seen.append(torch.get_num_threads()) or real_loop(thunk))
     results = selfcheck.run(cpu_device, repeats=3, settle_s=0.0)
-    assert torch.get_num_threads() == threads  # one thread only while checking
+    assert seen == [1, 1] and torch.get_num_threads() == threads  # one thread only while checking
     by = {(r.check, r.subject.split()[0]): r for r in results}
     assert [r.check for r in results] == ["agreement", "agreement", "spread", "flush", "telemetry"]
     for key in (("agreement", "copy"), ("agreement", "matmul"), ("spread", "copy")):
@@ -95,6 +111,7 @@ def test_a_check_that_raises_fails_alone(cpu_device, monkeypatch):
         raise RuntimeError("out of memory\nsecond line")
 
     monkeypatch.setattr(selfcheck, "loop_ms", broken)
+    monkeypatch.setattr(selfcheck, "CPU_TIME_CAP_S", 0.05)  # the figures do not matter here
     results = selfcheck.run(cpu_device, repeats=2, settle_s=0.0)
     assert [(r.check, r.status) for r in results[:2]] == [("agreement", FAIL)] * 2
     assert results[0].figure == "error: RuntimeError: out of memory second line"
@@ -102,6 +119,16 @@ def test_a_check_that_raises_fails_alone(cpu_device, monkeypatch):
     monkeypatch.setattr(selfcheck, "reference_kernels", lambda device: broken(None))
     (setup,) = selfcheck.run(cpu_device)
     assert (setup.check, setup.status) == ("setup", FAIL)
+
+
+def test_a_failed_check_is_exit_status_1(monkeypatch, capsys):
+    from parity.harness import cli
+
+    monkeypatch.setattr(selfcheck, "run", lambda device, **kw: [selfcheck.judge_flush("read", 1.0, 1.0, 1.2)])
+    assert cli.main(["selfcheck", "--format", "md"]) == 1
+    assert "| flush | read | warm 1 ms, cold 1 ms: cold/warm 1.00 | >= 1.2 | FAIL |" in capsys.readouterr().out
+    monkeypatch.setattr(selfcheck, "run", lambda device, **kw: [selfcheck.judge_flush("read", 1.0, 2.0, 1.2)])
+    assert cli.main(["selfcheck", "--format", "md"]) == 0
 
 
 def _parity(*args, cwd):

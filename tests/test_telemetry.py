@@ -226,6 +226,16 @@ def test_energy_per_call_from_counter_steps():
     assert out["calls"] == 200 and out["samples"] == 51
 
 
+def test_counter_steps_beat_a_plain_difference():
+    """Over 0.34 s a 10 Hz counter at 600 W advances 3 steps (180 J): a first-to-last difference
+    says 529 W; between the first and last observed steps it is 600 W."""
+    s = samples(18, energy=stepped(600.0, 0.1), power=None)
+    out = summarize(s, calls=34, window_s=0.34, reader=reader_stub())
+    assert out["energy_method"] == "counter"
+    assert out["energy_j"] == pytest.approx(600.0 * 0.34, rel=0.01)
+    assert telemetry.counter_power_w(s) == pytest.approx(600.0, rel=0.01)
+
+
 def test_short_window_uses_polled_power():
     s = samples(5, energy=stepped(600.0, 0.1), power=550.0)  # 0.08 s: the counter steps at most once
     out = summarize(s, calls=10, window_s=0.08, reader=reader_stub())
@@ -262,6 +272,15 @@ def test_clock_power_temperature_statistics_and_throttle_flags():
 def test_long_windows_are_decimated_in_the_series():
     out = summarize(samples(1500), calls=10, window_s=30.0, reader=reader_stub())
     assert len(out["series"]["t_s"]) <= telemetry.SERIES_MAX and out["samples"] == 1500
+
+
+def test_idle_and_other_clock_events_are_not_throttling():
+    idle = ("GpuIdle", "ApplicationsClocksSetting")
+    s = [replace(x, reasons=idle, throttle=()) for x in samples(8)] + samples(2, throttle_at=(0, 1))
+    out = summarize(s, calls=5, window_s=0.2, reader=reader_stub())
+    assert out["throttled_fraction"] == pytest.approx(0.2)
+    assert out["clock_event_reasons"] == ["ApplicationsClocksSetting", "GpuIdle", "SwPowerCap"]
+    assert out["throttle_reasons"] == ["SwPowerCap"]
 
 
 def test_no_reason_reported_means_no_throttle_fraction():
@@ -371,7 +390,7 @@ def test_sampler_with_a_reader_that_fails_mid_run_keeps_going():
 
 
 def test_settle_defaults():
-    assert telemetry.settle_seconds(None, CUDA) == telemetry.DEFAULT_SETTLE_GPU_S
+    assert telemetry.settle_seconds(None, CUDA) == 0.5  # the documented default on a GPU
     assert telemetry.settle_seconds(None, CPU) == 0.0
     assert telemetry.settle_seconds(0.1, CPU) == 0.1 and telemetry.settle_seconds(0.0, CUDA) == 0.0
 
