@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
 
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="SPEC", required=True, help="target spec id")
     p.add_argument("--against", type=Path, metavar="RUN", help="a run measured on the target: check the projection")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+
+    p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
+    p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
+    p.add_argument("--repeats", type=int, default=5, help="runs of one case for the spread check (default 5)")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timing (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--format", choices=("text", "md"), default="text")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results, device and versions as JSON")
     return parser
 
 
@@ -183,6 +191,8 @@ def cmd_run(args, argv) -> int:
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --impl, --dtype or --size")
     if args.time_cap_s is not None and args.time_cap_s <= 0:
         raise UsageError("--time-cap-s must be positive")
+    if args.settle_s is not None and args.settle_s < 0:
+        raise UsageError("--settle-s must not be negative")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     device = _detect(args.device)
     _require_triton()
@@ -197,7 +207,7 @@ def cmd_run(args, argv) -> int:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
-                          time_cap_s=args.time_cap_s)
+                          time_cap_s=args.time_cap_s, settle_s=args.settle_s)
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
     with _Progress(note) as progress:
@@ -365,5 +375,31 @@ def cmd_project(args, argv) -> int:
     return 0
 
 
+def cmd_selfcheck(args, argv) -> int:
+    from parity.harness import provenance, report, selfcheck
+    from parity.harness.results import write_json_atomic
+
+    if args.repeats < 2:
+        raise UsageError("--repeats must be at least 2")
+    if args.settle_s is not None and args.settle_s < 0:
+        raise UsageError("--settle-s must not be negative")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: no folder {args.json.parent}")
+    device = _detect(args.device)
+    results = selfcheck.run(device, repeats=args.repeats, settle_s=args.settle_s,
+                            progress=lambda text: print(f"parity: selfcheck: {text}", file=sys.stderr, flush=True))
+    title = f"parity selfcheck on {device.name} ({device.backend})"
+    text = report.render([(title, selfcheck.rows(results))], args.format, _console())
+    if text:
+        sys.stdout.write(text)
+    if args.json is not None:
+        write_json_atomic(args.json, {"schema": "parity.selfcheck/1", "command": ["parity", *argv],
+                                      "device": device.to_dict(), "versions": provenance.versions(device),
+                                      "git": provenance.git_revision(), "host": provenance.host(),
+                                      "passed": not selfcheck.failed(results),
+                                      "checks": [r.to_dict() for r in results]})
+    return EXIT_CASES_FAILED if selfcheck.failed(results) else 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
-            "specs": cmd_specs, "project": cmd_project}
+            "specs": cmd_specs, "project": cmd_project, "selfcheck": cmd_selfcheck}

@@ -84,6 +84,21 @@ def _normalize(rec: dict[str, Any], spec, gbps, tflops) -> dict[str, Any]:
     return out
 
 
+def _telemetry(rec: dict[str, Any], gbps, tflops) -> dict[str, Any]:
+    """What the card did while the record was timed, and performance per watt at the median power
+    held over the timed window (GFLOPS/W for compute, GB/s per W for memory)."""
+    tel = rec.get("telemetry") or {}
+    watts = tel.get("power_w_median")
+    per_watt = watts is not None and watts > 0 and gbps is not None
+    reasons = tel.get("throttle_reasons")
+    return {"telemetry_source": tel.get("source"), "sm_clock_mhz_median": tel.get("sm_clock_mhz_median"),
+            "power_w_median": watts, "energy_j_per_call": tel.get("energy_j_per_call"),
+            "temp_c_max": tel.get("temp_c_max"), "throttled_fraction": tel.get("throttled_fraction"),
+            "throttle_reasons": ", ".join(reasons) if reasons else None,
+            "gflops_per_w": tflops * 1e3 / watts if per_watt else None,
+            "gbps_per_w": gbps / watts if per_watt else None}
+
+
 def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
     """One row per record, with derived rates and normalization; `samples` stay in the files."""
     rows = []
@@ -115,6 +130,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "validated": None if val is None else bool(val.get("passed")),
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
                 **_normalize(rec, spec, gbps, tflops),
+                **_telemetry(rec, gbps, tflops),
             })
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -162,13 +178,28 @@ def _time(row) -> str:
 
 def _outcome(row) -> str:
     text = row["status"] if _missing(row["reason"]) else f"{row['status']}: {row['reason']}"
+    throttled = row.get("throttled_fraction")
+    if not _missing(throttled) and throttled > 0:
+        text += f"; throttled in {throttled:.0%} of telemetry samples ({row['throttle_reasons']})"
     return text if _missing(row["flag"]) else f"{text}; {row['flag']}"
+
+
+def _per_watt(row) -> str:
+    value = row["gbps_per_w"] if row["metric"] == "GB/s" else row["gflops_per_w"]
+    if _missing(value) or _above_peak(row):
+        return "-"
+    return f"{value:.3g} {'GB/s' if row['metric'] == 'GB/s' else 'GFLOPS'}/W"
+
+
+def _figure(value, fmt: str) -> str:
+    return "-" if _missing(value) else format(value, fmt)
 
 
 def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     """The columns people read; % of spec only where a spec was matched, at-clock where measured."""
     with_spec = df["spec_id"].notna().any()
     with_clock = df["pct_of_spec_at_clock"].notna().any()
+    with_power = "power_w_median" in df and df["power_w_median"].notna().any()
     rows = []
     for _, r in df.iterrows():
         row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
@@ -180,6 +211,11 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
         if with_clock:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
         row["% of best"] = _pct(r["pct_of_best"])
+        if with_power:
+            row["clock MHz"] = _figure(r["sm_clock_mhz_median"], ".0f")
+            row["W"] = _figure(r["power_w_median"], ".0f")
+            row["per W"] = _per_watt(r)
+            row["J/call"] = _figure(r["energy_j_per_call"], ".3g")
         row["check"] = {True: "pass", False: "FAIL", None: "-"}[None if _missing(r["validated"]) else bool(r["validated"])]
         row["status"] = _outcome(r)
         rows.append(row)

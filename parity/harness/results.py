@@ -43,6 +43,7 @@ class Measurement:
     time_ms: dict[str, Any] | None = None  # median, p10, p90, min, n, noise_rel, stop, samples
     work: dict[str, Any] | None = None  # flops, bytes_read, bytes_written, math_dtype
     validation: dict[str, Any] | None = None  # passed, error, tolerance, max_abs_error
+    telemetry: dict[str, Any] | None = None  # clocks, power, energy, throttling over the timed window (telemetry.py)
     started_at: str | None = None
     duration_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)

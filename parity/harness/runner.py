@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from parity.harness import provenance, registry
+from parity.harness import provenance, registry, telemetry
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
 from parity.harness.results import RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.timing import Policy, flush_bytes, measure
@@ -30,6 +30,7 @@ class RunPlan:
     dtypes: tuple[str, ...] = ()
     sizes_bytes: tuple[int, ...] = ()
     time_cap_s: float | None = None
+    settle_s: float | None = None  # idle before each timed case; None: telemetry.settle_seconds decides
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -101,7 +102,7 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None) -> Measurement:
+def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None) -> Measurement:
     impl, op = suite.impl_for(case), suite.op(case.op)
     timing = impl.timing(device)
     start, started_at = time.perf_counter(), _now()
@@ -134,10 +135,12 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
         policy = Policy.for_timing(timing, plan.time_cap_s)
-        stats = measure(thunk, timing, policy, flush.buffer() if cold else None)
+        time.sleep(telemetry.settle_seconds(plan.settle_s, device))  # let the last case's heat and power drain
+        sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
+        stats = measure(thunk, timing, policy, flush.buffer() if cold else None, window=sampler)
     except Exception as exc:  # noqa: BLE001
         return record("failed", _one_line(exc), validation=check.to_dict())
-    return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict())
+    return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)
 
 
 def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> dict[str, Any]:
@@ -156,6 +159,7 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> 
         "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
                    for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
         "flush_bytes": flush.bytes if flush else None,  # None: no device, nothing is flushed
+        "settle_s": telemetry.settle_seconds(plan.settle_s, device),
     }
 
 
@@ -188,11 +192,13 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
     outcome = Outcome(path=out_dir)
     todo = [(suite, case) for suite, case in cases if case.key not in done]
     outcome.skipped_existing = len(cases) - len(todo)
+    reader = telemetry.open_reader(device)  # once per run: opening NVML or amdsmi is slow
+    writer.update_meta(telemetry=reader.describe())
     try:
         for i, (suite, case) in enumerate(todo, start=1):
             if progress:
                 progress(i, len(todo), case, None)
-            result = run_case(suite, case, device, plan, flush)
+            result = run_case(suite, case, device, plan, flush, reader)
             writer.append(result)
             outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
             if progress:
@@ -202,6 +208,8 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
         writer.update_meta(status="interrupted", ended_at=_now())
         writer.close()
         raise
+    finally:
+        reader.close()
     counts: dict[str, int] = {}
     for record in read_run(out_dir).records:
         counts[record["status"]] = counts.get(record["status"], 0) + 1

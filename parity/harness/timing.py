@@ -185,10 +185,21 @@ def warm_up(thunk: Callable[[], Any], timing: str, policy: Policy,
             return spent_ms / calls
 
 
-def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None) -> Stats:
+def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, window=None) -> Stats:
+    """Warm up, then sample. `window` (a telemetry sampler: `start()`, `stop(calls)`) is started
+    after the warm-up and stopped once the last sample has finished, with the number of timed
+    calls, so its window holds exactly the timed samples (and, for cold ops, their flushes)."""
     estimate_ms = warm_up(thunk, timing, policy)
     take = event_batch(thunk, flush) if timing == TIMING_EVENTS else wall_batch(thunk)
-    return collect(take, policy, estimate_ms)
+    if window is None:
+        return collect(take, policy, estimate_ms)
+    window.start()
+    stats = None
+    try:
+        stats = collect(take, policy, estimate_ms)
+    finally:
+        window.stop(stats.n if stats else 0)
+    return stats
 
 
 def _synchronize() -> None:
