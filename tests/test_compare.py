@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -222,21 +223,25 @@ def test_cli_compare_exit_codes(tmp_path):
     base, new = runs_with_changes()
     b = write_run(tmp_path / "base", base.records, run_id="base")
     n = write_run(tmp_path / "new", new.records, run_id="new")
-    proc = parity("compare", b, n, "--format", "md", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "| slower |" in proc.stdout and "geometric mean" in proc.stdout
-    assert "5 case(s) in both runs: 1 faster, 1 slower, 1 same, 2 not compared; 1 only in BASE" in proc.stderr
-    gate = parity("compare", b, n, "--fail-on-regression", "5", cwd=tmp_path)
-    assert gate.returncode == 1, gate.stderr
-    assert "parity: regression: stream/copy/torch/" in gate.stderr and "Traceback" not in gate.stderr
-    assert parity("compare", b, n, "--fail-on-regression", "20", cwd=tmp_path).returncode == 0
-    same = parity("compare", b, b, "--fail-on-regression", "0", "--format", "csv", cwd=tmp_path)
-    assert same.returncode == 0 and same.stdout.startswith("key,")
-    assert_one_error_line(parity("compare", b, tmp_path / "missing", cwd=tmp_path), "no such run folder")
-    assert_one_error_line(parity("compare", b, n, "--alpha", "2", cwd=tmp_path), "alpha")
-    assert_one_error_line(parity("compare", b, cwd=tmp_path), "the following arguments are required")
     cpu = write_run(tmp_path / "cpu", [record(op="copy", timing="wall", device="Some CPU")], device=CPU, run_id="c")
-    assert_one_error_line(parity("compare", b, cpu, cwd=tmp_path), "--ignore-devices")
+    calls = {"md": (b, n, "--format", "md"), "gate5": (b, n, "--fail-on-regression", "5"),
+             "gate20": (b, n, "--fail-on-regression", "20"),
+             "same": (b, b, "--fail-on-regression", "0", "--format", "csv"),
+             "alpha": (b, n, "--alpha", "2"), "devices": (b, cpu)}
+    with ThreadPoolExecutor(max_workers=3) as pool:  # each call starts Python: run them side by side
+        futures = {name: pool.submit(parity, "compare", *args, cwd=tmp_path) for name, args in calls.items()}
+        proc = {name: f.result() for name, f in futures.items()}
+    assert proc["md"].returncode == 0, proc["md"].stderr
+    assert "| slower |" in proc["md"].stdout and "geometric mean" in proc["md"].stdout
+    assert ("5 case(s) in both runs: 1 faster, 1 slower, 1 same, 2 not compared; 1 only in BASE, 1 only in NEW"
+            in proc["md"].stderr)
+    assert proc["gate5"].returncode == 1, proc["gate5"].stderr
+    assert "parity: regression: stream/copy/torch/" in proc["gate5"].stderr
+    assert "Traceback" not in proc["gate5"].stderr and "scale" not in proc["gate5"].stderr
+    assert proc["gate20"].returncode == 0, proc["gate20"].stderr
+    assert proc["same"].returncode == 0 and proc["same"].stdout.startswith("key,")
+    assert_one_error_line(proc["alpha"], "alpha")
+    assert_one_error_line(proc["devices"], "--ignore-devices")
 
 
 def test_cli_a_case_that_broke_fails_the_gate(tmp_path):

@@ -118,6 +118,7 @@ def roofline_plot(rows: pd.DataFrame, spec, title: str, name: str) -> Plot:
         ax.scatter(x, group["tflops"], s=22, marker=markers[suite], label=f"{suite} {dtype}{' (emulated)' if emulated else ''}",
                    facecolors="none" if emulated else colors[dtype], edgecolors=colors[dtype], zorder=3)
     lo, hi = float(intensity.min()) / 4, float(intensity.max()) * 4
+    top = float(points["tflops"].max()) * 3
     if spec is not None and spec.memory_gbps:
         tbps = spec.memory_gbps / 1e3
         for dtype in points["math_dtype"].dropna().unique():
@@ -132,16 +133,20 @@ def roofline_plot(rows: pd.DataFrame, spec, title: str, name: str) -> Plot:
             if peak is not None:
                 ax.plot(xs, np.minimum(tbps * xs, peak.value), color=colors[dtype], lw=1.2,
                         label=f"{dtype} roof {peak.value:,.0f} TFLOPS")
+                top = max(top, peak.value * 3)
         roof_note = f"roofs from spec {spec.id} ({spec.status})"
     else:
         roof_note = "no spec: measured points only"
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis)
     ax.set_xlim(lo, hi)
+    ax.set_ylim(float(points["tflops"].min()) / 4, top)
     ax.set_xlabel("arithmetic intensity, FLOP/byte")
     ax.set_ylabel("TFLOPS")
     ax.set_title(f"{title}\n{roof_note}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.25)
+    ax.grid(True, which="major", alpha=0.25)
     ax.legend(fontsize=7, loc="lower right")
     return Plot(name, title, _png(fig), "; ".join(notes) or None)
 
@@ -190,6 +195,8 @@ def stream_plot(rows: pd.DataFrame, device: dict[str, Any], spec, title: str, na
         return Plot(name, title, None, "stream plot skipped: no timed stream records")
     sizes = pd.Series([case_params(r).get("working_set_bytes") for _, r in rows.iterrows()], index=rows.index)
     rows, sizes = rows[sizes.notna()], sizes[sizes.notna()].astype(float)
+    if rows.empty:
+        return Plot(name, title, None, "stream plot skipped: no record says its working-set size")
     dtypes = list(dict.fromkeys(rows["dtype"].fillna("?")))
     fig, axes = _figure(cols=len(dtypes))
     l2 = device.get("l2_bytes") or _spec_bytes(spec, "l2_cache_mib")
@@ -227,12 +234,19 @@ def _bytes_axis(ax, sizes: pd.Series) -> None:
     ax.minorticks_off()
 
 
-def _count_axis(ax) -> None:
-    """A log2 axis of counts (sizes, lengths) labelled 1024, 2048, ... rather than 2^10."""
-    from matplotlib.ticker import FuncFormatter
+def _plain_ticks(axis) -> None:
+    """Tick labels as plain numbers (1024, 0.1, 10,000) rather than powers in mathtext, which is
+    also much slower to lay out."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _count_axis(ax) -> None:
+    """A log2 axis of counts (sizes, lengths)."""
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _plain_ticks(ax.xaxis)
 
 
 def _spec_bytes(spec, figure: str) -> int | None:
