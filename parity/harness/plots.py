@@ -220,7 +220,7 @@ def stream_plot(rows: pd.DataFrame, device: dict[str, Any], spec, title: str, na
         ax.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=10)
     note = ("working sets that fit in a cache can exceed the HBM line; sizes of 4x the last-level cache "
-            "and above are HBM numbers")
+            "and above are HBM numbers") if spec is not None and spec.memory_gbps else None
     return Plot(name, title, _png(fig), note)
 
 
