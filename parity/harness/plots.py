@@ -21,7 +21,7 @@ import pandas as pd
 
 from parity.harness import roofline, specs
 from parity.harness.model import TIMING_INTERPRET
-from parity.harness.report import SECTION_TITLES, _above_peak, _missing, human_bytes
+from parity.harness.report import SECTION_TITLES, _above_peak, human_bytes
 from parity.harness.results import Run
 
 DPI = 100
