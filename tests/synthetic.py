@@ -44,3 +44,48 @@ def write_run(folder: Path, records, device=H200, run_id="r1") -> Path:
                                                "status": "complete"}))
     (folder / MEASUREMENTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
+
+
+# --- sweeps of the stream, GEMM and attention suites, for plots, side-by-side tables and compare -----
+
+MI300X = {"backend": "rocm", "name": "AMD Instinct MI300X", "arch": "gfx942", "index": 0,
+          "l2_bytes": 4 << 20, "llc_bytes": 256 << 20}
+STREAM_ARRAYS = {"copy": (1, 1), "scale": (1, 1), "add": (2, 1), "triad": (2, 1), "dot": (2, 0), "read": (1, 0),
+                 "write": (0, 1)}  # arrays read, written (parity.suites.stream)
+STREAM_FLOPS = {"copy": 0, "scale": 1, "add": 1, "triad": 2, "dot": 2, "read": 1, "write": 0}
+
+
+def stream_record(op="triad", n=1 << 20, dtype="fp32", gbps=1000.0, **kw):
+    """A stream record of `n` elements whose median time gives `gbps` (decimal GB/s)."""
+    size = {"fp32": 4, "bf16": 2}[dtype]
+    reads, writes = STREAM_ARRAYS[op]
+    nbytes = (reads + writes) * n * size
+    return record(op=op, dtype=dtype, metric="GB/s", time_ms=nbytes / gbps / 1e6, bytes_read=reads * n * size,
+                  bytes_written=writes * n * size, flops=STREAM_FLOPS[op] * n,
+                  params={"dtype": dtype, "n": n, "working_set_bytes": nbytes}, **kw)
+
+
+def gemm_record(m=4096, n=None, k=None, dtype="bf16", impl="torch", tflops=500.0, layout="tn", **kw):
+    """A GEMM record (the gemm suite's params: m, n, k, dtype, layout) that runs at `tflops`."""
+    n, k = n or m, k or m
+    size = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}[dtype]
+    flops = 2 * m * n * k
+    return record(op="gemm", suite="gemm", impl=impl, dtype=dtype, metric="TFLOPS", flops=flops,
+                  time_ms=flops / tflops / 1e9, bytes_read=int((m * k + k * n) * size), bytes_written=2 * m * n,
+                  params={"dtype": dtype, "m": m, "n": n, "k": k, "layout": layout}, **kw)
+
+
+def attention_record(seq=4096, dtype="bf16", impl="triton", rate=300.0, direction="fwd", causal=False,
+                     op="prefill", batch=4, heads=32, kv_heads=8, head_dim=128, **kw):
+    """An attention record (the attention suite's params) running at `rate`: TFLOPS, or GB/s for the
+    memory-bound `decode` op (one query against `seq` keys)."""
+    seq_q = 1 if op == "decode" else seq
+    flops = 4 * batch * heads * seq_q * seq * head_dim // (2 if causal else 1) * (1 if direction == "fwd" else 5) // (
+        1 if direction == "fwd" else 2)  # backward: 2.5x the forward's FLOPs
+    kv_bytes = 2 * batch * kv_heads * seq * head_dim * 2
+    metric = "GB/s" if op == "decode" else "TFLOPS"
+    seconds = kv_bytes / (rate * 1e9) if metric == "GB/s" else flops / (rate * 1e12)
+    return record(op=op, suite="attention", impl=impl, dtype=dtype, metric=metric, flops=flops,
+                  time_ms=seconds * 1e3, bytes_read=kv_bytes, bytes_written=2 * batch * heads * seq_q * head_dim,
+                  params={"dtype": dtype, "batch": batch, "heads": heads, "kv_heads": kv_heads, "seq_q": seq_q,
+                          "seq_k": seq, "head_dim": head_dim, "causal": causal, "direction": direction}, **kw)

@@ -73,9 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
 
     p = sub.add_parser("report", help="print the tables of one or more runs")
-    p.add_argument("runs", nargs="+", type=Path, help="run folders")
-    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    p.add_argument("runs", nargs="*", type=Path, help="run folders")
+    p.add_argument("--format", choices=("text", "md", "html", "csv", "parquet"), default="text")
     p.add_argument("--to", metavar="SPEC", help="normalize against this spec instead of the matched one")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE (parquet needs one)")
+    p.add_argument("--plots", type=Path, metavar="DIR", help="also write every plot as DIR/<name>.png")
+    p.add_argument("--publish", action="store_true",
+                   help="copy the runs into the results folder, re-render every run there, rewrite its README.md")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                   help="the results folder --publish works on (default results)")
+
+    p = sub.add_parser("compare", help="two runs of one device, case by case, with a significance test")
+    p.add_argument("base", type=Path, help="run folder: the reference")
+    p.add_argument("new", type=Path, help="run folder: the candidate")
+    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    p.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                   help="exit 1 when a case is significantly slower by more than PCT %% (or broke)")
+    p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney test (default 0.001)")
+    p.add_argument("--same-within", type=float, metavar="PCT", help="changes within PCT %% are 'same' (default 1)")
+    p.add_argument("--ignore-devices", action="store_true", help="compare runs made on different devices")
 
     p = sub.add_parser("specs", help="the spec database, or every figure of one spec with its sources")
     p.add_argument("spec", nargs="?", help="a spec id, e.g. h200 or mi455x")
@@ -233,6 +249,11 @@ def cmd_report(args, argv) -> int:
 
     from parity.harness import specs
 
+    if args.publish:
+        return _publish(args)
+    if not args.runs:
+        raise UsageError("give one or more run folders (or --publish to re-render the results folder)")
+    _check_report_needs(args)
     target = specs.get(args.to) if args.to else None
     runs = [read_run(path) for path in args.runs]
     for run in runs:
@@ -242,13 +263,104 @@ def cmd_report(args, argv) -> int:
     if df.empty:
         print("parity: the run(s) hold no records yet", file=sys.stderr)
         return 0
+    if args.plots or args.format == "html":
+        from parity.harness import plots
+
+        figures = plots.make_plots(runs, df)
+        if args.plots:
+            plots.write_pngs(figures, args.plots)
     if args.format == "md":
-        sys.stdout.write(report.to_markdown(df))
+        from parity.harness import crosstab
+
+        _emit(report.to_markdown(df) + crosstab.to_markdown(df), args.out)
     elif args.format == "csv":
-        sys.stdout.write(report.to_csv(df))
+        _emit(report.to_csv(df), args.out)
+    elif args.format == "html":
+        from parity.harness import html
+
+        _emit(html.page(runs, df, figures), args.out)
+    elif args.format == "parquet":
+        try:
+            report.to_parquet(df, args.out)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     else:
+        from parity.harness import crosstab
+
         report.print_tables(df, _console())
+        report.render(crosstab.side_by_side(df), "text", _console())
     return 0
+
+
+def _check_report_needs(args) -> None:
+    """Optional dependencies and arguments, checked before anything is read or written."""
+    if args.format == "parquet":
+        if args.out is None:
+            raise UsageError("--format parquet writes a file: give --out FILE")
+        try:
+            import pyarrow  # noqa: F401
+        except Exception:  # noqa: BLE001 - any failure to import is reported the same way
+            raise UsageError("--format parquet needs pyarrow: pip install 'parity[report]'") from None
+    if args.format == "html" or args.plots:
+        from parity.harness import plots
+
+        problem = plots.problem()
+        if problem:
+            raise UsageError(problem)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"parity: wrote {out}", file=sys.stderr)
+
+
+def _publish(args) -> int:
+    from parity.harness import plots, publish
+
+    if args.format != "text" or args.out or args.plots or args.to:
+        raise UsageError("--publish renders md and html beside each run itself: give no --format, --out, --plots or --to")
+    problem = plots.problem()
+    if problem:
+        raise UsageError(problem)
+    done = publish.publish(args.results, add=list(args.runs))
+    for note in done.warnings:
+        print(f"parity: warning: {note}", file=sys.stderr)
+    print(f"parity: {len(done.runs)} run(s) rendered; index in {done.index}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args, argv) -> int:
+    from parity.harness import compare, report
+    from parity.harness.results import read_run
+
+    if args.fail_on_regression is not None and args.fail_on_regression < 0:
+        raise UsageError("--fail-on-regression takes a percentage of zero or more")
+    settings = compare.Settings(alpha=compare.ALPHA if args.alpha is None else args.alpha,
+                                same_within=compare.SAME_WITHIN if args.same_within is None else args.same_within / 100)
+    result = compare.compare(read_run(args.base), read_run(args.new), settings, ignore_devices=args.ignore_devices)
+    for note in result.notes:
+        print(f"parity: warning: {note}", file=sys.stderr)
+    if args.format == "csv":
+        sys.stdout.write(compare.to_csv(result))
+    else:
+        text = report.render(compare.tables(result), args.format, _console())
+        if text:
+            sys.stdout.write(text)
+    print(f"parity: {compare.summary_line(result)}", file=sys.stderr)
+    if args.fail_on_regression is None:
+        return 0
+    failing = [f"{r['key']}: {r['ratio']:.3f}x the time, interval [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
+               f"p {r['p']:.2g}" for _, r in result.regressions(args.fail_on_regression).iterrows()]
+    failing += [f"{r['key']}: {r['note']}" for _, r in result.broken().iterrows()]
+    for line in failing:
+        print(f"parity: regression: {line}", file=sys.stderr)
+    return EXIT_CASES_FAILED if failing else 0
 
 
 class _Progress:
@@ -402,4 +514,4 @@ def cmd_selfcheck(args, argv) -> int:
 
 
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
-            "specs": cmd_specs, "project": cmd_project, "selfcheck": cmd_selfcheck}
+            "specs": cmd_specs, "project": cmd_project, "selfcheck": cmd_selfcheck, "compare": cmd_compare}
