@@ -67,6 +67,25 @@ def test_above_peak_is_flagged_and_kept_out_of_the_tables():
     assert one(df, op="scale")["pct_of_best"] == pytest.approx(1.0)
 
 
+def test_a_warm_working_set_that_fits_the_llc_is_a_cache_plateau_not_an_error():
+    # H200: 50 MiB L2. 16 MiB read + 16 MiB written at 8000 GB/s (8e12 B/s) is above HBM's 4800 by design.
+    mib = 1 << 20
+    cached = record(op="copy", time_ms=32 * mib / 8e12 * 1e3, bytes_read=16 * mib, bytes_written=16 * mib)
+    rows = report.frame([run([cached])])
+    row = rows.iloc[0]
+    assert row["bound"] == "cache" and "cache-resident" in row["roof"]
+    assert pd.isna(row["pct_of_spec"]) and row["flag"] is None
+    assert "8,000.0" in report.to_markdown(rows)  # the plateau is published, as a rate
+    # one byte beyond the LLC, the same rate is judged against HBM and flagged
+    spilled = record(op="copy", time_ms=(50 * mib + 2) / 8e12 * 1e3, bytes_read=25 * mib + 1,
+                     bytes_written=25 * mib + 1)
+    row = report.frame([run([spilled])]).iloc[0]
+    assert row["bound"] == "memory" and "measurement error" in row["flag"]
+    # a cold op (GEMM, attention) of the same size is never excused
+    cold = dict(cached, cache="cold")
+    assert report.frame([run([cold])]).iloc[0]["bound"] == "memory"
+
+
 def test_emulated_path_is_not_normalized_against_the_format_it_emulates():
     flops = 2 * 4096**3
     emulated = record(op="gemm", suite="gemm", metric="TFLOPS", dtype="fp4", time_ms=1.0, flops=flops,
