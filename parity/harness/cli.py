@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from parity.harness.distributed import EXIT_RANK, RankError
 from parity.harness.model import UsageError
 from parity.harness.results import MEASUREMENTS_FILE, ResultsError
 from parity.harness.specs import SpecError
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
+    p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
+    p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
+    p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
+    p.add_argument("--rank-timeout-s", type=float, metavar="S",
+                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
 
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
@@ -95,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError, SpecError) as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RankError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_RANK
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -176,7 +185,7 @@ def _default_out(device) -> Path:
 
 
 def cmd_run(args, argv) -> int:
-    from parity.harness import registry, report, runner
+    from parity.harness import distributed, multigpu, registry, report, runner
     from parity.harness.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size):
@@ -184,7 +193,7 @@ def cmd_run(args, argv) -> int:
     if args.time_cap_s is not None and args.time_cap_s <= 0:
         raise UsageError("--time-cap-s must be positive")
     sizes = tuple(parse_size(s) for s in _names(args.size))
-    device = _detect(args.device)
+    device = _detect(distributed.local_index(args.device))  # a rank uses its LOCAL_RANK's GPU
     _require_triton()
     if args.resume:
         out, resume = args.resume, True
@@ -197,12 +206,18 @@ def cmd_run(args, argv) -> int:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
-                          time_cap_s=args.time_cap_s)
+                          time_cap_s=args.time_cap_s, ranks=args.ranks)
+    if args.all_gpus or args.cpu_workers is not None:
+        return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
+    early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
+    if early is not None:
+        return early
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
     with _Progress(note) as progress:
         try:
-            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress)
+            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress,
+                                     case_runner=distributed.case_runner())
         except KeyboardInterrupt:
             progress.close()
             print(f"parity: interrupted; finished cases are kept in {out}; continue with "
@@ -210,6 +225,7 @@ def cmd_run(args, argv) -> int:
             return EXIT_INTERRUPTED
     run = read_run(out)
     report.print_tables(report.frame([run]), _console())
+    multigpu.print_extra([run], "text", _console())  # collectives' bandwidths
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "nothing new"
     extra = f" ({outcome.skipped_existing} already done)" if outcome.skipped_existing else ""
     print(f"parity: {counts}{extra}; results in {out}", file=sys.stderr)
@@ -238,6 +254,10 @@ def cmd_report(args, argv) -> int:
         sys.stdout.write(report.to_csv(df))
     else:
         report.print_tables(df, _console())
+    if args.format != "csv":
+        from parity.harness import multigpu
+
+        multigpu.print_extra(runs, args.format, _console())  # spread between GPUs, collectives' bandwidths
     return 0
 
 

@@ -30,6 +30,7 @@ class RunPlan:
     dtypes: tuple[str, ...] = ()
     sizes_bytes: tuple[int, ...] = ()
     time_cap_s: float | None = None
+    ranks: int | None = None  # processes of a collective suite (None: one per GPU, 2 on the CPU)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -134,7 +135,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
         policy = Policy.for_timing(timing, plan.time_cap_s)
-        stats = measure(thunk, timing, policy, flush.buffer() if cold else None)
+        stats = (impl.measure or measure)(thunk, timing, policy, flush.buffer() if cold else None)
     except Exception as exc:  # noqa: BLE001
         return record("failed", _one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict())
@@ -170,8 +171,12 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
 
 
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
-            progress: Callable[[int, int, Case, Measurement | None], None] | None = None) -> Outcome:
-    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case."""
+            progress: Callable[[int, int, Case, Measurement | None], None] | None = None,
+            case_runner: Callable[..., Measurement] | None = None) -> Outcome:
+    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case.
+
+    `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
+    collective cases in step with the other ranks through it (distributed.Leader)."""
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
@@ -192,7 +197,7 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
         for i, (suite, case) in enumerate(todo, start=1):
             if progress:
                 progress(i, len(todo), case, None)
-            result = run_case(suite, case, device, plan, flush)
+            result = (case_runner or run_case)(suite, case, device, plan, flush)
             writer.append(result)
             outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
             if progress:
