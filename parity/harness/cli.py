@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
                    help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
 
+    p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
+    p.add_argument("--out", type=Path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes, one job each (a job array)")
+    p.add_argument("--local", action="store_true", help="run the jobs on this machine (submitit's local executor)")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--account", help="Slurm account")
+    p.add_argument("--time-min", type=int, default=60, help="time limit of each job, minutes (default 60)")
+    p.add_argument("--gpus-per-node", type=int, help="GPUs to ask for on each node")
+    p.add_argument("--cpus-per-task", type=int, help="CPUs to ask for on each node")
+    p.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: the arguments of parity run on each node")
+
+    p = sub.add_parser("merge", help="gather runs (of several nodes, e.g. from sbatch) into one run folder")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders")
+    p.add_argument("--out", type=Path, required=True, help="folder of the merged run")
+
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
@@ -385,5 +400,27 @@ def cmd_project(args, argv) -> int:
     return 0
 
 
+def cmd_submit(args, argv) -> int:
+    from parity.harness import submit
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
+                  "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
+                  "slurm_partition": args.partition, "slurm_account": args.account}
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console())
+
+
+def cmd_merge(args, argv) -> int:
+    from parity.harness import multigpu
+
+    if (args.out / MEASUREMENTS_FILE).exists():
+        raise UsageError(f"{args.out} already holds a run: choose another --out")
+    run = multigpu.merge([(path, None) for path in args.runs], args.out, ["parity", *argv],
+                         {"merged_from": [str(p) for p in args.runs]})
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(run.meta["counts"].items()))
+    print(f"parity: {counts} from {len(args.runs)} run(s) merged into {args.out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
-            "specs": cmd_specs, "project": cmd_project}
+            "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge}

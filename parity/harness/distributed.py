@@ -468,14 +468,16 @@ def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
 
 
 def _watch(procs, store, out: Path, timeout_s: float) -> int:
-    idle_limit = 3 * timeout_s + 30  # past rank 0's own limits (a collective's, then the gather's)
+    idle_limit = 2 * timeout_s + 10  # past rank 0's own limits (a collective's, then the gather's)
     last, last_change = None, time.monotonic()
     first_dead: tuple[int, int] | None = None
     while True:
         codes = [p.poll() for p in procs]
         if codes[0] is not None:
-            if codes[0] in (0, 1, 2, 130, EXIT_RANK):
-                _stop(procs[1:], grace_s=30.0)  # rank 0 has told them it is done (or said why not)
+            if codes[0] == EXIT_RANK:  # rank 0 has named the rank that failed
+                return codes[0]
+            if codes[0] in (0, 1, 2, 130):
+                _stop(procs[1:], grace_s=30.0)  # rank 0 has told them it is done
                 return codes[0]
             first_dead = first_dead or (0, codes[0])
             break
@@ -513,15 +515,18 @@ def _culprit(store, n: int, first_dead: tuple[int, int] | None, idle_s: float) -
     for r in range(n):
         value = _get(store, f"state/{r}")
         states[r] = tuple(map(int, value.split(":"))) if value else (-1, 2)
-    if len(set(states.values())) > 1:
-        behind = min(states.values())
-        ranks = ", ".join(str(r) for r, s in states.items() if s == behind)
-        where = f"collective case {behind[0]}" if behind[0] >= 0 else "its first collective case"
-        return f"rank {ranks} stopped before finishing {where}; the other ranks went on and timed out waiting for it"
-    if first_dead is not None:
+    behind = min(states.values())
+    laggards = [r for r, s in states.items() if s == behind] if len(set(states.values())) > 1 else []
+    # A rank that died is the news, unless NCCL's watchdog aborted it (SIGABRT) for waiting on one
+    # that fell behind.
+    if first_dead is not None and not (first_dead[1] == -6 and laggards and first_dead[0] not in laggards):
         r, code = first_dead
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         return f"rank {r} {how}" + (f" (see ranks/rank-{r}.log)" if r else "")
+    if laggards:
+        where = f"collective case {behind[0]}" if behind[0] >= 0 else "its first collective case"
+        return (f"rank {', '.join(map(str, laggards))} stopped before finishing {where}; the other ranks "
+                "went on and timed out waiting for it")
     return f"no rank made progress for {idle_s:g} s"
 
 

@@ -162,11 +162,12 @@ def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
 
 
 def merge(parts: list[tuple[Path, int | None]], out: Path, command: list[str], meta_extra: dict[str, Any],
-          status: str = "complete"):
+          status: str = "complete", hosts: list[str] | None = None):
     """One run in OUT from several: every record of every part, tagged with its GPU and host.
 
     A part's GPU is the one given, else its records' own (a part merged before), else its device's
-    index. OUT's measurements are rewritten whole; the parts stay as they are."""
+    index. Records name their host where the parts come from several (or `hosts` names each
+    part's). OUT's measurements are rewritten whole; the parts stay as they are."""
     runs = [(read_run(path), gpu) for path, gpu in parts]
     if not runs:
         raise ResultsError(f"nothing to merge into {out}: no part holds records")
@@ -180,14 +181,16 @@ def merge(parts: list[tuple[Path, int | None]], out: Path, command: list[str], m
             "flush_bytes": first.get("flush_bytes")}
     meta.update(meta_extra)
     records = []
-    for run, gpu in runs:
-        device, host = run.meta.get("device", {}), (run.meta.get("host") or {}).get("hostname")
+    names = hosts or [(run.meta.get("host") or {}).get("hostname") for run, _ in runs]
+    for (run, gpu), host in zip(runs, names):
+        device = run.meta.get("device", {})
+        tag = host if hosts or len(set(names)) > 1 else None  # a run gathered from several hosts names them
         devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
         for rec in run.records:
             index = rec.get("gpu_index")
             if index is None:
                 index = gpu if gpu is not None else (device.get("index") if not collective_report.is_collective(rec) else None)
-            records.append(dict(rec, gpu_index=index, host=rec.get("host") or host))
+            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
     meta["devices"] = devices
     counts: dict[str, int] = {}
     for rec in records:
@@ -219,7 +222,7 @@ def device_label(rec: dict[str, Any]) -> str | None:
     """The device column of the report: the name, and which GPU (and host) in a run over several."""
     if rec.get("gpu_index") is None:
         return rec.get("device")
-    return f"{rec.get('device')} [{gpu_label(rec, 2 if rec.get('host') else 1)}]"
+    return f"{rec.get('device')} [{gpu_label(rec, 2)}]"  # host only where the run names it
 
 
 def gpu_label(rec: dict[str, Any], hosts: int = 1) -> str:
