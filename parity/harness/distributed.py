@@ -280,11 +280,13 @@ class Leader:
 
 def merge(case: Case, mine, others: dict[int, dict[str, Any]]):
     """One record for a case from every rank's: validation over all ranks, rank 0's timing (the
-    same on every rank). A case that failed on some ranks only has left the group out of step."""
+    same on every rank). The same failure on every rank is the case's record; any other failure
+    has left the group out of step and ends the run, naming the rank that failed first."""
     records = {0: mine.to_dict(), **others}
     statuses = {r: rec["status"] for r, rec in records.items()}
     failed = [r for r, s in statuses.items() if s == "failed"]
-    if failed and len(failed) < len(records):
+    reasons = {records[r].get("reason") for r in failed}
+    if failed and (len(failed) < len(records) or len(reasons) > 1):  # not one failure shared by all
         first = min(failed, key=lambda r: records[r].get("duration_s") or 0.0)  # the others waited for it
         raise RankError(f"rank {first} failed {case.label()}: {records[first].get('reason')}")
     if len(set(statuses.values())) > 1 and not set(statuses.values()) <= {"ok", "invalid"}:
@@ -484,11 +486,19 @@ def _watch(procs, store, out: Path, timeout_s: float) -> int:
         dead = [(r, c) for r, c in enumerate(codes) if r and c not in (None, 0)]
         if dead:
             first_dead = dead[0]
+            # Rank 0 notices a peer's death within seconds (its collective fails, the peer's error
+            # is in the store) and says which rank failed: give it the chance to, then speak for it.
+            try:
+                if procs[0].wait(timeout=min(timeout_s, 10.0)) == EXIT_RANK:
+                    return EXIT_RANK
+            except subprocess.TimeoutExpired:
+                pass
             break
         progress = _progress(store, len(procs))
         if progress != last:
             last, last_change = progress, time.monotonic()
-        elif time.monotonic() - last_change > idle_limit:
+        elif any(progress) and time.monotonic() - last_change > idle_limit:
+            # Armed once rank 0 has begun: before, joining the group has its own timeout.
             _stop(procs)
             print(f"parity: error: {_culprit(store, len(procs), None, idle_limit)}; finished records are in {out}",
                   file=sys.stderr)
