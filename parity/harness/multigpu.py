@@ -36,6 +36,11 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def is_multi_gpu(folder: Path) -> bool:
+    """Whether a run folder holds an --all-gpus run (whose --resume resumes every worker's part)."""
+    return "multi_gpu" in read_run(folder).meta
+
+
 def worker_count(device, cpu_workers: int | None) -> int:
     if cpu_workers is not None:
         if cpu_workers < 1:
@@ -187,9 +192,9 @@ def merge(parts: list[tuple[Path, int | None]], out: Path, command: list[str], m
         tag = host if hosts or len(set(names)) > 1 else None  # a run gathered from several hosts names them
         devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
         for rec in run.records:
-            index = rec.get("gpu_index")
-            if index is None:
-                index = gpu if gpu is not None else (device.get("index") if not collective_report.is_collective(rec) else None)
+            index = gpu if gpu is not None else rec.get("gpu_index")
+            if index is None and not collective_report.is_collective(rec):
+                index = device.get("index")  # a plain single-GPU run: the GPU it ran on
             records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
     meta["devices"] = devices
     counts: dict[str, int] = {}
