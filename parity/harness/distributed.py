@@ -219,6 +219,7 @@ class Leader:
         self.index = 0  # collective cases so far
         self.cases = 0  # all cases so far
         self.closed = False
+        self.failed = False
         atexit.register(self.close)
 
     def __call__(self, suite, case: Case, device, plan, flush):
@@ -238,9 +239,13 @@ class Leader:
         _set(store, "state/0", f"{i}:1")
         mine = run_case(suite, case, device, plan, flush)
         _set(store, "state/0", f"{i}:2")
-        others = self._gather(i, case)
+        try:
+            merged = merge(case, mine, self._gather(i, case))
+        except RankError:
+            self.failed = True  # the group is out of step: leaving it could wait on the lost rank
+            raise
         _set(store, "beat/0", str(self.cases))
-        return merge(case, mine, others)
+        return merged
 
     def _gather(self, i: int, case: Case) -> dict[int, dict[str, Any]]:
         store, n = self.session.store, self.session.place.world_size
@@ -272,7 +277,7 @@ class Leader:
             import torch.distributed as dist
 
             _set(self.session.store, f"case/{self.index}", DONE)
-            if dist.is_initialized():
+            if dist.is_initialized() and not self.failed:
                 dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - the store's owner may be gone already: nothing to tell
             pass
@@ -461,10 +466,10 @@ def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
     try:
         return _watch(procs, dist.PrefixStore("parity", store), out, timeout_s)
     except KeyboardInterrupt:
-        _stop(procs, grace_s=5.0)  # the terminal sent SIGINT to every rank: rank 0 says what is kept
+        stop_processes(procs, grace_s=5.0)  # the terminal sent SIGINT to every rank: rank 0 says what is kept
         return 130
     finally:
-        _stop(procs)
+        stop_processes(procs)
         for log in files:
             log.close()
 
@@ -479,7 +484,7 @@ def _watch(procs, store, out: Path, timeout_s: float) -> int:
             if codes[0] == EXIT_RANK:  # rank 0 has named the rank that failed
                 return codes[0]
             if codes[0] in (0, 1, 2, 130):
-                _stop(procs[1:], grace_s=30.0)  # rank 0 has told them it is done
+                stop_processes(procs[1:], grace_s=30.0)  # rank 0 has told them it is done
                 return codes[0]
             first_dead = first_dead or (0, codes[0])
             break
@@ -499,12 +504,12 @@ def _watch(procs, store, out: Path, timeout_s: float) -> int:
             last, last_change = progress, time.monotonic()
         elif any(progress) and time.monotonic() - last_change > idle_limit:
             # Armed once rank 0 has begun: before, joining the group has its own timeout.
-            _stop(procs)
+            stop_processes(procs)
             print(f"parity: error: {_culprit(store, len(procs), None, idle_limit)}; finished records are in {out}",
                   file=sys.stderr)
             return EXIT_RANK
         time.sleep(0.05)
-    _stop(procs)
+    stop_processes(procs)
     print(f"parity: error: {_culprit(store, len(procs), first_dead, idle_limit)}; finished records are in {out}",
           file=sys.stderr)
     return EXIT_RANK
@@ -540,7 +545,7 @@ def _culprit(store, n: int, first_dead: tuple[int, int] | None, idle_s: float) -
     return f"no rank made progress for {idle_s:g} s"
 
 
-def _stop(procs, grace_s: float = 2.0) -> None:
+def stop_processes(procs, grace_s: float = 2.0) -> None:
     """Wait up to `grace_s` for the processes to end, then terminate, then kill what remains."""
     deadline = time.monotonic() + grace_s
     for p in procs:

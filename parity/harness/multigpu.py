@@ -123,7 +123,7 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str 
     try:
         return _watch_workers(procs, parts, timeout_s)
     finally:
-        distributed._stop(procs)
+        distributed.stop_processes(procs)
         for log in logs:
             log.close()
 

@@ -32,7 +32,7 @@ SEED = 20261121
 ROOT = 0  # broadcast's source rank
 MIN_BYTES = 8  # nccl-tests' usual -b 8
 SMOKE_ELEMENTS = (3, 1001)  # odd counts, rounded down to a multiple of the rank count where chunked
-CPU_QUICK_BYTES = (64, 64 << 10, 4 << 20)  # gloo on a CPU: seconds for the whole preset
+CPU_QUICK_BYTES = (64, 16 << 10, 1 << 20)  # gloo on a CPU: seconds for the whole preset
 MEMORY_FRACTION = 0.8
 
 
@@ -73,7 +73,7 @@ def elements(op: str, size_bytes: int, itemsize: int, ranks: int) -> int:
 
 def sweep_bytes(preset: str, device) -> list[int]:
     """S from 8 B: steps of 8 to 1 GiB (quick) or of 2 to 8 GiB (full) on a GPU; a few sizes to
-    4 MiB (quick) or steps of 4 to 256 MiB (full) with gloo on a CPU."""
+    1 MiB (quick) or steps of 4 to 256 MiB (full) with gloo on a CPU."""
     if not device.is_gpu and preset == "quick":
         return list(CPU_QUICK_BYTES)
     step, top = {"quick": (8, 1 << 30), "full": (2, 8 << 30)}[preset]
