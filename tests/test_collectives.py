@@ -4,7 +4,6 @@ by parity and by torchrun), with injected rank failures and hangs."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor

@@ -197,10 +197,6 @@ def inject_fault(who: int, at: int) -> None:
         os._exit(17)
 
 
-def _set(store, key: str, value: str) -> None:
-    store.set(key, value)
-
-
 def _get(store, key: str) -> str | None:
     return store.get(key).decode() if store.check([key]) else None
 
@@ -229,22 +225,22 @@ class Leader:
         self.cases += 1
         if not suite.collective:
             result = run_case(suite, case, device, plan, flush)
-            _set(store, "beat/0", str(self.cases))
+            store.set("beat/0", str(self.cases))
             return result
         i = self.index
         self.index += 1
-        _set(store, f"case/{i}", _task(case, plan))
-        _set(store, "state/0", f"{i}:0")
+        store.set(f"case/{i}", _task(case, plan))
+        store.set("state/0", f"{i}:0")
         inject_fault(0, i)
-        _set(store, "state/0", f"{i}:1")
+        store.set("state/0", f"{i}:1")
         mine = run_case(suite, case, device, plan, flush)
-        _set(store, "state/0", f"{i}:2")
+        store.set("state/0", f"{i}:2")
         try:
             merged = merge(case, mine, self._gather(i, case))
         except RankError:
             self.failed = True  # the group is out of step: leaving it could wait on the lost rank
             raise
-        _set(store, "beat/0", str(self.cases))
+        store.set("beat/0", str(self.cases))
         return merged
 
     def _gather(self, i: int, case: Case) -> dict[int, dict[str, Any]]:
@@ -276,7 +272,7 @@ class Leader:
         try:
             import torch.distributed as dist
 
-            _set(self.session.store, f"case/{self.index}", DONE)
+            self.session.store.set(f"case/{self.index}", DONE)
             if dist.is_initialized() and not self.failed:
                 dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - the store's owner may be gone already: nothing to tell
@@ -342,21 +338,21 @@ def follow(session: Session, device) -> int:
             if task == DONE:
                 break
             spec = json.loads(task)
-            _set(store, f"state/{rank}", f"{i}:0")
+            store.set(f"state/{rank}", f"{i}:0")
             suite = registry.load(spec["suite"])
             case = Case(spec["suite"], spec["op"], spec["impl"], spec["params"])
             inject_fault(rank, i)
-            _set(store, f"state/{rank}", f"{i}:1")
+            store.set(f"state/{rank}", f"{i}:1")
             record = run_case(suite, case, device, RunPlan(suites=(suite.name,), time_cap_s=spec["time_cap_s"]), flush)
-            _set(store, f"outcome/{i}/{rank}", json.dumps(record.to_dict(), allow_nan=True))
-            _set(store, f"state/{rank}", f"{i}:2")
+            store.set(f"outcome/{i}/{rank}", json.dumps(record.to_dict(), allow_nan=True))
+            store.set(f"state/{rank}", f"{i}:2")
             i += 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - any failure of a rank ends it, named, for rank 0 to report
         message = _one_line(exc)
         try:
-            _set(store, f"error/{rank}", message)
+            store.set(f"error/{rank}", message)
         except Exception:  # noqa: BLE001 - the store is gone: the launcher reports the exit instead
             pass
         print(f"parity: error: rank {rank} failed: {message}", file=sys.stderr)
