@@ -75,6 +75,17 @@ def local_index(default: int) -> int:
     return default if place is None else place.local_rank
 
 
+RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+                  "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE", STORE_ENV)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a process parity starts: this one's, less any place in a group."""
+    env = {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES}
+    env.update(extra)
+    return env
+
+
 def default_ranks(device) -> int:
     """Ranks parity starts for a collective suite: one per visible GPU, two on the CPU (gloo)."""
     if device.is_gpu:
@@ -450,8 +461,8 @@ def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     procs, files = [], []
     for rank in range(n):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(n), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(n),
-                   **{STORE_ENV: f"127.0.0.1:{store.port}"})
+        env = child_env(RANK=str(rank), WORLD_SIZE=str(n), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(n),
+                        **{STORE_ENV: f"127.0.0.1:{store.port}"})
         cmd = [sys.executable, "-m", "parity", "run", *run_args]
         if rank == 0:
             procs.append(subprocess.Popen(cmd, env=env))

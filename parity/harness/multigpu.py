@@ -13,7 +13,6 @@ merged all the same. `merge` also gathers the runs of several nodes (submit.py, 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,8 @@ def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, time
     timeout_s = distributed.DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     if timeout_s <= 0:
         raise UsageError("--rank-timeout-s must be positive")
+    if distributed.place_from_env() is not None:
+        raise UsageError("--all-gpus starts a process per GPU itself: run it outside torchrun")
     if resume:
         meta = read_run(out).meta
         if "multi_gpu" not in meta:
@@ -117,7 +118,7 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str 
             args += ["--device", str(i)] if not again else []
         log = folder.with_suffix(".log").open("a")
         logs.append(log)
-        env = dict(os.environ, **{distributed.WORKER_ENV: str(i)})
+        env = distributed.child_env(**{distributed.WORKER_ENV: str(i)})
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:
@@ -158,7 +159,8 @@ def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     log_path = part.with_suffix(".log")
     with log_path.open("a") as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=distributed.child_env())
     if code in (0, 1):
         return None
     said = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("parity: error: ")]
