@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from parity.harness.distributed import EXIT_RANK, RankError
 from parity.harness.model import UsageError
 from parity.harness.results import MEASUREMENTS_FILE, ResultsError
 from parity.harness.specs import SpecError
@@ -71,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
     p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
+    p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
+    p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
+    p.add_argument("--rank-timeout-s", type=float, metavar="S",
+                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
+
+    p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
+    p.add_argument("--out", type=Path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes, one job each (a job array)")
+    p.add_argument("--local", action="store_true", help="run the jobs on this machine (submitit's local executor)")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--account", help="Slurm account")
+    p.add_argument("--time-min", type=int, default=60, help="time limit of each job, minutes (default 60)")
+    p.add_argument("--gpus-per-node", type=int, help="GPUs to ask for on each node")
+    p.add_argument("--cpus-per-task", type=int, help="CPUs to ask for on each node")
+    p.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: the arguments of parity run on each node")
+
+    p = sub.add_parser("merge", help="gather runs (of several nodes, e.g. from sbatch) into one run folder")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders")
+    p.add_argument("--out", type=Path, required=True, help="folder of the merged run")
 
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="*", type=Path, help="run folders")
@@ -119,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError, SpecError) as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RankError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_RANK
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -200,7 +224,7 @@ def _default_out(device) -> Path:
 
 
 def cmd_run(args, argv) -> int:
-    from parity.harness import registry, report, runner
+    from parity.harness import distributed, multigpu, registry, report, runner
     from parity.harness.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size):
@@ -210,7 +234,7 @@ def cmd_run(args, argv) -> int:
     if args.settle_s is not None and args.settle_s < 0:
         raise UsageError("--settle-s must not be negative")
     sizes = tuple(parse_size(s) for s in _names(args.size))
-    device = _detect(args.device)
+    device = _detect(distributed.local_index(args.device))  # a rank uses its LOCAL_RANK's GPU
     _require_triton()
     if args.resume:
         out, resume = args.resume, True
@@ -223,12 +247,19 @@ def cmd_run(args, argv) -> int:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
-                          time_cap_s=args.time_cap_s, settle_s=args.settle_s)
+                          time_cap_s=args.time_cap_s, settle_s=args.settle_s,
+                          ranks=args.ranks)
+    if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
+        return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
+    early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
+    if early is not None:
+        return early
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
     with _Progress(note) as progress:
         try:
-            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress)
+            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress,
+                                     case_runner=distributed.case_runner())
         except KeyboardInterrupt:
             progress.close()
             print(f"parity: interrupted; finished cases are kept in {out}; continue with "
@@ -236,6 +267,7 @@ def cmd_run(args, argv) -> int:
             return EXIT_INTERRUPTED
     run = read_run(out)
     report.print_tables(report.frame([run]), _console())
+    multigpu.print_extra([run], _console())  # collectives' bandwidths
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "nothing new"
     extra = f" ({outcome.skipped_existing} already done)" if outcome.skipped_existing else ""
     print(f"parity: {counts}{extra}; results in {out}", file=sys.stderr)
@@ -269,10 +301,13 @@ def cmd_report(args, argv) -> int:
         figures = plots.make_plots(runs, df)
         if args.plots:
             plots.write_pngs(figures, args.plots)
+    from parity.harness import multigpu
+
     if args.format == "md":
         from parity.harness import crosstab
 
-        _emit(report.to_markdown(df) + crosstab.to_markdown(df), args.out)
+        extra = report.render(multigpu.extra_tables(runs), "md")  # spread between GPUs, collectives
+        _emit(report.to_markdown(df) + crosstab.to_markdown(df) + extra, args.out)
     elif args.format == "csv":
         _emit(report.to_csv(df), args.out)
     elif args.format == "html":
@@ -288,7 +323,10 @@ def cmd_report(args, argv) -> int:
         from parity.harness import crosstab
 
         report.print_tables(df, _console())
-        report.render(crosstab.side_by_side(df), "text", _console())
+        report.render(crosstab.side_by_side(df) + multigpu.extra_tables(runs), "text", _console())
+    if args.format in ("text", "md"):
+        for line in multigpu.spread_warnings(runs):
+            print(f"parity: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -513,5 +551,28 @@ def cmd_selfcheck(args, argv) -> int:
     return EXIT_CASES_FAILED if selfcheck.failed(results) else 0
 
 
+def cmd_submit(args, argv) -> int:
+    from parity.harness import submit
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
+                  "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
+                  "slurm_partition": args.partition, "slurm_account": args.account}
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console())
+
+
+def cmd_merge(args, argv) -> int:
+    from parity.harness import multigpu
+
+    if (args.out / MEASUREMENTS_FILE).exists():
+        raise UsageError(f"{args.out} already holds a run: choose another --out")
+    run = multigpu.merge([(path, None) for path in args.runs], args.out, ["parity", *argv],
+                         {"merged_from": [str(p) for p in args.runs]})
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(run.meta["counts"].items()))
+    print(f"parity: {counts} from {len(args.runs)} run(s) merged into {args.out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
-            "specs": cmd_specs, "project": cmd_project, "selfcheck": cmd_selfcheck, "compare": cmd_compare}
+            "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge,
+            "selfcheck": cmd_selfcheck, "compare": cmd_compare}

@@ -26,10 +26,16 @@ class Work:
     bytes_read: int
     bytes_written: int
     math_dtype: str  # the dtype whose peak applies ("fp32", "bf16", "fp8", ...)
+    # What the bytes cross, so which figure bounds them: "memory" (the spec's memory bandwidth) or
+    # "interconnect" (bytes per direction over a GPU's links: a collective's bus bytes).
+    bytes_over: str = "memory"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "bytes_read": self.bytes_read,
-                "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
+        out = {"flops": self.flops, "bytes_read": self.bytes_read,
+               "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
+        if self.bytes_over != "memory":  # records of memory-bound work stay as they were
+            out["bytes_over"] = self.bytes_over
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class Impl:
     # "native" where the hardware runs the format, "emulated" where it is upcast (FP4 before
     # sm_100/gfx950); an emulated result is never normalized against the emulated format's peak.
     path: Callable[[Any, Mapping[str, Any]], str] = field(default=lambda device, params: "native")
+    # None: the runner times the thunk with timing.measure. Work whose calls must stay in step
+    # across processes (collectives: every rank takes the same samples) brings its own, same signature.
+    measure: Callable[..., Any] | None = None
 
     def timing(self, device) -> str:
         if device.backend != "cpu":
@@ -132,6 +141,7 @@ class Suite:
     params_for: Callable[..., list[tuple[str, dict[str, Any]]]]
     check_sizes: Callable[[list[int], Any], None] | None = None  # None: the suite takes no --size
     size_help: str = ""
+    collective: bool = False  # its cases run on every rank of a process group at once (distributed.py)
 
     def op(self, name: str) -> Op:
         for op in self.ops:

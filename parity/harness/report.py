@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from parity.harness import roofline, specs
+from parity.harness.multigpu import device_label
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.results import Run
 
@@ -126,7 +127,8 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             gbps, tflops = roofline.rates(work, seconds) if seconds else (None, None)
             rows.append({
                 "run_id": run.meta.get("run_id"),
-                "device": rec.get("device"),
+                "device": device_label(rec),  # "NAME [GPU 3]" in a run over several GPUs: a table each
+                "gpu_index": rec.get("gpu_index"), "host": rec.get("host"),
                 "suite": rec.get("suite"), "op": rec.get("op"), "impl": rec.get("impl"),
                 "backend": rec.get("backend"), "path": rec.get("path"),
                 "dtype": rec.get("params", {}).get("dtype"),
@@ -138,6 +140,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "samples_n": t.get("n"), "noise_rel": t.get("noise_rel"),
                 "flops": work.get("flops"), "bytes_read": work.get("bytes_read"),
                 "bytes_written": work.get("bytes_written"), "math_dtype": work.get("math_dtype"),
+                "bytes_over": work.get("bytes_over", "memory"),
                 "gbps": gbps, "tflops": tflops,
                 "validated": None if val is None else bool(val.get("passed")),
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
@@ -155,7 +158,7 @@ def _pct_of_best(df: pd.DataFrame) -> pd.Series:
     (GB/s against all GB/s; TFLOPS against TFLOPS of the same math dtype)."""
     rate = df["gbps"].where(df["metric"] == "GB/s", df["tflops"]).astype(float)
     rate = rate.where(df["flag"].isna() | df["pct_of_spec"].isna())  # an error is no ceiling
-    kind = df["math_dtype"].where(df["metric"] != "GB/s", "")
+    kind = df["math_dtype"].where(df["metric"] != "GB/s", df["bytes_over"])  # memory and link bytes apart
     best = rate.groupby([df["run_id"], df["device"], df["timing"], df["metric"], kind], dropna=False).transform("max")
     return rate / best
 

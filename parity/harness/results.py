@@ -47,6 +47,8 @@ class Measurement:
     started_at: str | None = None
     duration_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    gpu_index: int | None = None  # which GPU of its node, in a run over several (multigpu.py)
+    host: str | None = None  # which node, in a run gathered from several (multigpu.merge)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": RECORD_SCHEMA}

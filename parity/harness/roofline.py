@@ -6,14 +6,14 @@ of a case is t_roofline / t_measured, which is also its fraction of the bounding
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Roof:
     seconds: float  # the roofline time at the spec's primary figures
-    bound: str  # "compute" | "memory"
+    bound: str  # "compute" | "memory" | "interconnect"
     figure: str  # what bounds it, e.g. "bf16 peak 989.4 TFLOPS" or "memory 4800 GB/s"
     confidence: str
     seconds_range: tuple[float, float]  # over the spec's published range (fastest, slowest)
@@ -28,7 +28,10 @@ def roof(work: dict[str, Any], spec, math_dtype: str | None = None) -> Roof | No
     nbytes = (work.get("bytes_read") or 0) + (work.get("bytes_written") or 0)
     dtype = math_dtype or work.get("math_dtype")
     peak = spec.peak(dtype)
-    bandwidth = spec.figure("memory_bandwidth_tbps")
+    bandwidth, where = spec.figure("memory_bandwidth_tbps"), "memory"
+    if work.get("bytes_over") == "interconnect":  # a collective's bus bytes, per direction
+        link = spec.figure("interconnect_gbps_per_direction")
+        bandwidth, where = (None if link is None else _tbps(link)), "interconnect"
     terms = []  # (seconds, slowest-case seconds, fastest-case seconds, bound, label, confidence)
     if peak is not None and flops:
         lo, hi = peak.bounds
@@ -36,13 +39,20 @@ def roof(work: dict[str, Any], spec, math_dtype: str | None = None) -> Roof | No
                       f"{dtype} peak {peak.value:g} TFLOPS", peak.confidence))
     if bandwidth is not None and bandwidth.value and nbytes:
         lo, hi = bandwidth.bounds
-        terms.append((nbytes / (bandwidth.value * 1e12), nbytes / (lo * 1e12), nbytes / (hi * 1e12), "memory",
-                      f"memory {bandwidth.value * 1e3:g} GB/s", bandwidth.confidence))
+        terms.append((nbytes / (bandwidth.value * 1e12), nbytes / (lo * 1e12), nbytes / (hi * 1e12), where,
+                      f"{where} {bandwidth.value * 1e3:g} GB/s{' per direction' if where != 'memory' else ''}",
+                      bandwidth.confidence))
     if not terms:
         return None
     seconds, _, _, bound, label, confidence = max(terms)
     return Roof(seconds=seconds, bound=bound, figure=label, confidence=confidence,
                 seconds_range=(max(t[2] for t in terms), max(t[1] for t in terms)))
+
+
+def _tbps(fig):
+    """A GB/s figure as the TB/s one the memory roof uses (same sources, range and confidence)."""
+    scale = lambda v: None if v is None else v / 1e3  # noqa: E731
+    return replace(fig, value=scale(fig.value), range=None if fig.range is None else tuple(map(scale, fig.range)))
 
 
 def rates(work: dict[str, Any], seconds: float) -> tuple[float, float]:

@@ -31,6 +31,7 @@ class RunPlan:
     sizes_bytes: tuple[int, ...] = ()
     time_cap_s: float | None = None
     settle_s: float | None = None  # idle before each timed case; None: telemetry.settle_seconds decides
+    ranks: int | None = None  # processes of a collective suite (None: one per GPU, 2 on the CPU)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -137,7 +138,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
         policy = Policy.for_timing(timing, plan.time_cap_s)
         time.sleep(telemetry.settle_seconds(plan.settle_s, device))  # let the last case's heat and power drain
         sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
-        stats = measure(thunk, timing, policy, flush.buffer() if cold else None, window=sampler)
+        stats = (impl.measure or measure)(thunk, timing, policy, flush.buffer() if cold else None, window=sampler)
     except Exception as exc:  # noqa: BLE001
         return record("failed", _one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)
@@ -174,8 +175,12 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
 
 
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
-            progress: Callable[[int, int, Case, Measurement | None], None] | None = None) -> Outcome:
-    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case."""
+            progress: Callable[[int, int, Case, Measurement | None], None] | None = None,
+            case_runner: Callable[..., Measurement] | None = None) -> Outcome:
+    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case.
+
+    `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
+    collective cases in step with the other ranks through it (distributed.Leader)."""
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
@@ -198,7 +203,7 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
         for i, (suite, case) in enumerate(todo, start=1):
             if progress:
                 progress(i, len(todo), case, None)
-            result = run_case(suite, case, device, plan, flush, reader)
+            result = (case_runner or run_case)(suite, case, device, plan, flush, reader)
             writer.append(result)
             outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
             if progress:

@@ -191,12 +191,18 @@ def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, w
     calls, so its window holds exactly the timed samples (and, for cold ops, their flushes)."""
     estimate_ms = warm_up(thunk, timing, policy)
     take = event_batch(thunk, flush) if timing == TIMING_EVENTS else wall_batch(thunk)
+    return collect_in_window(take, policy, estimate_ms, window)
+
+
+def collect_in_window(take, policy: Policy, estimate_ms: float, window=None,
+                      clock: Callable[[], float] = time.perf_counter) -> Stats:
+    """`collect`, with the telemetry `window` (if any) open over exactly the sampling."""
     if window is None:
-        return collect(take, policy, estimate_ms)
+        return collect(take, policy, estimate_ms, clock)
     window.start()
     stats = None
     try:
-        stats = collect(take, policy, estimate_ms)
+        stats = collect(take, policy, estimate_ms, clock)
     finally:
         window.stop(stats.n if stats else 0)
     return stats

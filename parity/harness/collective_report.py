@@ -1,0 +1,57 @@
+"""The collectives table: nccl-tests' columns (size, time, algorithm and bus bandwidth) and the bus
+bandwidth as a share of the spec's interconnect bandwidth per direction.
+
+algbw = S / t and busbw = algbw x factor (nccl-tests `doc/PERFORMANCE.md`; GB = 1e9 B); the suite
+declares S as `size_bytes` and S x factor as the call's interconnect bytes (`work.bytes_read` with
+`bytes_over = "interconnect"`), so busbw is the report's rate of the record. Bus bandwidth is
+what a link's speed bounds: it is compared with the per-direction figure of the spec the run's
+device matches. A run on the CPU (gloo) matches no spec, and says so.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from parity.harness import roofline
+from parity.harness.model import TIMING_INTERPRET
+
+
+def is_collective(rec: dict[str, Any]) -> bool:
+    return (rec.get("work") or {}).get("bytes_over") == "interconnect"
+
+
+def bandwidths(rec: dict[str, Any]) -> tuple[float, float]:
+    """(algbw, busbw) in GB/s from the record's median time."""
+    seconds = rec["time_ms"]["median"] * 1e-3
+    busbw, _ = roofline.rates(rec.get("work") or {}, seconds)
+    return rec["params"]["size_bytes"] / seconds / 1e9, busbw
+
+
+def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
+    from parity.harness.report import human_bytes, spec_for
+
+    out = []
+    for run in runs:
+        records = [r for r in run.records if is_collective(r) and r.get("status") == "ok"
+                   and r.get("timing") != TIMING_INTERPRET and (r.get("time_ms") or {}).get("median")]
+        if not records:
+            continue
+        spec = spec_for(run)
+        link = spec.figure("interconnect_gbps_per_direction") if spec else None
+        rows = []
+        for rec in records:
+            algbw, busbw = bandwidths(rec)
+            t = rec["time_ms"]
+            row = {"op": rec["op"], "dtype": rec["params"]["dtype"], "ranks": str(rec["params"]["ranks"]),
+                   "size": human_bytes(rec["params"]["size_bytes"]),
+                   "time us (median [p10, p90])": f"{1e3 * t['median']:.4g} [{1e3 * t['p10']:.4g}, {1e3 * t['p90']:.4g}]",
+                   "algbw GB/s": f"{algbw:.3g}", "busbw GB/s": f"{busbw:.3g}"}
+            if link is not None and link.value:
+                share = busbw / link.value
+                row["busbw % of link"] = f"{100 * share:.1f} %" if share <= 1 else "above spec: a measurement error"
+            rows.append(row)
+        device = run.meta.get("device", {}).get("name")
+        against = (f"busbw against {spec.id}'s interconnect, {link.value:g} GB/s per direction ({link.confidence})"
+                   if link is not None and link.value else
+                   "no spec matches this device (gloo on a CPU, or an unknown GPU): bus bandwidth is not normalized")
+        out.append((f"{device}: collectives, nccl-tests bandwidths (GB = 1e9 B); {against}", rows))
+    return out

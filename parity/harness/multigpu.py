@@ -1,0 +1,307 @@
+"""Every GPU of a node at once: one `parity run` process per GPU, merged into one run, and the
+spread between GPUs, with the GPUs that fall behind their peers called out.
+
+`parity run --all-gpus` starts one worker per visible GPU (`--cpu-workers N`: N CPU workers, for
+tests and CI), all at once, so they share the node's power and cooling as in training; each
+writes an ordinary, resumable run under OUT/gpus/gpu-N/ (its output in OUT/gpus/gpu-N.log). A
+collective suite in the plan runs once across all GPUs instead (distributed.py), under
+OUT/collectives/. When the workers are done their records are merged into OUT, each tagged with
+its GPU (`gpu_index`) and host, so `parity report OUT` reads one run. A worker that dies, or writes
+no record for the rank timeout, ends the run with one line naming its GPU; what the others wrote is
+merged all the same. `merge` also gathers the runs of several nodes (submit.py, `parity merge`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from parity.harness import collective_report, distributed, registry
+from parity.harness.model import TIMING_INTERPRET, UsageError
+from parity.harness.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
+
+BEHIND_THRESHOLD = 0.03  # a GPU more than 3 % slower than the median of its peers is called out
+GPUS_DIR = "gpus"
+COLLECTIVES_DIR = "collectives"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def is_multi_gpu(folder: Path) -> bool:
+    """Whether a run folder holds an --all-gpus run (whose --resume resumes every worker's part)."""
+    return "multi_gpu" in read_run(folder).meta
+
+
+def worker_count(device, cpu_workers: int | None) -> int:
+    if cpu_workers is not None:
+        if cpu_workers < 1:
+            raise UsageError("--cpu-workers must be 1 or more")
+        return cpu_workers
+    if not device.is_gpu:
+        raise UsageError("--all-gpus needs GPUs and none is visible here: run without --all-gpus on the CPU "
+                         "(--cpu-workers N exercises the multi-GPU runner with CPU workers)")
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
+            console) -> int:
+    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report."""
+    from parity.harness import report
+    from parity.harness.runner import plan_cases
+
+    timeout_s = distributed.DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    if timeout_s <= 0:
+        raise UsageError("--rank-timeout-s must be positive")
+    if distributed.place_from_env() is not None:
+        raise UsageError("--all-gpus starts a process per GPU itself: run it outside torchrun")
+    if resume:
+        meta = read_run(out).meta
+        if "multi_gpu" not in meta:
+            raise UsageError(f"{out} is not an --all-gpus run: resume it without --all-gpus")
+        plan = type(plan).from_dict(meta["plan"])
+        cpu_workers = meta["multi_gpu"].get("cpu_workers")
+    n = worker_count(device, cpu_workers)
+    plan_cases(plan, device)  # bad input fails here, before anything starts
+    suites = [registry.load(name) for name in plan.suites]
+    local = replace(plan, suites=tuple(s.name for s in suites if not s.collective))
+    collective = replace(plan, suites=tuple(s.name for s in suites if s.collective))
+    started = _now()
+    (out / GPUS_DIR).mkdir(parents=True, exist_ok=True)
+    parts: list[tuple[Path, int | None]] = []
+    error = None
+    if local.suites:
+        parts = [(out / GPUS_DIR / f"gpu-{i}", i) for i in range(n)]
+        print(f"parity: {len(local.suites)} suite(s) on {n} {'CPU worker' if cpu_workers else 'GPU'}(s) at once; "
+              f"logs in {out / GPUS_DIR}", file=sys.stderr, flush=True)
+        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s)
+    if collective.suites and error is None:
+        part = out / COLLECTIVES_DIR
+        ranks = collective.ranks or (max(n, 2) if cpu_workers else None)
+        parts.append((part, None))
+        error = _run_collectives(replace(collective, ranks=ranks), part, timeout_s)
+    present = [(p, i) for p, i in parts if (p / MEASUREMENTS_FILE).exists()]
+    meta = {"plan": plan.to_dict(), "started_at": started,
+            "multi_gpu": {"workers": n, "cpu_workers": cpu_workers, "concurrent": True,
+                          "parts": [str(p.relative_to(out)) for p, _ in parts]}}
+    run = merge(present, out, ["parity", "run", "--all-gpus", *distributed.plan_args(plan)], meta,
+                status="failed" if error else "complete")
+    df = report.frame([run])
+    if not df.empty:
+        report.print_tables(df, console)
+    print_extra([run], console)
+    if error:
+        print(f"parity: error: {error}; finished records are merged in {out}", file=sys.stderr)
+        return distributed.EXIT_RANK
+    counts = run.meta.get("counts", {})
+    print(f"parity: {', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing'} over {n} "
+          f"{'workers' if cpu_workers else 'GPUs'}; results in {out}", file=sys.stderr)
+    return 1 if counts.get("failed") or counts.get("invalid") else 0
+
+
+def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str | None:
+    """Start one worker per part, all at once; None when all ended, else what went wrong."""
+    procs, logs = [], []
+    for folder, i in parts:
+        again = resume and (folder / MEASUREMENTS_FILE).exists()
+        args = ["--resume", str(folder)] if again else [*distributed.plan_args(plan), "--out", str(folder)]
+        if not cpu:
+            args += ["--device", str(i)] if not again else []
+        log = folder.with_suffix(".log").open("a")
+        logs.append(log)
+        env = distributed.child_env(**{distributed.WORKER_ENV: str(i)})
+        procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    try:
+        return _watch_workers(procs, parts, timeout_s)
+    finally:
+        distributed.stop_processes(procs)
+        for log in logs:
+            log.close()
+
+
+def _watch_workers(procs, parts, timeout_s: float) -> str | None:
+    sizes = [-1] * len(procs)
+    changed = [time.monotonic()] * len(procs)
+    while True:
+        codes = [p.poll() for p in procs]
+        for (folder, i), code in zip(parts, codes):
+            if code not in (None, 0, 1):
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                return f"the worker of GPU {i} {how} (see {folder.with_suffix('.log')})"
+        if all(code is not None for code in codes):
+            return None
+        now = time.monotonic()
+        for k, ((folder, i), code) in enumerate(zip(parts, codes)):
+            path = folder / MEASUREMENTS_FILE
+            size = path.stat().st_size if path.exists() else 0
+            if size != sizes[k]:
+                sizes[k], changed[k] = size, now
+            elif code is None and now - changed[k] > timeout_s:
+                return (f"the worker of GPU {i} wrote no record for {timeout_s:g} s (hung?; --rank-timeout-s "
+                        f"sets the limit; see {folder.with_suffix('.log')})")
+        time.sleep(0.05)
+
+
+def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
+    """The collective suites once across all GPUs: `parity run` starts and watches the ranks."""
+    args = ["--resume", str(part)] if (part / MEASUREMENTS_FILE).exists() else \
+        [*distributed.plan_args(plan), "--out", str(part)] + (["--ranks", str(plan.ranks)] if plan.ranks else [])
+    log_path = part.with_suffix(".log")
+    with log_path.open("a") as log:
+        code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=distributed.child_env())
+    if code in (0, 1):
+        return None
+    said = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("parity: error: ")]
+    return (said[-1][len("parity: error: "):] if said else f"the collective suites exited with status {code}") + \
+        f" (see {log_path})"
+
+
+def merge(parts: list[tuple[Path, int | None]], out: Path, command: list[str], meta_extra: dict[str, Any],
+          status: str = "complete", hosts: list[str] | None = None):
+    """One run in OUT from several: every record of every part, tagged with its GPU and host.
+
+    A part's GPU is the one given, else its records' own (a part merged before), else its device's
+    index. Records name their host where the parts come from several (or `hosts` names each
+    part's). OUT's measurements are rewritten whole; the parts stay as they are."""
+    runs = [(read_run(path), gpu) for path, gpu in parts]
+    if not runs:
+        raise ResultsError(f"nothing to merge into {out}: no part holds records")
+    first = runs[0][0].meta
+    devices = []
+    meta = {"schema": RUN_SCHEMA,
+            "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+            "started_at": first.get("started_at"), "ended_at": _now(), "status": status, "command": command,
+            "plan": first.get("plan"), "device": first.get("device"), "versions": first.get("versions"),
+            "git": first.get("git"), "host": first.get("host"), "timing": first.get("timing"),
+            "flush_bytes": first.get("flush_bytes")}
+    meta.update(meta_extra)
+    records = []
+    names = hosts or [(run.meta.get("host") or {}).get("hostname") for run, _ in runs]
+    for (run, gpu), host in zip(runs, names):
+        device = run.meta.get("device", {})
+        tag = host if hosts or len(set(names)) > 1 else None  # a run gathered from several hosts names them
+        devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
+        for rec in run.records:
+            index = gpu if gpu is not None else rec.get("gpu_index")
+            if index is None and not collective_report.is_collective(rec):
+                index = device.get("index")  # a plain single-GPU run: the GPU it ran on
+            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
+    meta["devices"] = devices
+    counts: dict[str, int] = {}
+    for rec in records:
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    meta["counts"] = counts
+    (out / MEASUREMENTS_FILE).unlink(missing_ok=True)
+    writer = RunWriter(out, meta)
+    for rec in records:
+        writer.append(_Record(rec))
+    writer.close()
+    return read_run(out)
+
+
+class _Record:
+    """A record read back, written again as it is: fields this module does not know are kept."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+
+# --- the spread between GPUs -------------------------------------------------------------------------
+
+
+def device_label(rec: dict[str, Any]) -> str | None:
+    """The device column of the report: the name, and which GPU (and host) in a run over several."""
+    if rec.get("gpu_index") is None:
+        return rec.get("device")
+    return f"{rec.get('device')} [{gpu_label(rec, 2)}]"  # host only where the run names it
+
+
+def gpu_label(rec: dict[str, Any], hosts: int = 1) -> str:
+    gpu = f"GPU {rec.get('gpu_index')}"
+    return f"{rec.get('host')} {gpu}" if hosts > 1 and rec.get("host") else gpu
+
+
+def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str, str]], list[str]]:
+    """Per case run on two or more GPUs: min, median and max time and the GPUs more than
+    `threshold` behind the median (rate lost: 1 - t_median / t_gpu); per GPU, the median of that
+    over the cases, called out above the threshold. Interpreter timings are no performance: left out."""
+    from parity.harness.report import params_text
+
+    by_case: dict[str, dict[str, Any]] = {}
+    hosts = len({r.get("host") for r in records if r.get("gpu_index") is not None})
+    for rec in records:
+        t = (rec.get("time_ms") or {}).get("median")
+        if rec.get("gpu_index") is None or rec.get("status") != "ok" or not t or rec.get("timing") == TIMING_INTERPRET:
+            continue
+        entry = by_case.setdefault(rec["key"], {"rec": rec, "times": {}})
+        entry["times"][gpu_label(rec, hosts)] = t
+    rows, behind_by_gpu = [], {}
+    for entry in by_case.values():
+        times = entry["times"]
+        if len(times) < 2:
+            continue
+        med = statistics.median(times.values())
+        behind = {gpu: 1 - med / t for gpu, t in times.items()}
+        for gpu, b in behind.items():
+            behind_by_gpu.setdefault(gpu, []).append(b)
+        late = sorted((b, gpu) for gpu, b in behind.items() if b > threshold)
+        rec = entry["rec"]
+        rows.append({"suite": rec["suite"], "op": rec["op"], "impl": rec["impl"],
+                     "dtype": (rec.get("params") or {}).get("dtype") or "", "case": params_text(rec.get("params") or {}),
+                     "GPUs": str(len(times)),
+                     "time ms (min / median / max)": f"{min(times.values()):.4g} / {med:.4g} / {max(times.values()):.4g}",
+                     "spread": f"{100 * (max(times.values()) - min(times.values())) / med:.1f} %",
+                     f"behind > {100 * threshold:g} %": ", ".join(f"{gpu} ({100 * b:.1f} %)" for b, gpu in reversed(late))})
+    callouts = []
+    for gpu, values in sorted(behind_by_gpu.items()):
+        typical = statistics.median(values)
+        if typical > threshold:
+            late = sum(v > threshold for v in values)
+            callouts.append(f"{gpu} runs {100 * typical:.1f} % behind the median of its peers "
+                            f"(median over {len(values)} cases; more than {100 * threshold:g} % behind in {late})")
+    return rows, callouts
+
+
+def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
+    """The sections a run over several GPUs adds to the report: the spread, then collectives."""
+    from parity.harness import collective_report
+
+    tables = []
+    for run in runs:
+        rows, callouts = spread(run.records)
+        if rows:
+            title = f"Spread between GPUs ({run.meta.get('run_id')}): the same case on every GPU"
+            if callouts:
+                title += "; " + "; ".join(callouts)
+            tables.append((title, rows))
+    return tables + collective_report.tables(runs)
+
+
+def print_extra(runs, console) -> None:
+    """After a run: the spread and collectives tables on the console, the GPUs behind on stderr."""
+    from parity.harness import report
+
+    report.render(extra_tables(runs), "text", console)
+    for line in spread_warnings(runs):
+        print(f"parity: warning: {line}", file=sys.stderr)
+
+
+def spread_warnings(runs) -> list[str]:
+    """The GPUs called out for being behind their peers, one line each, over all the runs."""
+    return [line for run in runs for line in spread(run.records)[1]]

@@ -1,0 +1,97 @@
+"""`parity submit`: a run on several nodes of a Slurm cluster through submitit, gathered into one.
+
+One job per node, as a job array (`executor.map_array`, harness-method.md section 6.4): each task
+runs `parity run` with the arguments given after `--` (typically `--all-gpus`) into
+OUT/nodes/node-N/, on its node. This process waits for the jobs, then merges the node runs into
+OUT (multigpu.merge: every record tagged with its node and GPU) and prints the report. submitit
+keeps its scripts and logs in OUT/slurm/. `--local` runs the same jobs on this machine with
+submitit's local executor (tests, and a dry run before a cluster). Under an existing sbatch script,
+run `parity run` once per node with srun and `parity merge` afterwards (README).
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from parity.harness.model import UsageError
+
+NODES_DIR = "nodes"
+SLURM_DIR = "slurm"
+
+
+def node_job(run_args: list[str], part: str) -> dict[str, Any]:
+    """What each job runs on its node: `parity run ARGS --out PART`, in this process."""
+    from parity.harness.cli import main
+
+    code = main(["run", *run_args, "--out", part])
+    return {"part": part, "code": code, "host": socket.gethostname()}
+
+
+def check_run_args(run_args: list[str]) -> None:
+    """The arguments must make a valid `parity run`, without an --out or --resume of their own."""
+    from parity.harness.cli import build_parser
+
+    if not run_args:
+        raise UsageError("give the run's arguments after --, e.g. parity submit --nodes 2 -- --all-gpus")
+    args = build_parser().parse_args(["run", *run_args])
+    if args.out or args.resume:
+        raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
+
+
+def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console) -> int:
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError("parity submit needs submitit: pip install 'parity[slurm]'") from None
+    from parity.harness import multigpu
+
+    if nodes < 1:
+        raise UsageError("--nodes must be 1 or more")
+    check_run_args(run_args)
+    if not local and shutil.which("sbatch") is None:
+        raise UsageError("no Slurm here (sbatch is not on PATH): submit from a login node, or --local to run "
+                         "the jobs on this machine")
+    if (out / NODES_DIR).exists() and any((out / NODES_DIR).iterdir()):
+        raise UsageError(f"{out} already holds a submitted run: choose another --out")
+    executor = submitit.AutoExecutor(folder=out / SLURM_DIR / "%j", cluster="local" if local else "slurm")
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    parts = [out / NODES_DIR / f"node-{i}" for i in range(nodes)]
+    jobs = executor.map_array(node_job, [run_args] * nodes, [str(p) for p in parts])
+    print(f"parity: submitted {nodes} job(s): {', '.join(job.job_id for job in jobs)}; logs in {out / SLURM_DIR}",
+          file=sys.stderr, flush=True)
+    failures, done = [], []
+    for i, job in enumerate(jobs):
+        try:
+            result = job.result()
+        except Exception as exc:  # noqa: BLE001 - submitit's errors carry the job's traceback: keep one line
+            failures.append(f"node {i} (job {job.job_id}) failed: {str(exc).strip().splitlines()[-1][:300]}")
+            continue
+        if result["code"] not in (0, 1):
+            failures.append(f"node {i} ({result['host']}, job {job.job_id}) ended with status {result['code']} "
+                            f"(see {out / SLURM_DIR})")
+        done.append((Path(result["part"]), result["host"]))
+    present = [(p, h) for p, h in done if (p / "run.json").exists()]
+    if present:
+        run = multigpu.merge([(p, None) for p, _ in present], out, ["parity", "submit", *run_args],
+                             {"nodes": [{"part": str(p.relative_to(out)), "host": h} for p, h in present]},
+                             status="failed" if failures else "complete",
+                             hosts=node_labels([h for _, h in present]))
+        from parity.harness import report
+
+        report.print_tables(report.frame([run]), console)
+        multigpu.print_extra([run], console)
+    for line in failures:
+        print(f"parity: error: {line}", file=sys.stderr)
+    if failures:
+        return multigpu.distributed.EXIT_RANK
+    print(f"parity: {nodes} node(s) gathered in {out}", file=sys.stderr)
+    return 0
+
+
+def node_labels(hosts: list[str]) -> list[str]:
+    """Each node's name in the merged records: its host name, numbered where two share one
+    (jobs of the local executor, or two array tasks on one node)."""
+    return [h if hosts.count(h) == 1 else f"{h}#{i}" for i, h in enumerate(hosts)]

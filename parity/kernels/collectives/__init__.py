@@ -1,0 +1,1 @@
+"""Collectives over torch.distributed (NCCL on CUDA, RCCL on ROCm, gloo on the CPU)."""

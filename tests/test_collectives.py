@@ -1,0 +1,305 @@
+"""The collectives suite: nccl-tests' bandwidth formulas on hand-computed cases, the references
+against hand-built answers, the merge of rank records, and real gloo runs on 2 and 4 ranks (started
+by parity and by torchrun), with injected rank failures and hangs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from parity.harness import collective_report, distributed, report, roofline, specs
+from parity.harness.model import Case
+from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, Measurement, read_records
+from parity.suites import collectives as coll
+from synthetic import CPU, H100, record, run
+from test_cli import TIMEOUT_S, clean_env, parity
+
+FAST = ["--preset", "smoke", "--time-cap-s", "0.02"]
+
+
+# --- formulas ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op,n,factor", [
+    ("all_reduce", 2, 1.0), ("all_reduce", 4, 1.5), ("all_reduce", 8, 1.75),
+    ("all_gather", 2, 0.5), ("all_gather", 8, 0.875), ("reduce_scatter", 4, 0.75),
+    ("all_to_all", 4, 0.75), ("all_to_all", 8, 0.875), ("broadcast", 2, 1.0), ("broadcast", 8, 1.0),
+])
+def test_bus_bytes_follow_nccl_tests(op, n, factor):
+    # doc/PERFORMANCE.md: all-reduce 2(n-1)/n; all-gather, reduce-scatter, all-to-all (n-1)/n; broadcast 1
+    assert coll.bus_bytes(op, 1_000_000, n) == pytest.approx(1_000_000 * factor)
+
+
+def test_element_counts_round_to_whole_chunks():
+    assert coll.elements("all_reduce", 10, 4, 3) == 2  # 10 B of fp32: 2 elements, no chunks
+    assert coll.elements("broadcast", 2, 4, 8) == 1  # never zero
+    assert coll.elements("all_gather", 8, 4, 8) == 8  # one element per rank at least
+    assert coll.elements("reduce_scatter", 4004, 4, 2) == 1000  # 1001 rounded down to a multiple of 2
+    assert coll.elements("all_to_all", 4004, 4, 4) == 1000
+
+
+def test_work_declares_bus_bytes_over_the_interconnect():
+    op = coll.SUITE.op("all_reduce")
+    work = op.work({"dtype": "fp32", "size_bytes": 1 << 20, "ranks": 4})
+    assert work.bytes_read == 1.5 * (1 << 20) and work.bytes_written == 0 and work.flops == 0
+    assert work.to_dict()["bytes_over"] == "interconnect"
+    from parity.suites import stream
+
+    assert "bytes_over" not in stream.SUITE.op("copy").work({"dtype": "fp32", "n": 10}).to_dict()
+
+
+def collective_record(op="all_reduce", n=4, size=10**9, time_ms=10.0, device="NVIDIA H100 80GB HBM3",
+                      timing="events", dtype="fp32"):
+    params = {"dtype": dtype, "size_bytes": size, "ranks": n}
+    rec = record(op=op, suite="collectives", time_ms=time_ms, bytes_read=coll.bus_bytes(op, size, n),
+                 dtype=dtype, device=device, timing=timing, params=params)
+    rec["work"]["bytes_over"] = "interconnect"
+    return rec
+
+
+def test_algbw_and_busbw_hand_computed():
+    # 1 GB all-reduced over 4 ranks in 10 ms: algbw 1e9 / 0.01 = 100 GB/s; busbw x 2*3/4 = 150 GB/s
+    assert collective_report.bandwidths(collective_record()) == pytest.approx((100.0, 150.0))
+    # all-gather over 8 ranks, S = 8 GB gathered in 40 ms: algbw 200, busbw x 7/8 = 175
+    rec = collective_record("all_gather", 8, 8 * 10**9, 40.0)
+    assert collective_report.bandwidths(rec) == pytest.approx((200.0, 175.0))
+    # broadcast: busbw = algbw
+    rec = collective_record("broadcast", 8, 10**9, 5.0)
+    assert collective_report.bandwidths(rec) == pytest.approx((200.0, 200.0))
+
+
+def test_gpu_run_normalized_against_the_interconnect_per_direction():
+    spec = specs.get("h100-sxm")
+    link = spec.value("interconnect_gbps_per_direction")
+    r = run([collective_record(), record(op="copy", bytes_read=4 * 10**9, bytes_written=4 * 10**9, time_ms=4.0)],
+            device=H100)
+    df = report.frame([r]).set_index("op")
+    assert df.loc["all_reduce", "gbps"] == pytest.approx(150.0)  # the rate is the bus bandwidth
+    assert df.loc["all_reduce", "bound"] == "interconnect"
+    assert df.loc["all_reduce", "pct_of_spec"] == pytest.approx(150.0 / link)
+    assert "per direction" in df.loc["all_reduce", "roof"]
+    assert df.loc["copy", "bound"] == "memory"
+    # % of best compares link bytes with link bytes, memory bytes with memory bytes
+    assert df.loc["all_reduce", "pct_of_best"] == pytest.approx(1.0)
+    assert df.loc["copy", "pct_of_best"] == pytest.approx(1.0)
+    [(title, rows)] = collective_report.tables([r])
+    assert f"{link:g} GB/s per direction" in title and "h100-sxm" in title
+    assert rows[0]["algbw GB/s"] == "100" and rows[0]["busbw GB/s"] == "150"
+    assert rows[0]["busbw % of link"] == f"{100 * 150 / link:.1f} %"
+
+
+def test_busbw_above_the_link_is_flagged_not_published():
+    fast = collective_record(time_ms=0.1)  # 15 TB/s of bus bandwidth
+    [(_, rows)] = collective_report.tables([run([fast], device=H100)])
+    assert "error" in rows[0]["busbw % of link"]
+    df = report.frame([run([fast], device=H100)])
+    assert "above the peak" in df["flag"].iloc[0]
+
+
+def test_cpu_run_says_there_is_no_spec():
+    r = run([collective_record(device="Some CPU", timing="wall")], device=CPU)
+    df = report.frame([r])
+    assert df["pct_of_spec"].isna().all() and df["spec_id"].isna().all()
+    [(title, rows)] = collective_report.tables([r])
+    assert "no spec" in title and "busbw % of link" not in rows[0]
+
+
+def test_roof_of_interconnect_bytes_uses_the_link_figure():
+    spec = specs.get("mi355x")
+    roof = roofline.roof({"flops": 0, "bytes_read": 535.5e9, "bytes_written": 0, "math_dtype": "bf16",
+                          "bytes_over": "interconnect"}, spec)
+    assert roof.bound == "interconnect" and roof.seconds == pytest.approx(1.0)
+
+
+# --- references against hand-built answers (no process group needed) --------------------------------
+
+
+def rank_inputs(n, count):
+    return [coll._rank_input(r, count, "fp32", "cpu") for r in range(n)]
+
+
+@pytest.mark.parametrize("op", [c.name for c in coll.COLLECTIVES])
+def test_reference_and_check_on_three_ranks(op):
+    n, rank, size = 3, 1, 4 * 3 * 7  # 21 fp32 elements: 7 per rank's chunk
+    params = {"dtype": "fp32", "size_bytes": size, "ranks": n}
+    suite_op = coll.SUITE.op(op)
+    count = size // 4
+    n_in = count // n if op == "all_gather" else count
+    xs = rank_inputs(n, n_in)
+    right = {
+        "all_reduce": lambda: xs[0] + xs[1] + xs[2],
+        "broadcast": lambda: xs[coll.ROOT],
+        "all_gather": lambda: torch.cat(xs),
+        "reduce_scatter": lambda: (xs[0] + xs[1] + xs[2])[rank * 7:(rank + 1) * 7],
+        "all_to_all": lambda: torch.cat([x[rank * 7:(rank + 1) * 7] for x in xs]),
+    }[op]()
+    arrays = {"x": xs[rank], "out": None, "rank": rank, "where": "cpu"}
+    expected = suite_op.reference(arrays, params)
+    good = suite_op.check(right.clone(), expected, arrays, params)
+    assert good.passed, good.error
+    bad = right.clone()
+    bad[5] += 1e-3 * (1 + bad[5].abs())  # one element off by more than the summation bound
+    check = suite_op.check(bad, expected, arrays, params)
+    assert not check.passed and "rank 1" in check.error and "1 of" in check.error
+    nan = right.clone()
+    nan[0] = float("nan")
+    assert not suite_op.check(nan, expected, arrays, params).passed
+
+
+def test_supports_without_a_process_group_says_how_to_get_one(cpu_device):
+    impl = coll.SUITE.impls[0]
+    reason = impl.supports(cpu_device, {"dtype": "fp32", "size_bytes": 64, "ranks": 2})
+    assert "process group" in reason and "torchrun" in reason
+
+
+def test_presets_on_the_cpu_are_small(cpu_device):
+    quick = coll.SUITE.cases("quick", cpu_device)
+    assert {c.params["ranks"] for c in quick} == {2}
+    assert max(c.params["size_bytes"] for c in quick) <= 1 << 20
+    assert len(quick) <= 30
+    full = coll.sweep_bytes("full", cpu_device)
+    assert full[0] == 8 and full[-1] <= 256 << 20
+
+
+# --- merging the ranks' records --------------------------------------------------------------------------
+
+
+def measurement(status="ok", error=None, reason=None, duration=0.1, max_err=0.0):
+    validation = {"passed": error is None, "error": error, "tolerance": {"exact": 0.0}, "max_abs_error": max_err}
+    return Measurement(suite="collectives", op="all_gather", impl="torch", backend="torch", params={"ranks": 3},
+                       status=status, reason=reason, timing="wall", key="k", device="cpu", duration_s=duration,
+                       validation=None if status == "failed" else validation,
+                       time_ms={"median": 1.0} if status == "ok" else None)
+
+
+CASE = Case("collectives", "all_gather", "torch", {"dtype": "fp32", "size_bytes": 12, "ranks": 3})
+
+
+def test_merge_takes_validation_from_every_rank():
+    others = {1: measurement(max_err=0.5).to_dict(),
+              2: measurement("invalid", error="rank 2: 1 of 3 elements differ", max_err=2.0).to_dict()}
+    merged = distributed.merge(CASE, measurement(), others)
+    assert merged.status == "invalid" and merged.time_ms is None
+    assert merged.validation["max_abs_error"] == 2.0 and "rank 2" in merged.reason
+    clean = distributed.merge(CASE, measurement(), {1: measurement(max_err=0.25).to_dict()})
+    assert clean.status == "ok" and clean.validation["max_abs_error"] == 0.25
+
+
+def test_merge_names_the_rank_that_failed_first():
+    others = {1: measurement("failed", reason="RuntimeError: out of memory", duration=0.01).to_dict(),
+              2: measurement("failed", reason="RuntimeError: Timed out", duration=5.0).to_dict()}
+    with pytest.raises(distributed.RankError, match="rank 1 failed .*out of memory"):
+        distributed.merge(CASE, measurement("failed", reason="RuntimeError: Timed out", duration=5.0), others)
+    # the same failure on every rank is an ordinary failed record
+    same = {1: measurement("failed", reason="unsupported").to_dict()}
+    assert distributed.merge(CASE, measurement("failed", reason="unsupported"), same).status == "failed"
+
+
+# --- real runs with gloo ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gloo_runs(tmp_path_factory):
+    """Every run of this module, a few at a time: each starts a fresh interpreter per rank."""
+    d = tmp_path_factory.mktemp("gloo")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "parity", "run", "collectives", *FAST, "--dtype", "fp32", "--size", "4KiB",
+                "--out", str(d / "torchrun")]
+    jobs = {
+        "two": ["run", "collectives", *FAST, "--out", d / "two"],
+        # four ranks: every collective once, then rank 3 fails at the next case
+        "four": ["run", "collectives", *FAST, "--dtype", "fp32", "--size", "4KiB,64KiB", "--ranks", "4",
+                 "--rank-timeout-s", "10", "--out", d / "four"],
+        "hang": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "2", "--out", d / "hang"],
+    }
+    faults = {"hang": "1:hang:1", "four": "3:raise:5"}
+
+    def one(name):
+        env = clean_env()
+        if name in faults:
+            env[distributed.FAULT_ENV] = faults[name]
+        if name == "torchrun":
+            return name, subprocess.run(torchrun, cwd=d, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        return name, subprocess.run([sys.executable, "-m", "parity", *map(str, jobs[name])], cwd=d, env=env,
+                                    capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return d, dict(pool.map(one, [*jobs, "torchrun"]))
+
+
+def records_of(folder):
+    records, notes = read_records(folder / MEASUREMENTS_FILE)
+    assert notes == []
+    return records
+
+
+def test_two_ranks_every_collective_validated(gloo_runs):
+    d, procs = gloo_runs
+    proc = procs["two"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = records_of(d / "two")
+    assert len(records) == 5 * 2 * 2  # ops x dtypes x smoke sizes
+    assert {r["op"] for r in records} == {c.name for c in coll.COLLECTIVES}
+    for rec in records:
+        assert rec["status"] == "ok", rec
+        assert rec["validation"]["passed"] and rec["timing"] == "wall"
+        assert rec["params"]["ranks"] == 2 and rec["work"]["bytes_over"] == "interconnect"
+        assert rec["work"]["bytes_read"] == pytest.approx(coll.bus_bytes(rec["op"], rec["params"]["size_bytes"], 2))
+        assert rec["time_ms"]["n"] >= 5
+    meta = json.loads((d / "two" / RUN_FILE).read_text())
+    assert meta["plan"]["ranks"] == 2 and meta["status"] == "complete"
+    assert "nccl-tests" in proc.stdout and "no spec" in proc.stdout  # the collectives table, unnormalized
+    assert not (d / "two" / "ranks" / "rank-1.log").read_text().strip().startswith("Traceback")
+
+
+def test_four_ranks_then_a_failing_rank_ends_the_run_named(gloo_runs):
+    d, procs = gloo_runs
+    assert_rank_error(procs["four"], "rank 3 failed", "injected fault")
+    records = records_of(d / "four")  # what was written before the failure is kept
+    assert [r["op"] for r in records] == ["all_reduce", "all_reduce", "all_gather", "all_gather", "reduce_scatter"]
+    for rec in records:
+        assert rec["status"] == "ok" and rec["validation"]["passed"] and rec["params"]["ranks"] == 4
+    assert sorted(p.name for p in (d / "four" / "ranks").iterdir()) == ["rank-1.log", "rank-2.log", "rank-3.log"]
+
+
+def test_under_torchrun(gloo_runs):
+    d, procs = gloo_runs
+    proc = procs["torchrun"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = records_of(d / "torchrun")
+    assert len(records) == 5 and {r["status"] for r in records} == {"ok"}
+    assert {r["params"]["ranks"] for r in records} == {2}
+
+
+def assert_rank_error(proc, *needles):
+    assert proc.returncode == distributed.EXIT_RANK, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("parity: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_a_hung_rank_ends_the_run_named_and_records_are_kept(gloo_runs):
+    d, procs = gloo_runs
+    assert_rank_error(procs["hang"], "rank 1", "within 2 s")
+    records = records_of(d / "hang")
+    assert len(records) == 1 and records[0]["status"] == "ok"  # the case before the hang
+
+
+def test_report_of_a_collectives_run(gloo_runs):
+    d, _ = gloo_runs
+    proc = parity("report", d / "two", "--format", "md", cwd=d)
+    assert proc.returncode == 0, proc.stderr
+    assert "collectives, nccl-tests bandwidths" in proc.stdout and "busbw GB/s" in proc.stdout
+    assert proc.stdout.count("| all_reduce |") >= 4  # the generic table and the collectives table
+
+
+def test_one_rank_is_refused(tmp_path):
+    proc = parity("run", "collectives", *FAST, "--ranks", "1", "--out", tmp_path / "x", cwd=tmp_path)
+    assert proc.returncode == 2 and "two or more" in proc.stderr
+    assert not (tmp_path / "x").exists()
