@@ -136,7 +136,7 @@ def test_to_blocked_matches_the_cublas_layout():
 # --- Triton kernels in the interpreter -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("m, n, k", ODD)
+@pytest.mark.parametrize("m, n, k", ODD[:3])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["NN", "NT", "TN"])
 def test_triton_gemm_on_odd_shapes(m, n, k, dtype, layout):
