@@ -294,3 +294,69 @@ def test_gpu_triton_fp8_against_scaled_mm(scaling):
     theirs = torch_gemm.scaled_mm(qa, qw.t(), sa, sb).float()
     scale = float(theirs.abs().max())
     assert math.isfinite(scale) and float((mine - theirs).abs().max()) <= 0.02 * scale
+
+
+# --- compiled for real targets, without a GPU ------------------------------------------------------
+
+AOT = r"""
+import os, re, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from parity.kernels.gemm import triton_mxfp4
+
+fn = triton_mxfp4._mxfp4_matmul_kernel
+ints = {"M": 8192, "N": 8192, "KP": 8192, "stride_am": 4096, "stride_ak": 1, "stride_asm": 256, "stride_ask": 1,
+        "stride_wn": 4096, "stride_wk": 1, "stride_wsn": 256, "stride_wsk": 1, "stride_cm": 8192, "stride_cn": 1}
+for kind, target, pattern in (("cuda", GPUTarget("cuda", 100, 32), r"tcgen05\.mma[^;]*kind::(\w+)"),
+                              ("hip", GPUTarget("hip", "gfx950", 64), r"(v_mfma_scale\w*|v_mfma\w*)")):
+    for cfg in triton_mxfp4.CONFIGS[kind][:2]:
+        sig, const, attrs = {}, {"SCALE_BLOCK": 32}, {}
+        opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+        for k, v in cfg.kwargs.items():
+            (const.__setitem__(k, v) if k.isupper() else opts.__setitem__(k, v))
+        for i, name in enumerate(fn.arg_names):  # as the JIT specializes: aligned pointers, 1 as a constant
+            if name in const:
+                sig[name] = "constexpr"
+            elif name.endswith("_ptr"):
+                sig[name] = "*bf16" if name == "c_ptr" else "*u8"
+                attrs[(i,)] = [["tt.divisibility", 16]]
+            elif ints[name] == 1:
+                sig[name], const[name] = "constexpr", 1
+            else:
+                sig[name] = "i32"
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        k = triton.compile(ASTSource(fn, sig, constexprs=const, attrs=attrs), target=target, options=opts)
+        asm = k.asm.get("ptx") or k.asm.get("amdgcn")
+        print(kind, sorted(set(re.findall(pattern, asm))))
+"""
+
+
+def test_mxfp4_configs_compile_to_block_scaled_instructions(tmp_path):
+    """On sm_100 and gfx950 the Triton MXFP4 kernel must use the FP4 block-scaled instructions
+    (tcgen05 kind::mxf4, v_mfma_scale), not a silent BF16 upcast. Compiled ahead of time by the
+    installed Triton's own backends (ptxas and the AMD LLVM ship with it); no GPU is needed."""
+    import os
+    import subprocess
+    import sys
+
+    from triton.backends import backends
+
+    missing = {"nvidia", "amd"} - set(backends)
+    if missing:
+        pytest.skip(f"this Triton has no {' or '.join(sorted(missing))} backend to compile for")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", AOT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    cuda = [line for line in lines if line.startswith("cuda")]
+    hip = [line for line in lines if line.startswith("hip")]
+    assert len(cuda) == 2 and all(line == "cuda ['mxf4']" for line in cuda), lines
+    assert len(hip) == 2 and all("v_mfma_scale" in line for line in hip), lines
+
+
+def test_cuda_mxfp4_configs_keep_block_m_at_128():
+    """BLOCK_M 64 compiles to a BF16 MMA on sm_100 (see the config comment): never tune into it."""
+    assert all(cfg.kwargs["BLOCK_M"] >= 128 for cfg in triton_mxfp4.CONFIGS["cuda"])

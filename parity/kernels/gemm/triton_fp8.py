@@ -19,10 +19,9 @@ instructions want both operands K-major.
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 
-from parity.kernels.gemm.common import Launcher, check_index_range, config, grouped_tile, tile_grid
+from parity.kernels.gemm import triton_gemm
+from parity.kernels.gemm.common import Launcher, config
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
 
@@ -50,37 +49,8 @@ CONFIGS = {
 }
 
 
-@triton.jit
-def _scaled_matmul_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
-                          stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-                          ROW_SCALES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    pid_m, pid_n = grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_am = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
-    offs_bn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
-    offs_k = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-        b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-    if ROW_SCALES:
-        acc = acc * tl.load(sa_ptr + offs_am)[:, None] * tl.load(sb_ptr + offs_bn)[None, :]
-    else:
-        acc = acc * (tl.load(sa_ptr) * tl.load(sb_ptr))
-    offs_cm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_cn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_cm[:, None] < M) & (offs_cn[None, :] < N))
-
-
-_launch = Launcher(_scaled_matmul_kernel, CONFIGS,
-                   key=["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "ROW_SCALES"])
+# The kernel is `triton_gemm.matmul_kernel`, with its scaled epilogue and K-block promotion.
+_launch = Launcher(triton_gemm.matmul_kernel, CONFIGS, key=triton_gemm.TUNING_KEY)
 
 
 def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
@@ -90,18 +60,14 @@ def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale
     Scales are fp32: both with one element (tensor-wise), or scale_a with M and scale_b with N
     elements (row-wise: shaped (M, 1) and (1, N) as for `torch._scaled_mm`, or flat).
     """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
-    if a.dtype not in FP8_DTYPES or b.dtype not in FP8_DTYPES:
-        raise ValueError(f"scaled_matmul takes FP8 operands, got {a.dtype} and {b.dtype}")
+    triton_gemm.check_operands(a, b, FP8_DTYPES, "scaled_matmul takes FP8 operands")
     if ("fnuz" in str(a.dtype)) != ("fnuz" in str(b.dtype)):
         raise ValueError(f"operands mix OCP and FNUZ FP8: {a.dtype} and {b.dtype}")
-    m, k = a.shape
-    n = b.shape[1]
+    m, n = a.shape[0], b.shape[1]
     if scale_a.numel() == 1 and scale_b.numel() == 1:
-        row = False
+        scales = triton_gemm.TENSOR_SCALES
     elif scale_a.numel() == m and scale_b.numel() == n:
-        row = True
+        scales = triton_gemm.ROW_SCALES
     else:
         raise ValueError(f"scales of {scale_a.numel()} and {scale_b.numel()} elements fit neither tensor-wise "
                          f"(1 and 1) nor row-wise ({m} and {n}) scaling")
@@ -109,11 +75,7 @@ def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale
         raise ValueError("scales must be fp32")
     if out is None:
         out = torch.empty((m, n), dtype=out_dtype, device=a.device)
-    check_index_range(a=a, b=b, out=out)
-    _launch(tile_grid(m, n), a, b, out, scale_a.contiguous(), scale_b.contiguous(), m, n, k,
-            a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
-            ROW_SCALES=row, like=a, cfg=cfg)
-    return out
+    return triton_gemm.launch(_launch, a, b, out, scale_a.contiguous(), scale_b.contiguous(), scales, True, cfg)
 
 
 def best_config(like: torch.Tensor) -> str | None:

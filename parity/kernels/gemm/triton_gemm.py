@@ -11,10 +11,11 @@ bf16 dots wrongly otherwise. On a GPU they go to the tensor cores as they are.
 from __future__ import annotations
 
 import torch
-import triton.language as tl
 import triton
+import triton.language as tl
 
-from parity.kernels.gemm.common import INTERPRET, Launcher, check_index_range, config, grouped_tile, tile_grid
+from parity.kernels.gemm.common import (INTERPRET, Launcher, check_index_range, config, grouped_tile,
+                                        store_tile, tile_grid)
 
 CONFIGS = {
     # Tutorial 03's CUDA list, led by the large tiles that suit Hopper (8 warps, 3-4 stages).
@@ -43,10 +44,17 @@ CONFIGS = {
 }
 
 
+# SCALES: how the fp32 product is scaled before it is stored (the FP8 GEMM of `triton_fp8` shares
+# this kernel): not at all, by one scale each for A and B, or by one per row of A and column of B.
+NO_SCALES, TENSOR_SCALES, ROW_SCALES = 0, 1, 2
+
+
 @triton.jit
-def _matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                   UPCAST: tl.constexpr):
+def matmul_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                  stride_cm, stride_cn, SCALES: tl.constexpr, UPCAST: tl.constexpr, PROMOTE: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """C = (A @ B) [* scales]; PROMOTE adds each K block's tensor-core sum to the fp32 accumulator
+    (`max_num_imprecise_acc = BLOCK_K`, for FP8 on Hopper; see `triton_fp8`)."""
     pid_m, pid_n = grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_am = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
     offs_bn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
@@ -61,34 +69,50 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_ak, stride_bk
         if UPCAST:
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc)
+        if PROMOTE:
+            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
+        else:
+            acc = tl.dot(a, b, acc)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
-    offs_cm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_cn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_cm[:, None] < M) & (offs_cn[None, :] < N))
+    if SCALES == 2:
+        acc = acc * tl.load(sa_ptr + offs_am)[:, None] * tl.load(sb_ptr + offs_bn)[None, :]
+    elif SCALES == 1:
+        acc = acc * (tl.load(sa_ptr) * tl.load(sb_ptr))
+    store_tile(c_ptr, acc, pid_m, pid_n, M, N, stride_cm, stride_cn, BLOCK_M, BLOCK_N)
 
 
 # Strides are part of the key: a row-major and a column-major B are different tuning problems.
-_launch = Launcher(_matmul_kernel, CONFIGS,
-                   key=["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn"])
+TUNING_KEY = ["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "SCALES"]
+_launch = Launcher(matmul_kernel, CONFIGS, key=TUNING_KEY)
+
+
+def check_operands(a: torch.Tensor, b: torch.Tensor, dtypes, what: str) -> None:
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
+    if a.dtype not in dtypes or b.dtype not in dtypes:
+        raise ValueError(f"{what}, got {a.dtype} and {b.dtype}")
+
+
+def launch(launcher: Launcher, a, b, out, scale_a, scale_b, scales: int, promote: bool, cfg) -> torch.Tensor:
+    """Run `matmul_kernel` through `launcher` (its config list) on checked operands."""
+    m, k = a.shape
+    n = b.shape[1]
+    check_index_range(a=a, b=b, out=out)
+    launcher(tile_grid(m, n), a, b, out, scale_a, scale_b, m, n, k, a.stride(0), a.stride(1), b.stride(0),
+             b.stride(1), out.stride(0), out.stride(1), SCALES=scales, UPCAST=INTERPRET and not promote,
+             PROMOTE=promote, like=a, cfg=cfg)
+    return out
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, cfg=None) -> torch.Tensor:
     """out = a @ b for 2-D bf16 or fp16 a (M, K) and b (K, N) of any strides; out is (M, N)."""
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
-    if a.dtype not in (torch.bfloat16, torch.float16) or b.dtype != a.dtype:
-        raise ValueError(f"matmul takes bf16 or fp16 operands of one dtype, got {a.dtype} and {b.dtype}")
-    m, k = a.shape
-    n = b.shape[1]
+    check_operands(a, b, (torch.bfloat16, torch.float16), "matmul takes bf16 or fp16 operands")
+    if b.dtype != a.dtype:
+        raise ValueError(f"matmul takes operands of one dtype, got {a.dtype} and {b.dtype}")
     if out is None:
-        out = torch.empty((m, n), dtype=a.dtype, device=a.device)
-    check_index_range(a=a, b=b, out=out)
-    _launch(tile_grid(m, n), a, b, out, m, n, k, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-            out.stride(0), out.stride(1), UPCAST=INTERPRET, like=a, cfg=cfg)
-    return out
+        out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
+    return launch(_launch, a, b, out, None, None, NO_SCALES, False, cfg)
 
 
 def best_config(like: torch.Tensor) -> str | None:
