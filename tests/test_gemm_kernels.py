@@ -299,7 +299,7 @@ def test_gpu_triton_fp8_against_scaled_mm(scaling):
 # --- compiled for real targets, without a GPU ------------------------------------------------------
 
 AOT = r"""
-import os, re, sys
+import os, sys
 os.environ.pop("TRITON_INTERPRET", None)
 import triton
 from triton.backends.compiler import GPUTarget
@@ -309,39 +309,44 @@ from parity.kernels.gemm import triton_mxfp4
 fn = triton_mxfp4._mxfp4_matmul_kernel
 ints = {"M": 8192, "N": 8192, "KP": 8192, "stride_am": 4096, "stride_ak": 1, "stride_asm": 256, "stride_ask": 1,
         "stride_wn": 4096, "stride_wk": 1, "stride_wsn": 256, "stride_wsk": 1, "stride_cm": 8192, "stride_cn": 1}
-for kind, target, pattern in (("cuda", GPUTarget("cuda", 100, 32), r"tcgen05\.mma[^;]*kind::(\w+)"),
-                              ("hip", GPUTarget("hip", "gfx950", 64), r"(v_mfma_scale\w*|v_mfma\w*)")):
-    for cfg in triton_mxfp4.CONFIGS[kind][:2]:
-        sig, const, attrs = {}, {"SCALE_BLOCK": 32}, {}
-        opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-        for k, v in cfg.kwargs.items():
-            (const.__setitem__(k, v) if k.isupper() else opts.__setitem__(k, v))
-        for i, name in enumerate(fn.arg_names):  # as the JIT specializes: aligned pointers, 1 as a constant
-            if name in const:
-                sig[name] = "constexpr"
-            elif name.endswith("_ptr"):
-                sig[name] = "*bf16" if name == "c_ptr" else "*u8"
-                attrs[(i,)] = [["tt.divisibility", 16]]
-            elif ints[name] == 1:
-                sig[name], const[name] = "constexpr", 1
-            else:
-                sig[name] = "i32"
-                attrs[(i,)] = [["tt.divisibility", 16]]
-        k = triton.compile(ASTSource(fn, sig, constexprs=const, attrs=attrs), target=target, options=opts)
-        asm = k.asm.get("ptx") or k.asm.get("amdgcn")
-        print(kind, sorted(set(re.findall(pattern, asm))))
+for backend, arch, target in (("cuda", "sm_90", GPUTarget("cuda", 90, 32)), ("cuda", "sm_100", GPUTarget("cuda", 100, 32)),
+                              ("rocm", "gfx942", GPUTarget("hip", "gfx942", 64)), ("rocm", "gfx950", GPUTarget("hip", "gfx950", 64))):
+    cfg = triton_mxfp4.CONFIGS["cuda" if backend == "cuda" else "hip"][0]
+    sig, const, attrs = {}, {"SCALE_BLOCK": 32}, {}
+    opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    for k, v in cfg.kwargs.items():
+        (const.__setitem__(k, v) if k.isupper() else opts.__setitem__(k, v))
+    for i, name in enumerate(fn.arg_names):  # as the JIT specializes: aligned pointers, 1 as a constant
+        if name in const:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = "*bf16" if name == "c_ptr" else "*u8"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif ints[name] == 1:
+            sig[name], const[name] = "constexpr", 1
+        else:
+            sig[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    k = triton.compile(ASTSource(fn, sig, constexprs=const, attrs=attrs), target=target, options=opts)
+    asm = k.asm.get("ptx") or k.asm.get("amdgcn")
+    fp4 = "kind::mxf4" in asm or "v_mfma_scale" in asm  # block-scaled FP4 tensor-core instructions
+    mma = any(op in asm for op in ("wgmma.mma_async", "tcgen05.mma", "v_mfma"))
+    print(backend, arch, fp4, mma)
 """
 
 
-def test_mxfp4_configs_compile_to_block_scaled_instructions(tmp_path):
-    """On sm_100 and gfx950 the Triton MXFP4 kernel must use the FP4 block-scaled instructions
-    (tcgen05 kind::mxf4, v_mfma_scale), not a silent BF16 upcast. Compiled ahead of time by the
-    installed Triton's own backends (ptxas and the AMD LLVM ship with it); no GPU is needed."""
+def test_mxfp4_kernel_is_native_exactly_where_the_resolver_says(tmp_path):
+    """Compiled ahead of time for sm_90, sm_100, gfx942 and gfx950 by the installed Triton's own
+    backends (no GPU needed): block-scaled FP4 instructions (tcgen05 kind::mxf4, v_mfma_scale)
+    appear exactly where `capability` says MXFP4 is native, and elsewhere the dot still runs on
+    the matrix units after an upcast: the silent emulation the records label."""
     import os
     import subprocess
     import sys
 
     from triton.backends import backends
+
+    from parity.harness import capability
 
     missing = {"nvidia", "amd"} - set(backends)
     if missing:
@@ -351,10 +356,11 @@ def test_mxfp4_configs_compile_to_block_scaled_instructions(tmp_path):
     proc = subprocess.run([sys.executable, "-c", AOT], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    cuda = [line for line in lines if line.startswith("cuda")]
-    hip = [line for line in lines if line.startswith("hip")]
-    assert len(cuda) == 2 and all(line == "cuda ['mxf4']" for line in cuda), lines
-    assert len(hip) == 2 and all("v_mfma_scale" in line for line in hip), lines
+    assert len(lines) == 4, lines
+    for line in lines:
+        backend, arch, fp4, mma = line.split()
+        assert fp4 == str(capability.fp4_hardware(backend, arch)), line
+        assert mma == "True", line
 
 
 def test_cuda_mxfp4_configs_keep_block_m_at_128():

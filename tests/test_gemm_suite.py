@@ -67,6 +67,8 @@ def test_full_sweeps_squares_from_256_to_16384_and_llama():
     squares = {m for (m, n, k) in shapes_of(full) if m == n == k}
     assert min(squares) == 256 and max(squares) == 16384
     assert {c.params.get("model") for c in full} >= {"llama3-8b", "llama3-70b", "llama3-405b"}
+    assert {c.params["layout"] for c in full if "model" in c.params} == {"NT"}  # x @ W.t(), as nn.Linear
+    assert {c.params["layout"] for c in full if c.params["dtype"] == "fp16"} == {"NN", "NT", "TN"}
 
 
 def test_cpu_presets_are_capped_and_say_so(cpu_device):

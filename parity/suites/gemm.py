@@ -122,11 +122,13 @@ def _shapes(preset: str, device, shapes) -> list[tuple[tuple[int, int, int], dic
     raise UsageError(f"suite {NAME} has no preset {preset!r}")
 
 
-def _variants(preset: str, dtype: str) -> list[tuple[str, str | None]]:
+def _variants(preset: str, dtype: str, tags: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """(layout, scaling) pairs: every layout for BF16 (FP16 in `full`) on square and user shapes,
-    the weight layout elsewhere; FP8 tensor-wise and row-wise (mamf: tensor-wise, as mamf-finder)."""
+    the weight layout for model shapes and elsewhere; FP8 tensor-wise and row-wise (mamf:
+    tensor-wise, as mamf-finder)."""
     if dtype in HALF:
         every = preset in ("smoke", "quick", "full") if dtype == "bf16" else preset == "full"
+        every = every and "model" not in tags
         return [(layout, None) for layout in (LAYOUTS if every else (WEIGHT_LAYOUT,))]
     if dtype == "fp8":
         return [(WEIGHT_LAYOUT, s) for s in (("tensor",) if preset == "mamf" else FP8_SCALINGS)]
@@ -145,7 +147,7 @@ def params_for(preset: str, device, dtypes, sizes, shapes=None) -> list[tuple[st
         if preset == "mamf" and dtype == "mxfp4" and not capability.fp4_hardware(device.backend, device.arch):
             continue  # an emulated format has no maximum of its own to find
         for (m, n, k), tags in _shapes(preset, device, shapes):
-            for layout, scaling in _variants(preset, dtype):
+            for layout, scaling in _variants(preset, dtype, tags):
                 params: dict[str, Any] = {"m": m, "n": n, "k": k, "dtype": dtype, "layout": layout}
                 if scaling:
                     params["scaling"] = scaling
@@ -352,10 +354,7 @@ def _supports(fmt: str, backend: str):
         problem = _memory_problem(params["m"], params["n"], params["k"], device)
         if problem:
             return f"{params['m']}x{params['n']}x{params['k']} {problem}"
-        if fmt == "fp8":
-            problem = _fp8_problem(device, params, backend)
-        elif fmt == "mxfp4":
-            problem = capability.resolve(device, fmt, backend).reason if backend == "torch" else None
+        problem = _fp8_problem(device, params, backend) if fmt == "fp8" else None
         if problem:
             return problem
         if backend == "triton":
