@@ -119,3 +119,25 @@ def torch_fp8_dtypes(device):
         raise ValueError(cap.reason)
     names = FP8_TORCH_NAMES[cap.fp8_format]
     return getattr(torch, names["e4m3"]), getattr(torch, names["e5m2"])
+
+
+def torch_scaled_mm_problem(device, fmt: str, scaling: str, torch_version: tuple[int, int],
+                            hip_version: str | None = None) -> str | None:
+    """Why PyTorch's scaled GEMM cannot run `fmt` ("fp8" | "mxfp4") with `scaling` on `device`, or
+    None. Beyond the hardware (`resolve`), the software rules of reference/gemm.md 5.1 and 5.2:
+
+    - row-wise `torch._scaled_mm` on ROCm needs torch 2.7 or later (vLLM/SGLang
+      `use_rowwise_torch_scaled_mm`);
+    - MX scaled GEMM on ROCm needs ROCm 7.0 or later on gfx950 (PyTorch's PLATFORM_SUPPORTS_MX_GEMM);
+      on CUDA it needs SM100 or later, which `resolve` already says.
+    """
+    cap = resolve(device, fmt, "torch")
+    if not cap.runnable:
+        return cap.reason
+    if fmt == "fp8" and scaling == "row" and device.backend == "rocm" and tuple(torch_version) < (2, 7):
+        return "row-wise torch._scaled_mm on ROCm needs torch 2.7 or later (this is %d.%d)" % tuple(torch_version)
+    if fmt == "mxfp4" and device.backend == "rocm":
+        major = int(re.match(r"\d+", hip_version or "0").group(0))
+        if major < 7:
+            return f"MX scaled GEMM on ROCm needs ROCm 7.0 or later (this is {hip_version or 'unknown'})"
+    return None

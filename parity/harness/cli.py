@@ -43,6 +43,16 @@ def parse_size(text: str) -> int:
     return size
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """A shape such as 4096x4096x4096 (GEMM MxNxK): positive integers joined by "x"."""
+    if not re.fullmatch(r"\s*\d+(\s*[xX]\s*\d+)*\s*", text):
+        raise UsageError(f"cannot read shape {text!r}: write MxNxK, e.g. 4096x4096x4096")
+    dims = tuple(int(d) for d in re.split(r"[xX]", text))
+    if min(dims) <= 0:
+        raise UsageError(f"shape {text!r} has a zero dimension: every dimension must be positive")
+    return dims
+
+
 def _names(values: list[str] | None) -> tuple[str, ...]:
     """Repeated and comma-separated options, in order, without duplicates."""
     out: list[str] = []
@@ -67,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", action="append", help="implementations to run, e.g. triton,torch")
     p.add_argument("--dtype", action="append", help="dtypes to run, e.g. fp32,bf16")
     p.add_argument("--size", action="append", help="sizes replacing the preset's sweep, e.g. 64KiB,1GiB")
+    p.add_argument("--shape", action="append", help="shapes replacing the preset's, e.g. GEMM MxNxK 4096x4096x4096")
     p.add_argument("--out", type=Path, help="run folder to create (default runs/<time>-<device>)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
@@ -215,6 +226,8 @@ def cmd_list(args, argv) -> int:
         print(f"  dtypes:  {', '.join(suite.dtypes)}")
         if suite.size_help:
             print(f"  sizes:   {suite.size_help}")
+        if suite.shape_help:
+            print(f"  shapes:  {suite.shape_help}")
     return 0
 
 
@@ -227,13 +240,15 @@ def cmd_run(args, argv) -> int:
     from parity.harness import distributed, multigpu, registry, report, runner
     from parity.harness.results import read_run
 
-    if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size):
-        raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --impl, --dtype or --size")
+    if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape):
+        raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --impl, --dtype, "
+                         "--size or --shape")
     if args.time_cap_s is not None and args.time_cap_s <= 0:
         raise UsageError("--time-cap-s must be positive")
     if args.settle_s is not None and args.settle_s < 0:
         raise UsageError("--settle-s must not be negative")
     sizes = tuple(parse_size(s) for s in _names(args.size))
+    shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
     device = _detect(distributed.local_index(args.device))  # a rank uses its LOCAL_RANK's GPU
     _require_triton()
     if args.resume:
@@ -248,7 +263,7 @@ def cmd_run(args, argv) -> int:
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
-                          ranks=args.ranks)
+                          ranks=args.ranks, shapes=shapes)
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
@@ -445,7 +460,7 @@ class _Progress:
         if result is None:
             self._bar.update(self._task, description=f"{case.suite} {case.op} {case.impl}")
         else:
-            self._bar.update(self._task, completed=i)
+            self._bar.update(self._task, completed=i, total=total)  # a follow-up may add cases
 
 
 def _figure_text(fig) -> str:

@@ -60,6 +60,9 @@ class Case:
     op: str
     impl: str
     params: Mapping[str, Any]
+    # Overrides of the timing policy's fields for this case (e.g. a longer re-time of the best
+    # shape); not part of the key: a case is identified by its parameters.
+    policy: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -89,6 +92,9 @@ class Op:
     description: str = ""
     cache: str = "cold"
     metric: str = "TFLOPS"  # the rate the report leads with: "TFLOPS" (compute) or "GB/s" (memory)
+    # The math dtype an emulated path really runs (FP4 upcast to "bf16"): the runner declares it in
+    # the work of an emulated record, so it is normalized against that peak, never the format's.
+    emulated_math_dtype: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,12 @@ class Suite:
     check_sizes: Callable[[list[int], Any], None] | None = None  # None: the suite takes no --size
     size_help: str = ""
     collective: bool = False  # its cases run on every rank of a process group at once (distributed.py)
+    # --shape (e.g. GEMM MxNxK): validated by check_shapes, passed to params_for as `shapes=`.
+    check_shapes: Callable[[list[tuple[int, ...]], Any], None] | None = None  # None: no --shape
+    shape_help: str = ""
+    # Cases to run after the preset's, from this suite's records of the run (e.g. re-timing the
+    # best shape of a search); None: nothing follows.
+    followup: Callable[[list[dict[str, Any]], Any], list[Case]] | None = None
 
     def op(self, name: str) -> Op:
         for op in self.ops:
@@ -152,7 +164,7 @@ class Suite:
     def impl_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(impl.name for impl in self.impls))
 
-    def cases(self, preset: str, device, dtypes=None, sizes=None, impls=None) -> list[Case]:
+    def cases(self, preset: str, device, dtypes=None, sizes=None, impls=None, shapes=None) -> list[Case]:
         if preset not in self.presets:
             raise UsageError(f"suite {self.name} has no preset {preset!r} (presets: {', '.join(self.presets)})")
         for dtype in dtypes or ():
@@ -162,8 +174,14 @@ class Suite:
             if self.check_sizes is None:
                 raise UsageError(f"suite {self.name} does not take --size")
             self.check_sizes(list(sizes), device)
+        extra = {}
+        if shapes:
+            if self.check_shapes is None:
+                raise UsageError(f"suite {self.name} does not take --shape")
+            self.check_shapes(list(shapes), device)
+            extra["shapes"] = list(shapes)
         cases = []
-        for op_name, params in self.params_for(preset, device, dtypes or self.dtypes, sizes):
+        for op_name, params in self.params_for(preset, device, dtypes or self.dtypes, sizes, **extra):
             for impl in self.impls:
                 if impl.op == op_name and (not impls or impl.name in impls):
                     cases.append(Case(self.name, op_name, impl.name, params))

@@ -217,7 +217,8 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     with_power = "power_w_median" in df and df["power_w_median"].notna().any()
     rows = []
     for _, r in df.iterrows():
-        row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
+        emulated = " (emulated)" if r["path"] == "emulated" else ""  # every row says what ran
+        row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": (r["dtype"] or "") + emulated,
                "case": r["params"], "time ms (median [p10, p90])": _time(r),
                "n": "" if _missing(r["samples_n"]) else str(int(r["samples_n"])), "rate": _rate(r)}
         if with_spec:

@@ -5,6 +5,7 @@ a failure and an invalid output are records too, and the run goes on after each.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -32,6 +33,7 @@ class RunPlan:
     time_cap_s: float | None = None
     settle_s: float | None = None  # idle before each timed case; None: telemetry.settle_seconds decides
     ranks: int | None = None  # processes of a collective suite (None: one per GPU, 2 on the CPU)
+    shapes: tuple[tuple[int, ...], ...] = ()  # e.g. GEMM (M, N, K), replacing a preset's shapes
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -39,6 +41,7 @@ class RunPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunPlan":
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["shapes"] = tuple(tuple(shape) for shape in fields.get("shapes", ()))
         return cls(**fields)
 
 
@@ -56,13 +59,20 @@ def plan_cases(plan: RunPlan, device) -> list[tuple[Suite, Case]]:
     for impl in plan.impls:
         if impl not in known_impls:
             raise UsageError(f"unknown implementation {impl!r} (implementations: {', '.join(sorted(known_impls))})")
+    for flag, given, takes in (("--size", plan.sizes_bytes, "check_sizes"), ("--shape", plan.shapes, "check_shapes")):
+        if given and len(suites) > 1 and not any(getattr(suite, takes) for suite in suites):
+            raise UsageError(f"no suite of this run takes {flag}")
     cases = []
     for suite in suites:
         dtypes = [d for d in plan.dtypes if d in suite.dtypes] if len(suites) > 1 else list(plan.dtypes)
         if plan.dtypes and not dtypes:
             continue  # a dtype given for another suite of a multi-suite run
+        if len(suites) > 1 and ((plan.sizes_bytes and not suite.check_sizes) or
+                                (plan.shapes and not suite.check_shapes)):
+            continue  # sizes or shapes given for another suite of a multi-suite run
         cases += [(suite, case) for case in
-                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=list(plan.sizes_bytes), impls=plan.impls)]
+                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=list(plan.sizes_bytes), impls=plan.impls,
+                              shapes=list(plan.shapes))]
     if plan.dtypes:
         all_dtypes = {d for suite in suites for d in suite.dtypes}
         for dtype in plan.dtypes:
@@ -108,13 +118,16 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     timing = impl.timing(device)
     start, started_at = time.perf_counter(), _now()
     work = op.work(case.params)
+    path = impl.path(device, case.params)
+    if path == "emulated" and op.emulated_math_dtype:
+        work = dataclasses.replace(work, math_dtype=op.emulated_math_dtype)
 
     def record(status: str, reason: str | None = None, **extra) -> Measurement:
         return Measurement(suite=case.suite, op=case.op, impl=case.impl, backend=impl.backend,
                            params=dict(case.params), status=status, reason=reason, timing=timing,
                            key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
                            started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
-                           metric=op.metric, path=impl.path(device, case.params), **extra)
+                           metric=op.metric, path=path, **extra)
 
     try:
         reason = impl.supports(device, case.params)
@@ -136,6 +149,8 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
         policy = Policy.for_timing(timing, plan.time_cap_s)
+        if case.policy:
+            policy = dataclasses.replace(policy, **case.policy)
         time.sleep(telemetry.settle_seconds(plan.settle_s, device))  # let the last case's heat and power drain
         sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
         stats = (impl.measure or measure)(thunk, timing, policy, flush.buffer() if cold else None, window=sampler)
@@ -199,16 +214,23 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
     outcome.skipped_existing = len(cases) - len(todo)
     reader = telemetry.open_reader(device)  # once per run: opening NVML or amdsmi is slow
     writer.update_meta(telemetry=reader.describe())
+
+    def step(i: int, total: int, suite: Suite, case: Case) -> None:
+        if progress:
+            progress(i, total, case, None)
+        result = (case_runner or run_case)(suite, case, device, plan, flush, reader)
+        writer.append(result)
+        outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
+        if progress:
+            progress(i, total, case, result)
+        _release(device)
+
     try:
         for i, (suite, case) in enumerate(todo, start=1):
-            if progress:
-                progress(i, len(todo), case, None)
-            result = (case_runner or run_case)(suite, case, device, plan, flush, reader)
-            writer.append(result)
-            outcome.counts[result.status] = outcome.counts.get(result.status, 0) + 1
-            if progress:
-                progress(i, len(todo), case, result)
-            _release(device)
+            step(i, len(todo), suite, case)
+        more = [(suite, case) for suite, case in followups(cases, out_dir, device) if case.key not in done]
+        for i, (suite, case) in enumerate(more, start=len(todo) + 1):
+            step(i, len(todo) + len(more), suite, case)
     except KeyboardInterrupt:
         writer.update_meta(status="interrupted", ended_at=_now())
         writer.close()
@@ -221,6 +243,16 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
     writer.update_meta(status="complete", ended_at=_now(), counts=counts)
     writer.close()
     return outcome
+
+
+def followups(cases: list[tuple[Suite, Case]], out_dir: Path, device) -> list[tuple[Suite, Case]]:
+    """The cases each suite of the plan asks for after its preset's, from its records so far."""
+    suites = [s for s in {suite.name: suite for suite, _ in cases}.values() if s.followup is not None]
+    if not suites:
+        return []
+    records = read_run(out_dir).records
+    return [(suite, case) for suite in suites
+            for case in suite.followup([r for r in records if r.get("suite") == suite.name], device)]
 
 
 def _release(device) -> None:
