@@ -26,10 +26,16 @@ class Work:
     bytes_read: int
     bytes_written: int
     math_dtype: str  # the dtype whose peak applies ("fp32", "bf16", "fp8", ...)
+    # The same work counted by another published convention where the suite's tables are compared
+    # with one (attention: FlashAttention's 4*B*H*Sq*Sk*D, halved if causal); None elsewhere.
+    flops_fa: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "bytes_read": self.bytes_read,
-                "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
+        out = {"flops": self.flops, "bytes_read": self.bytes_read,
+               "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
+        if self.flops_fa is not None:
+            out["flops_fa"] = self.flops_fa
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class Impl:
     # "native" where the hardware runs the format, "emulated" where it is upcast (FP4 before
     # sm_100/gfx950); an emulated result is never normalized against the emulated format's peak.
     path: Callable[[Any, Mapping[str, Any]], str] = field(default=lambda device, params: "native")
+    # What really runs (a forced SDPA backend and its aten op, an autotuned config), asked after the
+    # case has run and recorded in the measurement's `extra`; None records nothing.
+    details: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def timing(self, device) -> str:
         if device.backend != "cpu":

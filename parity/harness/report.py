@@ -97,6 +97,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             timed = rec.get("status") == "ok" and median and rec.get("timing") != TIMING_INTERPRET
             seconds = median * 1e-3 if timed else None
             gbps, tflops = roofline.rates(work, seconds) if seconds else (None, None)
+            flops_fa = work.get("flops_fa")
             rows.append({
                 "run_id": run.meta.get("run_id"),
                 "device": rec.get("device"),
@@ -112,6 +113,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "flops": work.get("flops"), "bytes_read": work.get("bytes_read"),
                 "bytes_written": work.get("bytes_written"), "math_dtype": work.get("math_dtype"),
                 "gbps": gbps, "tflops": tflops,
+                "flops_fa": flops_fa, "tflops_fa": flops_fa / seconds / 1e12 if seconds and flops_fa else None,
                 "validated": None if val is None else bool(val.get("passed")),
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
                 **_normalize(rec, spec, gbps, tflops),
@@ -169,6 +171,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     """The columns people read; % of spec only where a spec was matched, at-clock where measured."""
     with_spec = df["spec_id"].notna().any()
     with_clock = df["pct_of_spec_at_clock"].notna().any()
+    with_fa = "tflops_fa" in df and df["tflops_fa"].notna().any()
     rows = []
     for _, r in df.iterrows():
         row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
@@ -179,6 +182,8 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
             row["% of spec"] = "-" if _above_peak(r) else _pct(r["pct_of_spec"])
         if with_clock:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
+        if with_fa:  # the FlashAttention-convention rate, to compare with published tables
+            row["TFLOPS (FA convention)"] = "-" if _missing(r["tflops_fa"]) or _above_peak(r) else f"{r['tflops_fa']:,.1f}"
         row["% of best"] = _pct(r["pct_of_best"])
         row["check"] = {True: "pass", False: "FAIL", None: "-"}[None if _missing(r["validated"]) else bool(r["validated"])]
         row["status"] = _outcome(r)
