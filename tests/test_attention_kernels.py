@@ -199,6 +199,8 @@ def test_forced_sdpa_backends_run_the_op_the_record_names():
     q, k, v = qkv(1, 4, 2, 33, 33, 64, torch.bfloat16)
     for backend in torch_attention.SDPA_BACKENDS:
         op = torch_attention.sdpa_op(backend, q.device.type)
+        if HAS_GPU and torch_attention.sdpa_problem(backend, q, k, v, True):
+            continue  # this GPU's PyTorch refuses the backend for the shape (the suite skips it too)
         if op is None:
             with pytest.raises(RuntimeError):
                 torch_attention.sdpa(q, k, v, True, backend)

@@ -183,7 +183,9 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
         if with_clock:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
         if with_fa:  # the FlashAttention-convention rate, to compare with published tables
-            row["TFLOPS (FA convention)"] = "-" if _missing(r["tflops_fa"]) or _above_peak(r) else f"{r['tflops_fa']:,.1f}"
+            fa = r["tflops_fa"]
+            row["TFLOPS (FA convention)"] = ("-" if _missing(fa) or _above_peak(r) else
+                                             f"{fa:,.1f}" if fa >= 10 else f"{fa:.3g}")
         row["% of best"] = _pct(r["pct_of_best"])
         row["check"] = {True: "pass", False: "FAIL", None: "-"}[None if _missing(r["validated"]) else bool(r["validated"])]
         row["status"] = _outcome(r)

@@ -113,7 +113,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
                            key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
                            started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
                            metric=op.metric, path=impl.path(device, case.params),
-                           extra=_details(impl, device, case.params) if status != "skipped" else {}, **extra)
+                           extra=_details(impl, device, case.params) if status in ("ok", "invalid") else {}, **extra)
 
     try:
         reason = impl.supports(device, case.params)

@@ -81,10 +81,19 @@ def sdpa_problem(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return f"PyTorch refuses the {backend} backend here: {said or 'no reason given'}"
 
 
+# Every shape of a sweep is one compilation of flex_attention. Past dynamo's recompile limit (8 by
+# default) torch.compile would silently run the unfused eager path: raise it for the sweep.
+FLEX_RECOMPILE_LIMIT = 4096
+
+
 @functools.cache
 def _compiled_flex():
+    import torch._dynamo.config as dynamo
     from torch.nn.attention.flex_attention import flex_attention
 
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, max(getattr(dynamo, name), FLEX_RECOMPILE_LIMIT))
     return torch.compile(flex_attention, dynamic=False)
 
 

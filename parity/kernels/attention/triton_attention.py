@@ -92,7 +92,7 @@ def _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_v
                 # The interpreter's fp32 -> fp8 cast drops the carry when rounding up crosses a power
                 # of two (127.9 -> 64, triton 3.9): round to the e4m3 grid (3 mantissa bits, normal
                 # exponents from p_emin) first, so that its cast is exact. A GPU rounds in hardware.
-                step = tl.math.exp2(tl.maximum(tl.math.floor(tl.math.log2(p)), p_emin) - 3.0)
+                step = tl.math.exp2(tl.math.floor(tl.math.log2(tl.maximum(p, tl.math.exp2(p_emin)))) - 3.0)
                 p = tl.math.floor(p / step + 0.5) * step
         p_low = p.to(v.dtype)
         if UPCAST:
