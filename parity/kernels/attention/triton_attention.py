@@ -447,7 +447,9 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fa
     """Attention output and the row log-sum-exp (base 2, fp32, (batch, heads, seq_q)).
 
     For FP8 inputs, `descale` holds the per-tensor factors that turn q, k, v back into real values
-    (x_real = x_fp8 * descale); the output is BF16 unless `out_dtype` says otherwise. `config`
+    (x_real = x_fp8 * descale); the output is BF16 unless `out_dtype` says otherwise. On Hopper
+    the FP8 product P·V wants V's sequence dimension contiguous (`v.transpose(-1, -2).contiguous()
+    .transpose(-1, -2)`, as Triton's tutorial does); strides are taken as given. `config`
     (BLOCK_M, BLOCK_N, num_warps, num_stages) fixes the tiling instead of autotuning.
     """
     _check(q, k, v)
