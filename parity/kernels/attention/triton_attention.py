@@ -397,22 +397,32 @@ def _tuned(kernel: str):
 
 def best_config(kernel: str = "fwd") -> str | None:
     """The configuration the autotuner chose at its last call ("fwd", "dkdv", "dq"); None before."""
-    if _tuned.cache_info().currsize == 0:
+    return chosen_config(_tuned, kernel)
+
+
+def chosen_config(tuned, *key) -> str | None:
+    """The last choice of the autotuner `tuned(*key)` builds, without building one."""
+    if tuned.cache_info().currsize == 0:
         return None
-    config = getattr(_tuned(kernel), "best_config", None)
+    config = getattr(tuned(*key), "best_config", None)
     return None if config is None else str(config)
 
 
-def _launch(kernel: str, grid, args, kwargs, config: dict | None, interpreting: bool):
-    """Launch with an explicit config, the interpreter's one, or the autotuner's choice."""
+def launch(kernel, tuned, grid, args, kwargs, config: dict | None, interpreter_config: dict, interpreting: bool):
+    """Launch `kernel` with an explicit config, the interpreter's one, or the autotuner `tuned()`'s
+    choice. `grid` is a function of the meta-parameters."""
     if config is None and interpreting:
-        config = INTERPRETER_CONFIG
+        config = interpreter_config
     if config is not None:
         meta = dict(config)
         warps, stages = meta.pop("num_warps", 4), meta.pop("num_stages", 1)
-        _KERNELS[kernel][grid(meta)](*args, **kwargs, **meta, num_warps=warps, num_stages=stages)
+        kernel[grid(meta)](*args, **kwargs, **meta, num_warps=warps, num_stages=stages)
     else:
-        _tuned(kernel)[grid](*args, **kwargs)
+        tuned()[grid](*args, **kwargs)
+
+
+def _launch(kernel: str, grid, args, kwargs, config: dict | None, interpreting: bool):
+    launch(_KERNELS[kernel], lambda: _tuned(kernel), grid, args, kwargs, config, INTERPRETER_CONFIG, interpreting)
 
 
 # --- launchers ------------------------------------------------------------------------------------

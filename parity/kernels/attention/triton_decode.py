@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks, _strides
+from parity.kernels.attention.triton_attention import (LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks,
+                                                       _strides, chosen_config, launch)
 
 MAX_ROWS = 128  # group x seq_q rows in one tile; more is prefill, for triton_attention.forward
 SPLIT_QUANTUM = 256  # slice lengths are multiples of this, so any BLOCK_N up to it divides them
@@ -100,10 +101,7 @@ def _tuned():
 
 
 def best_config() -> str | None:
-    if _tuned.cache_info().currsize == 0:
-        return None
-    config = getattr(_tuned(), "best_config", None)
-    return None if config is None else str(config)
+    return chosen_config(_tuned)
 
 
 def split_length(batch: int, kv_heads: int, seq_k: int, device: torch.device, splits: int | None = None) -> int:
@@ -148,17 +146,10 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fal
             kv_heads, group, seq_q, seq_k, head_dim, split_len, splits, sm_scale * LOG2E)
     kwargs = dict(CAUSAL=bool(causal), BLOCK_R=block_r, BLOCK_D=block_d, PAD_D=block_d != head_dim,
                   UPCAST=interpreting)
-    grid = (splits, batch * kv_heads)
-    if config is None and interpreting:
-        config = INTERPRETER_CONFIG
-    if config is not None:
-        meta = dict(config)
-        warps, stages = meta.pop("num_warps", 4), meta.pop("num_stages", 1)
-        if split_len % meta["BLOCK_N"]:
-            raise ValueError(f"split_len {split_len} is not a multiple of BLOCK_N {meta['BLOCK_N']}")
-        _decode_split[grid](*args, **kwargs, **meta, num_warps=warps, num_stages=stages)
-    else:
-        _tuned()[grid](*args, **kwargs)
+    if config is not None and split_len % config["BLOCK_N"]:
+        raise ValueError(f"split_len {split_len} is not a multiple of BLOCK_N {config['BLOCK_N']}")
+    launch(_decode_split, _tuned, lambda meta: (splits, batch * kv_heads), args, kwargs, config,
+           INTERPRETER_CONFIG, interpreting)
     _decode_merge[(batch * kv_heads, group * seq_q)](
         partial_o, partial_lse, out, *_strides(out), kv_heads, group, seq_q, seq_k, head_dim, splits,
         CAUSAL=bool(causal), BLOCK_R=block_r, BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_D=block_d)
