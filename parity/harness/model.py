@@ -29,12 +29,17 @@ class Work:
     # What the bytes cross, so which figure bounds them: "memory" (the spec's memory bandwidth) or
     # "interconnect" (bytes per direction over a GPU's links: a collective's bus bytes).
     bytes_over: str = "memory"
+    # The same work counted by another published convention where the suite's tables are compared
+    # with one (attention: FlashAttention's 4*B*H*Sq*Sk*D, halved if causal); None elsewhere.
+    flops_fa: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"flops": self.flops, "bytes_read": self.bytes_read,
                "bytes_written": self.bytes_written, "math_dtype": self.math_dtype}
         if self.bytes_over != "memory":  # records of memory-bound work stay as they were
             out["bytes_over"] = self.bytes_over
+        if self.flops_fa is not None:
+            out["flops_fa"] = self.flops_fa
         return out
 
 
@@ -118,6 +123,9 @@ class Impl:
     # None: the runner times the thunk with timing.measure. Work whose calls must stay in step
     # across processes (collectives: every rank takes the same samples) brings its own, same signature.
     measure: Callable[..., Any] | None = None
+    # What really runs (a forced SDPA backend and its aten op, an autotuned config), asked after the
+    # case has run and recorded in the measurement's `extra`; None records nothing.
+    details: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def timing(self, device) -> str:
         if device.backend != "cpu":

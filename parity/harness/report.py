@@ -125,6 +125,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             timed = rec.get("status") == "ok" and median and rec.get("timing") != TIMING_INTERPRET
             seconds = median * 1e-3 if timed else None
             gbps, tflops = roofline.rates(work, seconds) if seconds else (None, None)
+            flops_fa = work.get("flops_fa")
             rows.append({
                 "run_id": run.meta.get("run_id"),
                 "device": device_label(rec),  # "NAME [GPU 3]" in a run over several GPUs: a table each
@@ -142,6 +143,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "bytes_written": work.get("bytes_written"), "math_dtype": work.get("math_dtype"),
                 "bytes_over": work.get("bytes_over", "memory"),
                 "gbps": gbps, "tflops": tflops,
+                "flops_fa": flops_fa, "tflops_fa": flops_fa / seconds / 1e12 if seconds and flops_fa else None,
                 "validated": None if val is None else bool(val.get("passed")),
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
                 **_normalize(rec, spec, gbps, tflops),
@@ -215,6 +217,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     with_spec = df["spec_id"].notna().any()
     with_clock = df["pct_of_spec_at_clock"].notna().any()
     with_power = "power_w_median" in df and df["power_w_median"].notna().any()
+    with_fa = "tflops_fa" in df and df["tflops_fa"].notna().any()
     rows = []
     for _, r in df.iterrows():
         emulated = " (emulated)" if r["path"] == "emulated" else ""  # every row says what ran
@@ -226,6 +229,10 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
             row["% of spec"] = "-" if _above_peak(r) else _pct(r["pct_of_spec"])
         if with_clock:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
+        if with_fa:  # the FlashAttention-convention rate, to compare with published tables
+            fa = r["tflops_fa"]
+            row["TFLOPS (FA convention)"] = ("-" if _missing(fa) or _above_peak(r) else
+                                             f"{fa:,.1f}" if fa >= 10 else f"{fa:.3g}")
         row["% of best"] = _pct(r["pct_of_best"])
         if with_power:
             row["clock MHz"] = _figure(r["sm_clock_mhz_median"], ".0f")

@@ -127,7 +127,8 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
                            params=dict(case.params), status=status, reason=reason, timing=timing,
                            key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
                            started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
-                           metric=op.metric, path=path, **extra)
+                           metric=op.metric, path=path,
+                           extra=_details(impl, device, case.params) if status in ("ok", "invalid") else {}, **extra)
 
     try:
         reason = impl.supports(device, case.params)
@@ -157,6 +158,16 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     except Exception as exc:  # noqa: BLE001
         return record("failed", _one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)
+
+
+def _details(impl, device, params) -> dict[str, Any]:
+    """The implementation's account of what ran; a broken one is noted, never fatal."""
+    if impl.details is None:
+        return {}
+    try:
+        return dict(impl.details(device, params))
+    except Exception as exc:  # noqa: BLE001
+        return {"details_error": _one_line(exc)}
 
 
 def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> dict[str, Any]:

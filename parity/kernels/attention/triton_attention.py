@@ -1,0 +1,541 @@
+"""Flash attention in Triton: forward (BF16, FP16, FP8) and backward, causal or not, with GQA.
+
+The algorithm is FlashAttention-2's (Dao, 2023), as in Triton's fused-attention tutorial
+(`python/tutorials/06-fused-attention.py`): the forward keeps an online softmax in base 2 (scores
+pre-multiplied by sm_scale·log2(e)) and saves the row log-sum-exp for the backward; the backward
+computes Delta = rowsum(O·dO), then dK and dV per key block (looping over the query heads that share
+the KV head, so grouped-query attention needs no atomics) and dQ per query block.
+
+Layout and conventions:
+- q is (batch, heads, seq_q, head_dim); k and v are (batch, kv_heads, seq_k, head_dim), with heads a
+  multiple of kv_heads: query head h reads KV head h // (heads // kv_heads). Any strides.
+- The causal mask is bottom-right aligned, FlashAttention's convention since 2.1 and the one a KV
+  cache needs: query i sees key j iff j <= i + seq_k - seq_q. With seq_q == seq_k it is the usual
+  lower triangle. Query rows that see no key (seq_q > seq_k) give zeros, as in FlashAttention.
+- Masked scores get -1e6 rather than -inf (the tutorial's choice): no inf - inf = NaN in the
+  running maximum, and a later visible key makes every masked weight exactly zero.
+- FP8 (e4m3, OCP or FNUZ: the caller picks the architecture's dtype) takes per-tensor descales.
+  Both products run in FP8: P is multiplied by the format's largest value before it is cast, so its
+  [0, 1] range uses the whole exponent range, and the output (BF16) is divided back.
+
+Each block loop is split into blocks every row sees in full (no mask) and the few blocks on the
+causal diagonal or past the end of the keys (masked), so the common path carries no mask work.
+
+On a machine without a GPU the caller sets TRITON_INTERPRET=1 before importing this module; the
+interpreter computes BF16 arithmetic wrongly, so there operands are converted to fp32 before each
+product (UPCAST), after the same rounding the GPU path does.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+MAX_HEAD_DIM = 256
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+# FP8 attention takes e4m3 (FA3's format): OCP, or FNUZ on gfx942. Smallest normal exponent of each:
+FP8_MIN_EXPONENT = {getattr(torch, name): e for name, e in (("float8_e4m3fn", -6), ("float8_e4m3fnuz", -7))
+                    if hasattr(torch, name)}
+FP8 = tuple(FP8_MIN_EXPONENT)
+
+# The one configuration the interpreter runs (no autotuning there: every config would be a slow
+# interpreted run, and its timings mean nothing).
+INTERPRETER_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1}
+
+
+# --- forward --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+                rows, offs_d, lo, hi, seq_k, head_dim, diag, qk_scale, p_scale, p_emin,
+                BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, PAD_D: tl.constexpr,
+                UPCAST: tl.constexpr, FP8: tl.constexpr):
+    """Online softmax over key blocks [lo, hi). `rows` are the query positions of the tile's rows
+    (for the causal test); MASK adds the key-end and causal masks."""
+    offs_n0 = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + offs_n0
+        kt_ptrs = k_base + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn
+        v_ptrs = v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if MASK:
+            kt = tl.load(kt_ptrs, mask=(offs_n[None, :] < seq_k) & (offs_d[:, None] < head_dim), other=0.0)
+            v = tl.load(v_ptrs, mask=(offs_n[:, None] < seq_k) & (offs_d[None, :] < head_dim), other=0.0)
+        elif PAD_D:
+            kt = tl.load(kt_ptrs, mask=offs_d[:, None] < head_dim, other=0.0)
+            v = tl.load(v_ptrs, mask=offs_d[None, :] < head_dim, other=0.0)
+        else:
+            kt = tl.load(kt_ptrs)
+            v = tl.load(v_ptrs)
+        if UPCAST:
+            qk = tl.dot(q.to(tl.float32), kt.to(tl.float32))
+        else:
+            qk = tl.dot(q, kt)
+        qk = qk * qk_scale
+        if MASK:
+            visible = offs_n[None, :] < seq_k
+            if CAUSAL:
+                visible = visible & (offs_n[None, :] <= rows[:, None] + diag)
+            qk = qk + tl.where(visible, 0.0, -1.0e6)
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        if FP8:
+            p = p * p_scale
+            if UPCAST:
+                # The interpreter's fp32 -> fp8 cast drops the carry when rounding up crosses a power
+                # of two (127.9 -> 64, triton 3.9): round to the e4m3 grid (3 mantissa bits, normal
+                # exponents from p_emin) first, so that its cast is exact. A GPU rounds in hardware.
+                step = tl.math.exp2(tl.math.floor(tl.math.log2(tl.maximum(p, tl.math.exp2(p_emin)))) - 3.0)
+                p = tl.math.floor(p / step + 0.5) * step
+        p_low = p.to(v.dtype)
+        if UPCAST:
+            acc = tl.dot(p_low.to(tl.float32), v.to(tl.float32), acc)
+        else:
+            acc = tl.dot(p_low, v, acc)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE,
+              stride_qb, stride_qh, stride_qm, stride_qd,
+              stride_kb, stride_kh, stride_kn, stride_kd,
+              stride_vb, stride_vh, stride_vn, stride_vd,
+              stride_ob, stride_oh, stride_om, stride_od,
+              heads, group, seq_q, seq_k, head_dim, qk_scale, p_scale, p_emin, o_scale,
+              CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+              PAD_D: tl.constexpr, UPCAST: tl.constexpr, FP8: tl.constexpr):
+    start_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = bh % heads
+    kvh = (h // group).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q_ptrs = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd
+    q = tl.load(q_ptrs, mask=(rows[:, None] < seq_q) & (offs_d[None, :] < head_dim), other=0.0)
+    k_base = K + b * stride_kb + kvh * stride_kh
+    v_base = V + b * stride_vb + kvh * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    diag = seq_k - seq_q  # bottom-right alignment: row i sees keys j <= i + diag
+    whole = seq_k // BLOCK_N * BLOCK_N  # key blocks that lie wholly inside seq_k
+    if CAUSAL:
+        # Keys every row of the tile sees: j <= first row + diag; keys any row sees: j <= last row + diag.
+        full = tl.minimum(tl.maximum(start_m * BLOCK_M + diag + 1, 0) // BLOCK_N * BLOCK_N, whole)
+        hi = tl.minimum(tl.maximum((start_m + 1) * BLOCK_M + diag, 0), seq_k)
+    else:
+        full = whole
+        hi = seq_k
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+                                rows, offs_d, 0, full, seq_k, head_dim, diag, qk_scale, p_scale, p_emin,
+                                BLOCK_N, False, CAUSAL, PAD_D, UPCAST, FP8)
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+                                rows, offs_d, full, hi, seq_k, head_dim, diag, qk_scale, p_scale, p_emin,
+                                BLOCK_N, True, CAUSAL, PAD_D, UPCAST, FP8)
+
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc * (o_scale / l_safe)[:, None]
+    lse = m_i + tl.math.log2(l_safe)
+    if CAUSAL:
+        empty = rows + diag < 0  # rows that see no key at all (seq_q > seq_k)
+        out = tl.where(empty[:, None], 0.0, out)
+        lse = tl.where(empty, float("inf"), lse)
+    o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(rows[:, None] < seq_q) & (offs_d[None, :] < head_dim))
+    tl.store(LSE + bh.to(tl.int64) * seq_q + rows, lse, mask=rows < seq_q)
+
+
+# --- backward -------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _bwd_delta(O, DO, DELTA, stride_ob, stride_oh, stride_om, stride_od,
+               stride_dob, stride_doh, stride_dom, stride_dod, heads, seq_q, head_dim,
+               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Delta = rowsum(O * dO) in fp32, one value per query row."""
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = (bh % heads).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (rows[:, None] < seq_q) & (offs_d[None, :] < head_dim)
+    o = tl.load(O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :] * stride_od,
+                mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dom + offs_d[None, :] * stride_dod,
+                 mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * seq_q + rows, tl.sum(o * do, 1), mask=rows < seq_q)
+
+
+@triton.jit
+def _dkdv_blocks(dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd, stride_dom, stride_dod,
+                 cols, offs_d, lo, hi, seq_q, head_dim, diag, qk_scale,
+                 BLOCK_M: tl.constexpr, MASK: tl.constexpr, PAD_D: tl.constexpr, UPCAST: tl.constexpr):
+    """dV += P^T dO and dK += dS^T Q over query blocks [lo, hi) of one query head; P is recomputed
+    from the saved log-sum-exp. MASK applies the causal mask (rows past seq_q have LSE = +inf, so
+    their P is zero without one)."""
+    offs_m0 = tl.arange(0, BLOCK_M)
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m0
+        in_rows = rows < seq_q
+        q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
+                    mask=in_rows[:, None] & (offs_d[None, :] < head_dim), other=0.0)
+        do = tl.load(do_base + rows[:, None] * stride_dom + offs_d[None, :] * stride_dod,
+                     mask=in_rows[:, None] & (offs_d[None, :] < head_dim), other=0.0)
+        lse = tl.load(lse_base + rows, mask=in_rows, other=float("inf"))
+        delta = tl.load(delta_base + rows, mask=in_rows, other=0.0)
+        if UPCAST:
+            qkt = tl.dot(k.to(tl.float32), tl.trans(q.to(tl.float32)))
+        else:
+            qkt = tl.dot(k, tl.trans(q))
+        pt = tl.math.exp2(qkt * qk_scale - lse[None, :])
+        if MASK:
+            pt = tl.where(cols[:, None] <= rows[None, :] + diag, pt, 0.0)
+        pt_low = pt.to(q.dtype)
+        if UPCAST:
+            dv = tl.dot(pt_low.to(tl.float32), do.to(tl.float32), dv)
+            dpt = tl.dot(v.to(tl.float32), tl.trans(do.to(tl.float32)))
+        else:
+            dv = tl.dot(pt_low, do, dv)
+            dpt = tl.dot(v, tl.trans(do))
+        dst = (pt * (dpt - delta[None, :])).to(q.dtype)
+        if UPCAST:
+            dk = tl.dot(dst.to(tl.float32), q.to(tl.float32), dk)
+        else:
+            dk = tl.dot(dst, q, dk)
+    return dk, dv
+
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA,
+                   stride_qb, stride_qh, stride_qm, stride_qd,
+                   stride_kb, stride_kh, stride_kn, stride_kd,
+                   stride_vb, stride_vh, stride_vn, stride_vd,
+                   stride_dob, stride_doh, stride_dom, stride_dod,
+                   stride_dkb, stride_dkh, stride_dkn, stride_dkd,
+                   stride_dvb, stride_dvh, stride_dvn, stride_dvd,
+                   heads, kv_heads, group, seq_q, seq_k, head_dim, sm_scale, qk_scale,
+                   CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   PAD_D: tl.constexpr, UPCAST: tl.constexpr):
+    start_n = tl.program_id(0) * BLOCK_N
+    bkv = tl.program_id(1)
+    b = (bkv // kv_heads).to(tl.int64)
+    kvh = (bkv % kv_heads).to(tl.int64)
+    cols = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    kv_mask = (cols[:, None] < seq_k) & (offs_d[None, :] < head_dim)
+    k = tl.load(K + b * stride_kb + kvh * stride_kh + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
+                mask=kv_mask, other=0.0)
+    v = tl.load(V + b * stride_vb + kvh * stride_vh + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                mask=kv_mask, other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    diag = seq_k - seq_q
+    if CAUSAL:
+        # Rows that see key j: i >= j - diag. Rows from `full` on see every key of the block.
+        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
+        full = tl.minimum(tl.cdiv(tl.maximum(start_n + BLOCK_N - 1 - diag, 0), BLOCK_M) * BLOCK_M,
+                          tl.cdiv(seq_q, BLOCK_M) * BLOCK_M)
+        lo = tl.minimum(lo, full)
+    else:
+        lo = 0
+        full = 0
+    for j in range(0, group):
+        h = kvh * group + j
+        bh = b * heads + h
+        q_base = Q + b * stride_qb + h * stride_qh
+        do_base = DO + b * stride_dob + h * stride_doh
+        lse_base = LSE + bh * seq_q
+        delta_base = DELTA + bh * seq_q
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd,
+                              stride_dom, stride_dod, cols, offs_d, lo, full, seq_q, head_dim, diag, qk_scale,
+                              BLOCK_M, True, PAD_D, UPCAST)
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd,
+                              stride_dom, stride_dod, cols, offs_d, full, seq_q, seq_q, head_dim, diag, qk_scale,
+                              BLOCK_M, False, PAD_D, UPCAST)
+    dk = dk * sm_scale
+    tl.store(DK + b * stride_dkb + kvh * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :] * stride_dkd,
+             dk.to(DK.dtype.element_ty), mask=kv_mask)
+    tl.store(DV + b * stride_dvb + kvh * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :] * stride_dvd,
+             dv.to(DV.dtype.element_ty), mask=kv_mask)
+
+
+@triton.jit
+def _dq_blocks(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+               rows, offs_d, lo, hi, seq_k, head_dim, diag, qk_scale,
+               BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, PAD_D: tl.constexpr,
+               UPCAST: tl.constexpr):
+    """dQ += dS K over key blocks [lo, hi); MASK applies the key-end and causal masks."""
+    offs_n0 = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n0
+        k_ptrs = k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd
+        v_ptrs = v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if MASK:
+            kv_mask = (cols[:, None] < seq_k) & (offs_d[None, :] < head_dim)
+            k = tl.load(k_ptrs, mask=kv_mask, other=0.0)
+            v = tl.load(v_ptrs, mask=kv_mask, other=0.0)
+        elif PAD_D:
+            k = tl.load(k_ptrs, mask=offs_d[None, :] < head_dim, other=0.0)
+            v = tl.load(v_ptrs, mask=offs_d[None, :] < head_dim, other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        if UPCAST:
+            qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+            dp = tl.dot(do.to(tl.float32), tl.trans(v.to(tl.float32)))
+        else:
+            qk = tl.dot(q, tl.trans(k))
+            dp = tl.dot(do, tl.trans(v))
+        p = tl.math.exp2(qk * qk_scale - lse[:, None])
+        if MASK:
+            visible = cols[None, :] < seq_k
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= rows[:, None] + diag)
+            p = tl.where(visible, p, 0.0)
+        ds = (p * (dp - delta[:, None])).to(k.dtype)
+        if UPCAST:
+            dq = tl.dot(ds.to(tl.float32), k.to(tl.float32), dq)
+        else:
+            dq = tl.dot(ds, k, dq)
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
+                 stride_qb, stride_qh, stride_qm, stride_qd,
+                 stride_kb, stride_kh, stride_kn, stride_kd,
+                 stride_vb, stride_vh, stride_vn, stride_vd,
+                 stride_dob, stride_doh, stride_dom, stride_dod,
+                 stride_dqb, stride_dqh, stride_dqm, stride_dqd,
+                 heads, group, seq_q, seq_k, head_dim, sm_scale, qk_scale,
+                 CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                 PAD_D: tl.constexpr, UPCAST: tl.constexpr):
+    start_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = bh % heads
+    kvh = (h // group).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (rows[:, None] < seq_q) & (offs_d[None, :] < head_dim)
+    q = tl.load(Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
+                mask=mask, other=0.0)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dom + offs_d[None, :] * stride_dod,
+                 mask=mask, other=0.0)
+    lse = tl.load(LSE + bh.to(tl.int64) * seq_q + rows, mask=rows < seq_q, other=float("inf"))
+    delta = tl.load(DELTA + bh.to(tl.int64) * seq_q + rows, mask=rows < seq_q, other=0.0)
+    k_base = K + b * stride_kb + kvh * stride_kh
+    v_base = V + b * stride_vb + kvh * stride_vh
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    diag = seq_k - seq_q
+    whole = seq_k // BLOCK_N * BLOCK_N
+    if CAUSAL:
+        full = tl.minimum(tl.maximum(start_m * BLOCK_M + diag + 1, 0) // BLOCK_N * BLOCK_N, whole)
+        hi = tl.minimum(tl.maximum((start_m + 1) * BLOCK_M + diag, 0), seq_k)
+    else:
+        full = whole
+        hi = seq_k
+    dq = _dq_blocks(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+                    rows, offs_d, 0, full, seq_k, head_dim, diag, qk_scale, BLOCK_N, False, CAUSAL, PAD_D, UPCAST)
+    dq = _dq_blocks(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
+                    rows, offs_d, full, hi, seq_k, head_dim, diag, qk_scale, BLOCK_N, True, CAUSAL, PAD_D, UPCAST)
+    dq = dq * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqm + offs_d[None, :] * stride_dqd,
+             dq.to(DQ.dtype.element_ty), mask=mask)
+
+
+# --- configurations -------------------------------------------------------------------------------
+
+
+def _cfg(block_m, block_n, warps, stages, **extra):
+    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, **extra}, num_warps=warps, num_stages=stages)
+
+
+def _configs(kernel: str, target: str) -> list:
+    """Per-target candidates, after the tutorial's lists: CUDA pipelines loads over 2-4 stages;
+    AMD's stream-K-less CDNA path wants one or two stages and an occupancy hint (waves_per_eu)."""
+    if target == "hip":
+        if kernel == "fwd":
+            return [_cfg(128, 64, 4, 1, waves_per_eu=2), _cfg(128, 64, 8, 1, waves_per_eu=2),
+                    _cfg(128, 32, 4, 1, waves_per_eu=3), _cfg(64, 64, 4, 1, waves_per_eu=3),
+                    _cfg(128, 128, 8, 1, waves_per_eu=1), _cfg(256, 64, 8, 1, waves_per_eu=1)]
+        if kernel == "dkdv":
+            return [_cfg(32, 128, 4, 1), _cfg(64, 128, 8, 1), _cfg(32, 64, 4, 1), _cfg(64, 64, 4, 1)]
+        return [_cfg(128, 32, 4, 1), _cfg(128, 64, 8, 1), _cfg(64, 32, 4, 1), _cfg(64, 64, 4, 1)]
+    if kernel == "fwd":
+        return [_cfg(128, 64, 4, 3), _cfg(128, 64, 8, 3), _cfg(128, 128, 8, 3), _cfg(128, 128, 8, 2),
+                _cfg(128, 32, 4, 4), _cfg(64, 64, 4, 4), _cfg(64, 32, 4, 3)]
+    if kernel == "dkdv":
+        return [_cfg(32, 128, 4, 5), _cfg(64, 128, 8, 3), _cfg(32, 64, 4, 4), _cfg(64, 64, 4, 3)]
+    return [_cfg(128, 32, 4, 5), _cfg(128, 64, 8, 3), _cfg(64, 32, 4, 4), _cfg(64, 64, 4, 3)]
+
+
+_KERNELS = {"fwd": _attn_fwd, "dkdv": _attn_bwd_dkdv, "dq": _attn_bwd_dq}
+_TUNING_KEYS = ["seq_q", "seq_k", "head_dim", "group", "CAUSAL", "FP8"]
+
+
+@functools.cache
+def _tuned(kernel: str):
+    """The autotuned launcher of one kernel for this process's GPU target, built on first use; it
+    tunes on the first call with a new shape (the validation call, outside any timed region)."""
+    target = triton.runtime.driver.active.get_current_target().backend
+    keys = [k for k in _TUNING_KEYS if k != "FP8" or kernel == "fwd"]
+    return triton.autotune(configs=_configs(kernel, target), key=keys)(_KERNELS[kernel])
+
+
+def best_config(kernel: str = "fwd") -> str | None:
+    """The configuration the autotuner chose at its last call ("fwd", "dkdv", "dq"); None before."""
+    return chosen_config(_tuned, kernel)
+
+
+def chosen_config(tuned, *key) -> str | None:
+    """The last choice of the autotuner `tuned(*key)` builds, without building one."""
+    if tuned.cache_info().currsize == 0:
+        return None
+    config = getattr(tuned(*key), "best_config", None)
+    return None if config is None else str(config)
+
+
+def launch(kernel, tuned, grid, args, kwargs, config: dict | None, interpreter_config: dict, interpreting: bool):
+    """Launch `kernel` with an explicit config, the interpreter's one, or the autotuner `tuned()`'s
+    choice. `grid` is a function of the meta-parameters."""
+    if config is None and interpreting:
+        config = interpreter_config
+    if config is not None:
+        meta = dict(config)
+        warps, stages = meta.pop("num_warps", 4), meta.pop("num_stages", 1)
+        kernel[grid(meta)](*args, **kwargs, **meta, num_warps=warps, num_stages=stages)
+    else:
+        tuned()[grid](*args, **kwargs)
+
+
+def _launch(kernel: str, grid, args, kwargs, config: dict | None, interpreting: bool):
+    launch(_KERNELS[kernel], lambda: _tuned(kernel), grid, args, kwargs, config, INTERPRETER_CONFIG, interpreting)
+
+
+# --- launchers ------------------------------------------------------------------------------------
+
+
+def _check(q, k, v):
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k and v must be 4-D: (batch, heads, seq, head_dim)")
+    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"shapes do not match: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} KV heads")
+    if not 1 <= q.shape[3] <= MAX_HEAD_DIM:
+        raise ValueError(f"head_dim {q.shape[3]} is outside 1..{MAX_HEAD_DIM}")
+    if q.shape[2] < 1 or k.shape[2] < 1:
+        raise ValueError("sequence lengths must be at least 1")
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in LOW_PRECISION + FP8:
+        raise ValueError(f"q, k, v must share one dtype among bf16, fp16 and fp8 e4m3 (got {q.dtype}, {k.dtype}, {v.dtype})")
+
+
+def _block_d(head_dim: int) -> int:
+    return max(16, triton.next_power_of_2(head_dim))  # tl.dot needs K >= 16
+
+
+def _strides(t):
+    return tuple(t.stride())
+
+
+def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+            sm_scale: float | None = None, descale: tuple[float, float, float] | None = None,
+            out_dtype: torch.dtype | None = None, config: dict | None = None):
+    """Attention output and the row log-sum-exp (base 2, fp32, (batch, heads, seq_q)).
+
+    For FP8 inputs, `descale` holds the per-tensor factors that turn q, k, v back into real values
+    (x_real = x_fp8 * descale); the output is BF16 unless `out_dtype` says otherwise. On Hopper
+    the FP8 product P·V wants V's sequence dimension contiguous (`v.transpose(-1, -2).contiguous()
+    .transpose(-1, -2)`, as Triton's tutorial does); strides are taken as given. `config`
+    (BLOCK_M, BLOCK_N, num_warps, num_stages) fixes the tiling instead of autotuning.
+    """
+    _check(q, k, v)
+    batch, heads, seq_q, head_dim = q.shape
+    kv_heads, seq_k = k.shape[1], k.shape[2]
+    fp8 = q.dtype in FP8
+    if fp8 and descale is None:
+        raise ValueError("fp8 inputs need descale=(q, k, v) factors")
+    sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
+    dq_, dk_, dv_ = descale if fp8 else (1.0, 1.0, 1.0)
+    p_scale = torch.finfo(v.dtype).max if fp8 else 1.0
+    out = torch.empty(q.shape, dtype=out_dtype or (torch.bfloat16 if fp8 else q.dtype), device=q.device)
+    lse = torch.empty((batch, heads, seq_q), dtype=torch.float32, device=q.device)
+    block_d = _block_d(head_dim)
+    interpreting = q.device.type == "cpu"
+    args = (q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+            heads, heads // kv_heads, seq_q, seq_k, head_dim,
+            sm_scale * LOG2E * dq_ * dk_, p_scale, float(FP8_MIN_EXPONENT.get(v.dtype, 0)), dv_ / p_scale)
+    kwargs = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting, FP8=fp8)
+    grid = lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
+    _launch("fwd", grid, args, kwargs, config, interpreting)
+    return out, lse
+
+
+def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+             lse: torch.Tensor, causal: bool = False, sm_scale: float | None = None,
+             config: dict | None = None, dkdv_config: dict | None = None):
+    """dQ, dK, dV of `forward` (BF16/FP16) given its output `o` and log-sum-exp `lse`.
+
+    `config` fixes the dQ kernel's tiling and `dkdv_config` the dK/dV kernel's (default: the same).
+    """
+    _check(q, k, v)
+    if q.dtype not in LOW_PRECISION:
+        raise ValueError(f"the backward takes bf16 or fp16, not {q.dtype}")
+    if do.shape != q.shape or o.shape != q.shape or lse.shape != q.shape[:3]:
+        raise ValueError("do and o must have q's shape and lse (batch, heads, seq_q)")
+    batch, heads, seq_q, head_dim = q.shape
+    kv_heads, seq_k = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
+    block_d = _block_d(head_dim)
+    interpreting = q.device.type == "cpu"
+    lse = lse.contiguous()
+    delta = torch.empty_like(lse)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    pre_block = 64
+    _bwd_delta[(triton.cdiv(seq_q, pre_block), batch * heads)](
+        o, do, delta, *_strides(o), *_strides(do), heads, seq_q, head_dim, BLOCK_M=pre_block, BLOCK_D=block_d)
+    common = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting)
+    _launch("dkdv", lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
+            (q, k, v, do, dk, dv, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+             *_strides(dk), *_strides(dv), heads, kv_heads, group, seq_q, seq_k, head_dim, sm_scale,
+             sm_scale * LOG2E), common, dkdv_config or config, interpreting)
+    _launch("dq", lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads),
+            (q, k, v, do, dq, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+             *_strides(dq), heads, group, seq_q, seq_k, head_dim, sm_scale, sm_scale * LOG2E),
+            common, config, interpreting)
+    return dq, dk, dv
+
+
+class _FlashAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        o, lse = forward(q, k, v, causal, sm_scale)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal, ctx.sm_scale = causal, sm_scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
+        return dq, dk, dv, None, None
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+              sm_scale: float | None = None) -> torch.Tensor:
+    """Differentiable flash attention (BF16/FP16): `forward` and `backward` under autograd."""
+    return _FlashAttention.apply(q, k, v, causal, sm_scale)
