@@ -7,7 +7,7 @@ work, only the report turns work and time into rates, only the spec files know p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Callable, Mapping
 
 # Labels of how a time was taken; the report never puts two of them in one table.
@@ -120,6 +120,7 @@ class Impl:
     # "native" where the hardware runs the format, "emulated" where it is upcast (FP4 before
     # sm_100/gfx950); an emulated result is never normalized against the emulated format's peak.
     path: Callable[[Any, Mapping[str, Any]], str] = field(default=lambda device, params: "native")
+    _: KW_ONLY  # the optional hooks below are named at every use, so a new one cannot shift another
     # None: the runner times the thunk with timing.measure. Work whose calls must stay in step
     # across processes (collectives: every rank takes the same samples) brings its own, same signature.
     measure: Callable[..., Any] | None = None

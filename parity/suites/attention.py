@@ -428,9 +428,11 @@ def _flex_details(device, p) -> dict[str, Any]:
 
 
 def _impls(op: str) -> tuple[Impl, ...]:
-    triton_impl = (Impl("triton", op, "triton", _triton_prefill, _triton_supports, _triton_path, _triton_details)
+    triton_impl = (Impl("triton", op, "triton", _triton_prefill, _triton_supports, _triton_path,
+                        details=_triton_details)
                    if op == "prefill" else
-                   Impl("triton", op, "triton", _triton_decode, _triton_supports, _triton_path, _triton_decode_details))
+                   Impl("triton", op, "triton", _triton_decode, _triton_supports, _triton_path,
+                        details=_triton_decode_details))
     sdpa = tuple(Impl(f"sdpa-{b}", op, "torch", _sdpa_prepare(b), _sdpa_supports(b), details=_sdpa_details(b))
                  for b in torch_attention.SDPA_BACKENDS)
     return (triton_impl, *sdpa, Impl("flex", op, "torch", _flex_prepare, _flex_supports, details=_flex_details))
