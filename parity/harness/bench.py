@@ -139,12 +139,7 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     if reason:
         info["status"] = "skipped"
         pytest.skip(reason)
-    inputs = op.inputs(case.params, device)
-    thunk = impl.prepare(inputs, case.params)
-    output = thunk()
-    runner._synchronize(device)
-    check = op.check(output, op.reference(inputs, case.params), inputs, case.params)
-    del output
+    thunk, check = runner.prepare_checked(op, impl, case, device)
     info["validation"] = check.to_dict()
     if not check.passed:
         info["status"] = "invalid"

@@ -113,6 +113,17 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
+def prepare_checked(op, impl, case: Case, device):
+    """Random inputs, the implementation's thunk, one call of it checked against the reference:
+    (thunk, Check). Nothing here is timed; exceptions are the caller's to turn into a record."""
+    inputs = op.inputs(case.params, device)
+    thunk = impl.prepare(inputs, case.params)
+    output = thunk()
+    _synchronize(device)
+    check = op.check(output, op.reference(inputs, case.params), inputs, case.params)
+    return thunk, check
+
+
 def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None) -> Measurement:
     impl, op = suite.impl_for(case), suite.op(case.op)
     timing = impl.timing(device)
@@ -137,12 +148,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     if reason:
         return record("skipped", reason)
     try:
-        inputs = op.inputs(case.params, device)
-        thunk = impl.prepare(inputs, case.params)
-        output = thunk()
-        _synchronize(device)
-        check = op.check(output, op.reference(inputs, case.params), inputs, case.params)
-        del output
+        thunk, check = prepare_checked(op, impl, case, device)
     except Exception as exc:  # noqa: BLE001 - any failure of one case is that case's record
         return record("failed", _one_line(exc))
     if not check.passed:
