@@ -199,3 +199,15 @@ def test_merge_of_a_cpu_run_without_gpu_index(tmp_path):
     part = write_run(tmp_path / "a", [rec], device=CPU)
     run = multigpu.merge([(part, None)], tmp_path / "m", ["t"], {})
     assert run.records[0]["gpu_index"] == 0  # the device's index
+
+
+def test_the_html_report_carries_the_spread_table():
+    from parity.harness import html
+    from synthetic import run
+
+    records = []
+    for n in (1000, 2000):
+        records += per_gpu({0: 1.0, 1: 1.0, 2: 1.1}, n=n)
+    merged = run(records)
+    page = html.page([merged], report.frame([merged]), plots=[])
+    assert "Spread between GPUs" in page and "GPU 2 runs" in page

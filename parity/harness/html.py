@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness import crosstab, report, specs
+from parity.harness import crosstab, multigpu, report, specs
 from parity.harness.plots import Plot
 from parity.harness.results import Run
 from parity.harness.summary import summarize
@@ -167,7 +167,7 @@ def page(runs: list[Run], df: pd.DataFrame, plots: list[Plot], title: str | None
     devices = list(dict.fromkeys(str((r.meta.get("device") or {}).get("name")) for r in runs))
     title = title or f"parity report: {', '.join(devices)}"
     sections = [(t, report.display_rows(g)) for t, g in report.sections(df)] if not df.empty else []
-    side = crosstab.side_by_side(df)
+    side = crosstab.side_by_side(df) + multigpu.extra_tables(runs)  # + spread between GPUs, collectives
     spec_ids = sorted(df["spec_id"].dropna().unique()) if not df.empty else []
     parts = [
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
