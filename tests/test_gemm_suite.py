@@ -360,3 +360,11 @@ def test_mamf_run_on_the_cpu_retimes_its_best_shape_once(tmp_path, cpu_device):
     assert retime[0]["time_ms"]["n"] >= 100  # the re-time's own policy, not the plan's 0.05 s cap
     again = execute(plan, cpu_device, out, ["test"], resume=True)
     assert again.counts == {} and len(read_run(out).records) == 9  # nothing runs twice
+
+
+def test_torch_mx_on_an_odd_shape_is_a_skip_with_its_reason(monkeypatch):
+    monkeypatch.setattr(torch_gemm, "mx_available", lambda: None)  # as on a B200 with an MX-capable torch
+    odd, whole = params("mxfp4", m=17, n=33, k=65), params("mxfp4", m=256, n=256, k=256)
+    reason = impl("gemm_mxfp4", "torch").supports(B200, odd)
+    assert reason and "K % 32" in reason and "K=65" in reason
+    assert impl("gemm_mxfp4", "torch").supports(B200, whole) is None

@@ -368,3 +368,27 @@ def test_relative_noise_sees_a_second_mode():
     mad = quantile(sorted(abs(s - med) for s in samples), 0.5)
     assert MAD_TO_SIGMA * mad / med < 0.01
     assert relative_noise(samples) > 0.5
+
+
+def test_the_hold_covers_the_hosts_queueing_time_and_is_capped():
+    from parity.harness.timing import HOLD_CAP_MS, hold_ms
+
+    assert hold_ms(32, 0.02) == pytest.approx(1.5 * 32 * 0.02)  # 32 launches of 20 us: ~1 ms held
+    assert hold_ms(32, 10.0) == HOLD_CAP_MS  # a slow host never holds the device for long
+    assert hold_ms(8, -1.0) == 0.0
+
+
+@pytest.mark.gpu
+def test_events_on_the_gpu_time_a_short_kernel_without_its_launch():
+    """With the stream held while the batch is queued, a tiny kernel's samples are its device time:
+    far below the host's launch cost of a Python-level call, and close to each other."""
+    import torch
+
+    from parity.harness.timing import event_batch
+
+    x = torch.randn(1024, device="cuda")
+    take = event_batch(lambda: x.mul_(1.0))
+    take(4)  # learns the host's queueing time
+    samples = take(32)
+    assert len(samples) == 32 and min(samples) > 0
+    assert sorted(samples)[16] < 0.02  # ms: a 4 KiB multiply is a few microseconds on any GPU

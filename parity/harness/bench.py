@@ -148,7 +148,10 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     policy = timing.Policy.for_timing(kind, settings.time_cap_s)
     estimate_ms = timing.warm_up(thunk, kind, policy)
     rounds = int(min(max(policy.time_cap_s * 1e3 / max(estimate_ms, 1e-3), policy.min_samples), policy.max_samples))
-    benchmark.pedantic(thunk, setup=flush.zero_ if flush is not None else None, rounds=rounds, iterations=1)
+    def flush_cache() -> None:
+        flush.zero_()  # returns None: pytest-benchmark would pass a returned value on as the args
+
+    benchmark.pedantic(thunk, setup=flush_cache if flush is not None else None, rounds=rounds, iterations=1)
     samples_ms = [d * 1e3 for d in benchmark.stats.stats.data]
     stats = timing.summarize(samples_ms, "rounds").to_dict()
     stats.pop("samples")  # pytest-benchmark keeps the rounds itself

@@ -9,6 +9,7 @@ or at a time cap. Statistics are the median with p10/p90, never a lone mean.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 
 FLUSH_UNKNOWN_LLC_BYTES = 512 << 20  # AMD's Infinity Cache is 256 MiB: twice it where size is unknown
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)
+HOLD_CAP_MS = 50.0  # the longest the stream is held while the host queues a batch
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 IQR_SIGMAS = 1.349  # the interquartile range of a normal distribution in standard deviations
 
@@ -137,19 +139,62 @@ def flush_bytes(llc_bytes: int | None) -> int:
     return FLUSH_UNKNOWN_LLC_BYTES if not llc_bytes else 2 * llc_bytes
 
 
-def event_batch(thunk: Callable[[], Any], flush=None) -> Callable[[int], list[float]]:
-    """k samples, each bracketed by its own device events; one synchronize per batch."""
+def hold_ms(k: int, host_ms_per_sample: float, cap_ms: float = HOLD_CAP_MS) -> float:
+    """How long to keep the device busy while the host queues k samples: 1.5x the host's own
+    queueing time, capped. Without it a kernel shorter than its launch finds the stream idle, and
+    the host's launch time falls between its start event and the kernel (nvbench holds the stream
+    with a blocking kernel for the same reason)."""
+    return min(1.5 * k * max(host_ms_per_sample, 0.0), cap_ms)
+
+
+@functools.lru_cache(maxsize=None)
+def _sleep_cycles_per_ms(device_index: int) -> float | None:
+    """Clock cycles of `torch.cuda._sleep` per ms on this device, timed once with events; None
+    where this torch has no `_sleep` (then nothing holds the stream)."""
     import torch
+
+    sleep = getattr(torch.cuda, "_sleep", None)
+    if sleep is None:
+        return None
+    cycles = 1_000_000
+    sleep(cycles)  # the first launch loads the kernel
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    sleep(cycles)
+    end.record()
+    end.synchronize()
+    return cycles / max(start.elapsed_time(end), 1e-3)
+
+
+def event_batch(thunk: Callable[[], Any], flush=None) -> Callable[[int], list[float]]:
+    """k samples, each bracketed by its own device events; one synchronize per batch.
+
+    A spin kernel queued first holds the stream while the host queues the batch, so samples follow
+    each other on the device with no host time between a start event and its kernel.
+    """
+    import torch
+
+    cycles_per_ms = _sleep_cycles_per_ms(torch.cuda.current_device())
+    host_ms = [None]  # the host's time to queue one sample, from the batch before
 
     def take(k: int) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(k)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(k)]
+        if host_ms[0] is None:  # one untimed call: what queueing a sample costs the host
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            thunk()
+            host_ms[0] = (time.perf_counter() - t0) * 1e3
+        if cycles_per_ms:
+            torch.cuda._sleep(int(hold_ms(k, host_ms[0]) * cycles_per_ms))
+        t0 = time.perf_counter()
         for start, end in zip(starts, ends):
             if flush is not None:
                 flush.zero_()  # outside the event pair: the flush is not timed
             start.record()
             thunk()
             end.record()
+        host_ms[0] = (time.perf_counter() - t0) * 1e3 / k
         ends[-1].synchronize()
         return [s.elapsed_time(e) for s, e in zip(starts, ends)]
 
