@@ -166,10 +166,10 @@ def _console(stderr: bool = False):
                    width=None if sys.stdout.isatty() else 200)
 
 
-def _detect(index: int):
+def _detect(index: int, select: bool = True):
     from parity.harness import device as device_mod
 
-    return device_mod.detect(index)
+    return device_mod.detect(index, select)
 
 
 def _require_triton() -> None:
@@ -249,7 +249,8 @@ def cmd_run(args, argv) -> int:
         raise UsageError("--settle-s must not be negative")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
-    device = _detect(distributed.local_index(args.device))  # a rank uses its LOCAL_RANK's GPU
+    # A rank uses its LOCAL_RANK's GPU. Not made current yet: this process may only start others.
+    device = _detect(distributed.local_index(args.device), select=False)
     _require_triton()
     if args.resume:
         out, resume = args.resume, True

@@ -58,8 +58,13 @@ def enable_interpreter() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
 
 
-def detect(index: int = 0) -> DeviceInfo:
-    """The device this process will run on; on a machine without a GPU, the CPU and the interpreter."""
+def detect(index: int = 0, select: bool = True) -> DeviceInfo:
+    """The device this process will run on; on a machine without a GPU, the CPU and the interpreter.
+
+    `select=False` describes the GPU without making it current: a process that only starts others
+    (one per GPU, or the ranks of a collective) must not hold a context on GPU 0 for the whole run,
+    which would leave that GPU's worker less memory than its peers.
+    """
     import torch
 
     if not torch.cuda.is_available():
@@ -69,8 +74,18 @@ def detect(index: int = 0) -> DeviceInfo:
     if not 0 <= index < count:
         from parity.harness.model import UsageError
         raise UsageError(f"device index {index} is out of range: {count} GPU(s) visible")
-    torch.cuda.set_device(index)
-    return _gpu(index, count)
+    info = _gpu(index, count)
+    if select:
+        use(info)
+    return info
+
+
+def use(info: DeviceInfo) -> None:
+    """Make the described GPU current for this process (creates its context); nothing on the CPU."""
+    if info.is_gpu:
+        import torch
+
+        torch.cuda.set_device(info.index)
 
 
 def _gpu(index: int, count: int) -> DeviceInfo:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from parity.harness import device as device_mod
 from parity.harness.model import TIMING_EVENTS, Case, UsageError
 from parity.harness.timing import Policy, Stats, collect_in_window, event_batch, wall_batch
 
@@ -430,6 +431,7 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
     if place is not None:
         if plan.ranks is not None and plan.ranks != place.world_size:
             raise UsageError(f"--ranks {plan.ranks} differs from WORLD_SIZE={place.world_size}")
+        device_mod.use(device)  # this rank's GPU is current before NCCL/RCCL binds to it
         session = join(place, device, timeout_s)
         return None if place.rank == 0 else follow(session, device)
     if resume:  # the plan is the one the run folder recorded

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from parity.harness import device as device_mod
 from parity.harness import provenance, registry, telemetry
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
 from parity.harness.results import RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
@@ -213,6 +214,7 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
 
     `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
     collective cases in step with the other ranks through it (distributed.Leader)."""
+    device_mod.use(device)  # the cases run in this process: its GPU becomes current here, not at detection
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
