@@ -216,11 +216,14 @@ def cmd_list(args, argv) -> int:
     _require_triton()
     from parity.harness import registry
 
-    for suite in registry.load_all():
+    suites = registry.load_all()
+    name_w = max((len(op.name) for suite in suites for op in suite.ops), default=8)
+    text_w = max((len(op.description) for suite in suites for op in suite.ops), default=34)
+    for suite in suites:
         print(f"{suite.name}: {suite.description}")
         for op in suite.ops:
             impls = [i.name for i in suite.impls if i.op == op.name]
-            print(f"  {op.name:<8} {op.description:<34} impls: {', '.join(impls)}")
+            print(f"  {op.name:<{name_w}} {op.description:<{text_w}} impls: {', '.join(impls)}")
         counts = ", ".join(f"{p} ({len(suite.cases(p, device))} cases here)" for p in suite.presets)
         print(f"  presets: {counts}")
         print(f"  dtypes:  {', '.join(suite.dtypes)}")
