@@ -235,6 +235,17 @@ BAD = {
     "missing-subcommand": ([], "command"),
     "unknown-option": (["run", "stream", "--turbo"], "--turbo"),
     "out-is-a-file": (["run", "stream", *SMOKE, "--out", "{d}/a-file"], "a-file"),
+    "out-is-empty": (["run", "stream", *SMOKE, "--out", ""], "empty path"),
+    "nan-time-cap": (["run", "stream", *SMOKE[:2], "--time-cap-s", "nan", "--out", "{x}"], "time-cap"),
+    "resume-with-preset": (["run", "--resume", "{d}/good", "--preset", "quick"], "--preset"),
+    "resume-damaged-plan": (["run", "--resume", "{d}/damaged-plan"], "damaged"),
+    "report-over-its-run": (["report", "{d}/good", "--format", "csv", "--out", "{d}/good/" + MEASUREMENTS_FILE],
+                            "would replace"),
+    "plots-into-a-file": (["report", "{d}/good", "--plots", "{d}/a-file"], "a-file"),
+    "merge-twice": (["merge", "{d}/good", "{d}/good", "--out", "{x}"], "twice"),
+    "merge-into-a-file": (["merge", "{d}/good", "--out", "{d}/a-file"], "a-file"),
+    "compare-nan-gate": (["compare", "{d}/good", "{d}/good", "--fail-on-regression", "nan"], "fail-on-regression"),
+    "selfcheck-json-folder": (["selfcheck", "--json", "{d}/foreign"], "folder"),
 }
 
 
@@ -253,6 +264,11 @@ def bad_results(smoke, tmp_path_factory):
     (d / "corrupt-meta" / RUN_FILE).write_text("{ this is not json")
     (d / "corrupt-meta" / MEASUREMENTS_FILE).write_bytes((original / MEASUREMENTS_FILE).read_bytes())
     (d / "a-file").write_text("I am a file\n")
+    shutil.copytree(original, d / "good")
+    shutil.copytree(original, d / "damaged-plan")
+    meta = json.loads((d / "damaged-plan" / RUN_FILE).read_text())
+    meta["plan"]["sizes_bytes"] = "abc"
+    (d / "damaged-plan" / RUN_FILE).write_text(json.dumps(meta))
 
     def one(name):
         args, _ = BAD[name]
@@ -273,9 +289,34 @@ def test_bad_input_is_one_line_and_exit_2(name, bad_results):
     assert not out.exists(), "a refused run must not create its --out folder"
 
 
-def test_bad_input_leaves_prepared_folders_unchanged(bad_results):
+def test_bad_input_leaves_prepared_folders_unchanged(bad_results, smoke):
     d, _ = bad_results
     assert (d / "a-file").read_text() == "I am a file\n"
     assert sorted(p.name for p in (d / "foreign").iterdir()) == ["holiday.csv", "measurements.txt"]
     assert (d / "corrupt" / MEASUREMENTS_FILE).read_text() == "garbage garbage\n{{{ more garbage\n}\n"
+    _, original, _ = smoke
+    for name in (RUN_FILE, MEASUREMENTS_FILE):  # no report, merge or resume touched the good run
+        assert (d / "good" / name).read_bytes() == (original / name).read_bytes()
+    assert sorted(p.name for p in (d / "good").iterdir()) == sorted(p.name for p in original.iterdir())
     assert not (d / "missing").exists()
+
+
+def test_resuming_a_complete_run_changes_nothing(smoke, tmp_path):
+    _, original, _ = smoke
+    run = tmp_path / "done"
+    shutil.copytree(original, run)
+    before = {name: (run / name).read_bytes() for name in (RUN_FILE, MEASUREMENTS_FILE)}
+    proc = parity("run", "--resume", run, cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing new" in proc.stderr, proc.stderr[-2000:]
+    assert {name: (run / name).read_bytes() for name in before} == before  # not even its end time
+
+
+def test_a_regression_gate_over_runs_with_nothing_in_common_fails(smoke, tmp_path):
+    _, original, _ = smoke
+    other = tmp_path / "other"
+    shutil.copytree(original, other)
+    records = [json.loads(line) for line in (other / MEASUREMENTS_FILE).read_text().splitlines()]
+    (other / MEASUREMENTS_FILE).write_text("".join(json.dumps(dict(r, key=r["key"] + "-elsewhere")) + "\n"
+                                                   for r in records))
+    proc = parity("compare", original, other, "--fail-on-regression", "5", cwd=tmp_path)
+    assert proc.returncode == 1 and "nothing was compared" in proc.stderr, proc.stderr[-2000:]

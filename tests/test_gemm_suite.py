@@ -141,6 +141,13 @@ def test_multi_suite_runs_give_shapes_and_sizes_to_the_suites_that_take_them(cpu
     assert {s.name for s, _ in with_sizes} == {"stream"}
     with pytest.raises(UsageError, match="does not take --size"):
         plan_cases(RunPlan(suites=("gemm",), preset="smoke", sizes_bytes=(1 << 20,)), cpu_device)
+    # both at once: each suite gets its own, none is dropped for the other's option
+    both_given = plan_cases(RunPlan(suites=both, preset="smoke", impls=("torch",), sizes_bytes=(1 << 20,),
+                                    shapes=((16, 16, 16),)), cpu_device)
+    assert {s.name for s, _ in both_given} == {"gemm", "stream"}
+    assert {(c.params["m"], c.params["n"], c.params["k"]) for s, c in both_given if s.name == "gemm"} == {(16, 16, 16)}
+    stream_sets = {c.params["working_set_bytes"] for s, c in both_given if s.name == "stream"}
+    assert stream_sets and all((1 << 20) - 16 <= b <= 1 << 20 for b in stream_sets)  # whole elements
 
 
 def test_run_plan_keeps_shapes_through_json():

@@ -173,3 +173,16 @@ def test_csv_has_every_column_and_parses(tmp_path):
     back = pd.read_csv(path)
     for column in ("gbps", "pct_of_spec", "pct_of_best", "bound", "spec_id", "time_ms_median", "validated"):
         assert column in back
+
+
+def test_two_runs_of_one_device_get_a_table_each():
+    a = run([record(time_ms=2.0, bytes_read=4 * GB, bytes_written=4 * GB)], run_id="before")
+    b = run([record(time_ms=1.9, bytes_read=4 * GB, bytes_written=4 * GB)], run_id="after")
+    titles = [title for title, _ in report.sections(report.frame([a, b]))]
+    assert len(titles) == 2 and "[run before]" in titles[0] + titles[1] and "[run after]" in titles[0] + titles[1]
+    assert "[run" not in report.sections(report.frame([a]))[0][0]  # one run: no run in the title
+
+
+def test_small_rates_keep_three_significant_digits():
+    assert report.rate_text(0.0412) == "0.0412" and report.rate_text(4312.44) == "4,312.4"
+    assert report.rate_text(9.876) == "9.88"

@@ -36,7 +36,7 @@ def meas(i: int = 0, **kw) -> Measurement:
     return Measurement(**base)
 
 
-META = {"schema": RUN_SCHEMA, "run_id": "test-run", "status": "running"}
+META = {"schema": RUN_SCHEMA, "run_id": "test-run", "status": "complete"}
 
 
 def line(i: int) -> str:
@@ -104,7 +104,7 @@ def test_run_writer_writes_run_json(tmp_path):
 
 def test_each_record_is_readable_immediately_after_append(tmp_path):
     folder = tmp_path / "run"
-    writer = RunWriter(folder, dict(META))
+    writer = RunWriter(folder, dict(META, status="running"))
     try:
         for i in range(3):
             writer.append(meas(i))
@@ -114,7 +114,11 @@ def test_each_record_is_readable_immediately_after_append(tmp_path):
             assert [r["key"] for r in records] == [meas(j).key for j in range(i + 1)]
             assert Measurement.from_dict(records[-1]) == meas(i)
         run = read_run(folder)
-        assert len(run.records) == 3 and run.warnings == ()
+        assert len(run.records) == 3
+        # a reader of a run still being written is told so: it is not a whole run
+        assert len(run.warnings) == 1 and "not complete (3 records)" in run.warnings[0]
+        writer.update_meta(status="complete")
+        assert read_run(folder).warnings == ()
     finally:
         writer.close()
 

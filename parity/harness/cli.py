@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import re
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from parity.harness.distributed import EXIT_RANK, RankError
 from parity.harness.model import UsageError
-from parity.harness.results import MEASUREMENTS_FILE, ResultsError
+from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError
 from parity.harness.specs import SpecError
 
 EXIT_USAGE = 2
@@ -53,6 +54,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one (`--out ""`) would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _names(values: list[str] | None) -> tuple[str, ...]:
     """Repeated and comma-separated options, in order, without duplicates."""
     out: list[str] = []
@@ -73,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run suites (default: the quick preset of every suite)")
     p.add_argument("suites", nargs="*", help="suites to run (default: all)")
-    p.add_argument("--preset", default="quick", help="smoke | quick | full (default quick)")
+    p.add_argument("--preset", help="smoke | quick | full (default quick)")
     p.add_argument("--impl", action="append", help="implementations to run, e.g. triton,torch")
     p.add_argument("--dtype", action="append", help="dtypes to run, e.g. fp32,bf16")
     p.add_argument("--size", action="append", help="sizes replacing the preset's sweep, e.g. 64KiB,1GiB")
     p.add_argument("--shape", action="append", help="shapes replacing the preset's, e.g. GEMM MxNxK 4096x4096x4096")
-    p.add_argument("--out", type=Path, help="run folder to create (default runs/<time>-<device>)")
-    p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted run: only missing cases")
+    p.add_argument("--out", type=_path, help="run folder to create (default runs/<time>-<device>)")
+    p.add_argument("--resume", type=_path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
     p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
 
     p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
-    p.add_argument("--out", type=Path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
+    p.add_argument("--out", type=_path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
     p.add_argument("--nodes", type=int, default=1, help="nodes, one job each (a job array)")
     p.add_argument("--local", action="store_true", help="run the jobs on this machine (submitit's local executor)")
     p.add_argument("--partition", help="Slurm partition")
@@ -101,23 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: the arguments of parity run on each node")
 
     p = sub.add_parser("merge", help="gather runs (of several nodes, e.g. from sbatch) into one run folder")
-    p.add_argument("runs", nargs="+", type=Path, help="run folders")
-    p.add_argument("--out", type=Path, required=True, help="folder of the merged run")
+    p.add_argument("runs", nargs="+", type=_path, help="run folders")
+    p.add_argument("--out", type=_path, required=True, help="folder of the merged run")
 
     p = sub.add_parser("report", help="print the tables of one or more runs")
-    p.add_argument("runs", nargs="*", type=Path, help="run folders")
+    p.add_argument("runs", nargs="*", type=_path, help="run folders")
     p.add_argument("--format", choices=("text", "md", "html", "csv", "parquet"), default="text")
     p.add_argument("--to", metavar="SPEC", help="normalize against this spec instead of the matched one")
-    p.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE (parquet needs one)")
-    p.add_argument("--plots", type=Path, metavar="DIR", help="also write every plot as DIR/<name>.png")
+    p.add_argument("--out", type=_path, metavar="FILE", help="write the report to FILE (parquet needs one)")
+    p.add_argument("--plots", type=_path, metavar="DIR", help="also write every plot as DIR/<name>.png")
     p.add_argument("--publish", action="store_true",
                    help="copy the runs into the results folder, re-render every run there, rewrite its README.md")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+    p.add_argument("--results", type=_path, default=Path("results"), metavar="DIR",
                    help="the results folder --publish works on (default results)")
 
     p = sub.add_parser("compare", help="two runs of one device, case by case, with a significance test")
-    p.add_argument("base", type=Path, help="run folder: the reference")
-    p.add_argument("new", type=Path, help="run folder: the candidate")
+    p.add_argument("base", type=_path, help="run folder: the reference")
+    p.add_argument("new", type=_path, help="run folder: the candidate")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
     p.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 1 when a case is significantly slower by more than PCT %% (or broke)")
@@ -129,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", help="a spec id, e.g. h200 or mi455x")
 
     p = sub.add_parser("project", help="what a run would do on another device")
-    p.add_argument("run", type=Path, help="run folder (a GPU run)")
+    p.add_argument("run", type=_path, help="run folder (a GPU run)")
     p.add_argument("--to", metavar="SPEC", required=True, help="target spec id")
-    p.add_argument("--against", type=Path, metavar="RUN", help="a run measured on the target: check the projection")
+    p.add_argument("--against", type=_path, metavar="RUN", help="a run measured on the target: check the projection")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
 
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
@@ -139,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="runs of one case for the spread check (default 5)")
     p.add_argument("--settle-s", type=float, help="idle seconds before each timing (default 0.5 on a GPU, 0 on the CPU)")
     p.add_argument("--format", choices=("text", "md"), default="text")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results, device and versions as JSON")
+    p.add_argument("--json", type=_path, metavar="FILE", help="also write the results, device and versions as JSON")
     return parser
 
 
@@ -154,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except RankError as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_RANK
+    except OSError as exc:  # a path the system refuses (a file where a folder belongs, /proc, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -243,13 +255,14 @@ def cmd_run(args, argv) -> int:
     from parity.harness import distributed, multigpu, registry, report, runner
     from parity.harness.results import read_run
 
-    if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape):
-        raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --impl, --dtype, "
-                         "--size or --shape")
-    if args.time_cap_s is not None and args.time_cap_s <= 0:
-        raise UsageError("--time-cap-s must be positive")
-    if args.settle_s is not None and args.settle_s < 0:
-        raise UsageError("--settle-s must not be negative")
+    if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
+                        or args.preset or args.time_cap_s is not None or args.settle_s is not None):
+        raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
+                         "--dtype, --size, --shape, --time-cap-s or --settle-s")
+    if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
+        raise UsageError("--time-cap-s must be a positive number of seconds")
+    if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
+        raise UsageError("--settle-s must be a number of seconds, 0 or more")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
     # A rank uses its LOCAL_RANK's GPU. Not made current yet: this process may only start others.
@@ -264,7 +277,7 @@ def cmd_run(args, argv) -> int:
             raise UsageError(f"--out {out} is a file, not a folder")
         if (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
-    plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset,
+    plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset or "quick",
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                           ranks=args.ranks, shapes=shapes)
@@ -307,6 +320,7 @@ def cmd_report(args, argv) -> int:
     _check_report_needs(args)
     target = specs.get(args.to) if args.to else None
     runs = [read_run(path) for path in args.runs]
+    _refuse_overwriting_runs(args.out, args.runs)
     for run in runs:
         for note in run.warnings:
             print(f"parity: warning: {note}", file=sys.stderr)
@@ -319,6 +333,8 @@ def cmd_report(args, argv) -> int:
 
         figures = plots.make_plots(runs, df)
         if args.plots:
+            if args.plots.exists() and not args.plots.is_dir():
+                raise UsageError(f"--plots {args.plots} is a file, not a folder")
             plots.write_pngs(figures, args.plots)
     from parity.harness import multigpu
 
@@ -347,6 +363,18 @@ def cmd_report(args, argv) -> int:
         for line in multigpu.spread_warnings(runs):
             print(f"parity: warning: {line}", file=sys.stderr)
     return 0
+
+
+def _refuse_overwriting_runs(out: Path | None, run_dirs: list[Path]) -> None:
+    """A report written over a run's own files would destroy the run it was made from."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give a file name")
+    for run_dir in run_dirs:
+        for name in (RUN_FILE, MEASUREMENTS_FILE):
+            if out.resolve() == (run_dir / name).resolve():
+                raise UsageError(f"--out {out} is a file of the run {run_dir}: the report would replace it")
 
 
 def _check_report_needs(args) -> None:
@@ -396,7 +424,8 @@ def cmd_compare(args, argv) -> int:
     from parity.harness import compare, report
     from parity.harness.results import read_run
 
-    if args.fail_on_regression is not None and args.fail_on_regression < 0:
+    if args.fail_on_regression is not None and not (math.isfinite(args.fail_on_regression)
+                                                    and args.fail_on_regression >= 0):
         raise UsageError("--fail-on-regression takes a percentage of zero or more")
     settings = compare.Settings(alpha=compare.ALPHA if args.alpha is None else args.alpha,
                                 same_within=compare.SAME_WITHIN if args.same_within is None else args.same_within / 100)
@@ -412,6 +441,9 @@ def cmd_compare(args, argv) -> int:
     print(f"parity: {compare.summary_line(result)}", file=sys.stderr)
     if args.fail_on_regression is None:
         return 0
+    if result.rows.empty:  # a gate that compared nothing must not pass
+        print("parity: regression: the two runs have no case in common: nothing was compared", file=sys.stderr)
+        return EXIT_CASES_FAILED
     failing = [f"{r['key']}: {r['ratio']:.3f}x the time, interval [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
                f"p {r['p']:.2g}" for _, r in result.regressions(args.fail_on_regression).iterrows()]
     failing += [f"{r['key']}: {r['note']}" for _, r in result.broken().iterrows()]
@@ -550,10 +582,12 @@ def cmd_selfcheck(args, argv) -> int:
 
     if args.repeats < 2:
         raise UsageError("--repeats must be at least 2")
-    if args.settle_s is not None and args.settle_s < 0:
-        raise UsageError("--settle-s must not be negative")
+    if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
+        raise UsageError("--settle-s must be a number of seconds, 0 or more")
     if args.json is not None and not args.json.parent.is_dir():
         raise UsageError(f"--json {args.json}: no folder {args.json.parent}")
+    if args.json is not None and args.json.is_dir():
+        raise UsageError(f"--json {args.json} is a folder: give a file name")
     device = _detect(args.device)
     results = selfcheck.run(device, repeats=args.repeats, settle_s=args.settle_s,
                             progress=lambda text: print(f"parity: selfcheck: {text}", file=sys.stderr, flush=True))
@@ -583,8 +617,15 @@ def cmd_submit(args, argv) -> int:
 def cmd_merge(args, argv) -> int:
     from parity.harness import multigpu
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
     if (args.out / MEASUREMENTS_FILE).exists():
         raise UsageError(f"{args.out} already holds a run: choose another --out")
+    seen = {}
+    for path in args.runs:
+        if path.resolve() in seen:
+            raise UsageError(f"{path} is given twice: each run is merged once")
+        seen[path.resolve()] = path
     run = multigpu.merge([(path, None) for path in args.runs], args.out, ["parity", *argv],
                          {"merged_from": [str(p) for p in args.runs]})
     counts = ", ".join(f"{n} {s}" for s, n in sorted(run.meta["counts"].items()))

@@ -220,7 +220,7 @@ def compare(base: Run, new: Run, settings: Settings = Settings(), ignore_devices
                              "ci_high", "p", "base_n", "new_n", "verdict", "note"]
     only_base = pd.DataFrame([_describe(r) for k, r in base_recs.items() if k not in new_recs], columns=columns)
     only_new = pd.DataFrame([_describe(r) for k, r in new_recs.items() if k not in base_recs], columns=columns)
-    notes = [f"{run.path}: {w}" for run in (base, new) for w in run.warnings]
+    notes = [w for run in (base, new) for w in run.warnings]  # each names its file already
     return Comparison(base=base, new=new, settings=settings, rows=pd.DataFrame(rows, columns=row_columns),
                       only_base=only_base,
                       only_new=only_new, notes=notes)

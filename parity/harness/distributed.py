@@ -438,7 +438,7 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
         from parity.harness.results import read_run
         from parity.harness.runner import RunPlan
 
-        plan = RunPlan.from_dict(read_run(out).meta.get("plan", {}))
+        plan = RunPlan.recorded(read_run(out).meta, out)
     if not has_collective(plan):
         return None
     n = wanted_ranks(plan, device)

@@ -97,7 +97,8 @@ def index(root: Path, runs: list[Run]) -> str:
             "run": f"[{rel}]({rel}/)", "device": str(s.device.get("name")), "spec": s.spec_id or "none",
             "date": s.date, "versions": s.versions(),
             "headline": "; ".join(s.headlines) or "-",
-            "cases": ", ".join(f"{n} {status}" for status, n in s.counts.items()) or "-",
+            "cases": (", ".join(f"{n} {status}" for status, n in s.counts.items()) or "-")
+                     + ("" if run.meta.get("status", "complete") == "complete" else f" ({run.meta['status']})"),
             "tables": f"[md]({rel}/{REPORT_MD}), [html]({rel}/{REPORT_HTML})",
         })
     rows.sort(key=lambda r: (r["date"], r["run"]), reverse=True)

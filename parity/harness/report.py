@@ -175,8 +175,12 @@ def _rate(row) -> str:
         return "-"
     if _above_peak(row):
         return "above spec: not published"
-    unit = "GB/s" if row["metric"] == "GB/s" else "TFLOPS"
-    return f"{value:,.1f} {unit}" if value >= 10 else f"{value:.3g} {unit}"
+    return f"{rate_text(value)} {'GB/s' if row['metric'] == 'GB/s' else 'TFLOPS'}"
+
+
+def rate_text(value: float) -> str:
+    """A rate with one decimal from 10 up, three significant digits below (0.0412, not 0.0)."""
+    return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
 
 def _above_peak(row) -> bool:
@@ -231,8 +235,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
             row["% of spec at clock"] = "-" if _above_peak(r) else _pct(r["pct_of_spec_at_clock"])
         if with_fa:  # the FlashAttention-convention rate, to compare with published tables
             fa = r["tflops_fa"]
-            row["TFLOPS (FA convention)"] = ("-" if _missing(fa) or _above_peak(r) else
-                                             f"{fa:,.1f}" if fa >= 10 else f"{fa:.3g}")
+            row["TFLOPS (FA convention)"] = "-" if _missing(fa) or _above_peak(r) else rate_text(fa)
         row["% of best"] = _pct(r["pct_of_best"])
         if with_power:
             row["clock MHz"] = _figure(r["sm_clock_mhz_median"], ".0f")
@@ -251,10 +254,14 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         return []
     out = []
     df = df.assign(_order=df["timing"].map({k: i for i, k in enumerate(SECTION_ORDER)}).fillna(len(SECTION_ORDER)))
-    for (_, device, timing), group in df.groupby(["_order", "device", "timing"], sort=True, dropna=False):
+    several_runs = df["run_id"].nunique(dropna=False) > 1  # then a table per run: rows would look alike
+    keys = ["_order", "device", "timing"] + (["run_id"] if several_runs else [])
+    for values, group in df.groupby(keys, sort=True, dropna=False):
+        device, timing = values[1], values[2]
         spec_ids = group["spec_id"].dropna().unique()
         against = f" (normalized against spec {spec_ids[0]})" if len(spec_ids) else " (no spec: % of best only)"
-        title = f"{device}: {SECTION_TITLES.get(timing, timing)}{against if timing != TIMING_INTERPRET else ''}"
+        run = f" [run {values[3]}]" if several_runs else ""
+        title = f"{device}{run}: {SECTION_TITLES.get(timing, timing)}{against if timing != TIMING_INTERPRET else ''}"
         out.append((title, group.drop(columns="_order")))
     return out
 

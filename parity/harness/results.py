@@ -70,8 +70,12 @@ class Run:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no stray half-written file beside the target
+        raise
 
 
 class RunWriter:
@@ -166,6 +170,10 @@ def read_run(path: Path | str) -> Run:
         raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
     measurements = path / MEASUREMENTS_FILE
     records, notes = read_records(measurements) if measurements.exists() else ([], [])
+    status = meta.get("status")
+    if status in ("running", "interrupted"):  # a reader must not take a partial run for a whole one
+        notes = [*notes, f"{path}: the run is {status}, not complete ({len(records)} records); "
+                         f"parity run --resume {path} finishes it"]
     return Run(path=path, meta=meta, records=tuple(records), warnings=tuple(notes))
 
 

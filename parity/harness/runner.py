@@ -16,7 +16,7 @@ from typing import Any, Callable
 from parity.harness import device as device_mod
 from parity.harness import provenance, registry, telemetry
 from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.results import RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
+from parity.harness.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.timing import Policy, flush_bytes, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
@@ -45,6 +45,32 @@ class RunPlan:
         fields["shapes"] = tuple(tuple(shape) for shape in fields.get("shapes", ()))
         return cls(**fields)
 
+    @classmethod
+    def recorded(cls, meta: dict[str, Any], path: Path) -> "RunPlan":
+        """The plan a run folder's run.json recorded, checked field by field: a damaged one is a
+        one-line ResultsError, not a traceback deep in the runner."""
+        data = meta.get("plan")
+        problem = None
+        if not isinstance(data, dict) or not isinstance(data.get("suites"), list) or not data["suites"]:
+            problem = "it names no suites"
+        else:
+            for name in ("suites", "impls", "dtypes"):
+                if not all(isinstance(v, str) for v in data.get(name) or ()):
+                    problem = f"its {name} are not names"
+            if not all(isinstance(v, int) and v > 0 for v in data.get("sizes_bytes") or ()):
+                problem = "its sizes are not byte counts"
+            if not all(isinstance(v, list) and all(isinstance(d, int) and d > 0 for d in v)
+                       for v in data.get("shapes") or ()):
+                problem = "its shapes are not lists of dimensions"
+            for name in ("time_cap_s", "settle_s"):
+                if data.get(name) is not None and not isinstance(data[name], (int, float)):
+                    problem = f"its {name} is not a number"
+            if not isinstance(data.get("preset", "quick"), str):
+                problem = "its preset is not a name"
+        if problem:
+            raise ResultsError(f"{path / RUN_FILE}: the recorded plan is damaged ({problem}): start a new run instead")
+        return cls.from_dict(data)
+
 
 @dataclass
 class Outcome:
@@ -68,12 +94,15 @@ def plan_cases(plan: RunPlan, device) -> list[tuple[Suite, Case]]:
         dtypes = [d for d in plan.dtypes if d in suite.dtypes] if len(suites) > 1 else list(plan.dtypes)
         if plan.dtypes and not dtypes:
             continue  # a dtype given for another suite of a multi-suite run
-        if len(suites) > 1 and ((plan.sizes_bytes and not suite.check_sizes) or
-                                (plan.shapes and not suite.check_shapes)):
-            continue  # sizes or shapes given for another suite of a multi-suite run
+        sizes, shapes = list(plan.sizes_bytes), list(plan.shapes)
+        if len(suites) > 1 and (sizes or shapes):
+            # In a run of several suites, --size and --shape pick the suites they are about; each
+            # of those gets the option it takes (stream sizes, GEMM shapes), the others are left out.
+            sizes, shapes = (sizes if suite.check_sizes else []), (shapes if suite.check_shapes else [])
+            if not (sizes or shapes):
+                continue
         cases += [(suite, case) for case in
-                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=list(plan.sizes_bytes), impls=plan.impls,
-                              shapes=list(plan.shapes))]
+                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=sizes, impls=plan.impls, shapes=shapes)]
     if plan.dtypes:
         all_dtypes = {d for suite in suites for d in suite.dtypes}
         for dtype in plan.dtypes:
@@ -204,7 +233,7 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
     if (recorded.get("name"), recorded.get("backend")) != (device.name, device.backend):
         raise UsageError(f"{path} was run on {recorded.get('name')} ({recorded.get('backend')}); "
                          f"this is {device.name} ({device.backend}): start a new run instead")
-    return RunPlan.from_dict(run.meta.get("plan", {})), run.meta, done_keys(run.records)
+    return RunPlan.recorded(run.meta, path), run.meta, done_keys(run.records)
 
 
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
@@ -218,6 +247,8 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
+        if meta.get("status") == "complete" and all(c.key in done for _, c in plan_cases(plan, device)):
+            return Outcome(path=out_dir, skipped_existing=len(done))  # nothing to do: the run is left as it was
         meta.setdefault("resumed_at", []).append(_now())
         meta.update(status="running", ended_at=None)
     else:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from parity.harness.model import TIMING_INTERPRET
 from parity.harness.plots import case_params
-from parity.harness.report import _above_peak, _missing, _pct
+from parity.harness.report import _above_peak, _missing, _pct, rate_text
 from parity.harness.results import Run
 
 HBM_FACTOR = 4  # working sets this many times the LLC and above are HBM numbers
@@ -81,7 +81,7 @@ def headlines(rows: pd.DataFrame, device: dict[str, Any]) -> tuple[str, ...]:
             dtype = f" {key[0]}" if keys else ""
             unit = "GB/s" if metric == "GB/s" else "TFLOPS"
             pct = "" if _missing(best["pct_of_spec"]) else f" ({_pct(best['pct_of_spec'])} of {best['spec_id']})"
-            out.append(f"{label}{dtype} {best[column]:,.1f} {unit}{pct}")
+            out.append(f"{label}{dtype} {rate_text(best[column])} {unit}{pct}")
     return tuple(out)
 
 
