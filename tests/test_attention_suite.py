@@ -240,3 +240,19 @@ def test_smoke_run_through_the_cli(tmp_path):
             assert rec["path"] == ("emulated" if not torch.cuda.is_available() else "native")
     md = parity("report", out, "--format", "md", cwd=tmp_path)
     assert md.returncode == 0 and "TFLOPS (FA convention)" in md.stdout
+
+
+def test_a_torch_path_with_no_kernel_here_says_unsupported(cpu_device):
+    from parity.suites.attention import SUITE
+
+    def path(name, **p):
+        params = dict(batch=1, heads=2, kv_heads=2, seq_q=64, seq_k=64, head_dim=64, causal=False,
+                      dtype="bf16", direction="fwd")
+        params.update(p)
+        impl = next(i for i in SUITE.impls if i.op == "prefill" and i.name == name)
+        return impl.path(cpu_device, params)
+
+    assert path("sdpa-cudnn") == "unsupported" and path("sdpa-efficient") == "unsupported"
+    assert path("sdpa-math") == "native" and path("sdpa-flash") == "native"
+    assert path("sdpa-math", dtype="fp8") == "unsupported"
+    assert path("flex", direction="bwd") == "unsupported"

@@ -267,6 +267,8 @@ def cmd_run(args, argv) -> int:
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
     # A rank uses its LOCAL_RANK's GPU. Not made current yet: this process may only start others.
     device = _detect(distributed.local_index(args.device), select=False)
+    if args.device != 0 and not device.is_gpu:
+        raise UsageError(f"--device {args.device}: there is no GPU here (the CPU is the only device)")
     _require_triton()
     if args.resume:
         out, resume = args.resume, True
@@ -354,6 +356,7 @@ def cmd_report(args, argv) -> int:
             report.to_parquet(df, args.out)
         except OSError as exc:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"parity: wrote {args.out}", file=sys.stderr)
     else:
         from parity.harness import crosstab
 

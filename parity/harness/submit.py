@@ -39,6 +39,15 @@ def check_run_args(run_args: list[str]) -> None:
     args = build_parser().parse_args(["run", *run_args])
     if args.out or args.resume:
         raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
+    # Names are checked here, before a job waits in the queue; presets, dtypes and sizes are checked
+    # on the node (they live in the suite modules, which import the kernels: not on a login node).
+    from parity.harness import registry
+    from parity.harness.cli import _names
+
+    known = registry.suite_names()
+    for name in _names(args.suites):
+        if name not in known:
+            raise UsageError(f"unknown suite {name!r} (suites: {', '.join(known)})")
 
 
 def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console) -> int:

@@ -336,6 +336,23 @@ def _torch_supports(device, p, backend: str) -> str | None:
     return None
 
 
+def _torch_path(backend: str):
+    """`unsupported` where the torch path has no kernel for the format or device at all (FP8 inputs;
+    a backend the CPU build lacks; FlexAttention's CPU backward), else `native`. Narrower reasons
+    to skip one case (memory, alignment, PyTorch's eligibility check) leave the path native."""
+    def path(device, p) -> str:
+        if p["dtype"] == "fp8":
+            return "unsupported"
+        if device.backend == "cpu":
+            if backend == "flex":
+                return "unsupported" if p["direction"] == "bwd" or not torch_attention.has_flex() else "native"
+            if torch_attention.sdpa_op(backend, "cpu") is None:
+                return "unsupported"
+        return "native"
+
+    return path
+
+
 def _sdpa_supports(backend: str):
     def supports(device, p) -> str | None:
         reason = _torch_supports(device, p, f"SDPA {backend}")
@@ -433,9 +450,11 @@ def _impls(op: str) -> tuple[Impl, ...]:
                    if op == "prefill" else
                    Impl("triton", op, "triton", _triton_decode, _triton_supports, _triton_path,
                         details=_triton_decode_details))
-    sdpa = tuple(Impl(f"sdpa-{b}", op, "torch", _sdpa_prepare(b), _sdpa_supports(b), details=_sdpa_details(b))
+    sdpa = tuple(Impl(f"sdpa-{b}", op, "torch", _sdpa_prepare(b), _sdpa_supports(b), _torch_path(b),
+                      details=_sdpa_details(b))
                  for b in torch_attention.SDPA_BACKENDS)
-    return (triton_impl, *sdpa, Impl("flex", op, "torch", _flex_prepare, _flex_supports, details=_flex_details))
+    return (triton_impl, *sdpa,
+            Impl("flex", op, "torch", _flex_prepare, _flex_supports, _torch_path("flex"), details=_flex_details))
 
 
 SUITE = Suite(
