@@ -51,6 +51,33 @@ INTERPRETER_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages"
 
 
 @triton.jit
+def _heads(bh, heads, group):
+    """Batch, query head and KV head of program bh (GQA: `group` query heads share a KV head),
+    as int64 so that offsets into long sequences cannot overflow."""
+    b = (bh // heads).to(tl.int64)
+    h = bh % heads
+    kvh = (h // group).to(tl.int64)
+    return b, h.to(tl.int64), kvh
+
+
+@triton.jit
+def _key_range(start_m, seq_q, seq_k, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(full, hi) for query tile start_m: key blocks below `full` are visible to every row of the
+    tile and need no mask; keys from `hi` on are visible to none. Bottom-right causal alignment:
+    row i sees keys j <= i + (seq_k - seq_q)."""
+    diag = seq_k - seq_q
+    whole = seq_k // BLOCK_N * BLOCK_N  # key blocks that lie wholly inside seq_k
+    if CAUSAL:
+        # Keys every row sees: j <= first row + diag; keys any row sees: j <= last row + diag.
+        full = tl.minimum(tl.maximum(start_m * BLOCK_M + diag + 1, 0) // BLOCK_N * BLOCK_N, whole)
+        hi = tl.minimum(tl.maximum((start_m + 1) * BLOCK_M + diag, 0), seq_k)
+    else:
+        full = whole
+        hi = seq_k
+    return full, hi
+
+
+@triton.jit
 def _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
                 rows, offs_d, lo, hi, seq_k, head_dim, diag, qk_scale, p_scale, p_emin,
                 BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, PAD_D: tl.constexpr,
@@ -114,10 +141,7 @@ def _attn_fwd(Q, K, V, O, LSE,
               PAD_D: tl.constexpr, UPCAST: tl.constexpr, FP8: tl.constexpr):
     start_m = tl.program_id(0)
     bh = tl.program_id(1)
-    b = (bh // heads).to(tl.int64)
-    h = bh % heads
-    kvh = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
+    b, h, kvh = _heads(bh, heads, group)
     rows = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     q_ptrs = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd
@@ -129,14 +153,7 @@ def _attn_fwd(Q, K, V, O, LSE,
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     diag = seq_k - seq_q  # bottom-right alignment: row i sees keys j <= i + diag
-    whole = seq_k // BLOCK_N * BLOCK_N  # key blocks that lie wholly inside seq_k
-    if CAUSAL:
-        # Keys every row of the tile sees: j <= first row + diag; keys any row sees: j <= last row + diag.
-        full = tl.minimum(tl.maximum(start_m * BLOCK_M + diag + 1, 0) // BLOCK_N * BLOCK_N, whole)
-        hi = tl.minimum(tl.maximum((start_m + 1) * BLOCK_M + diag, 0), seq_k)
-    else:
-        full = whole
-        hi = seq_k
+    full, hi = _key_range(start_m, seq_q, seq_k, CAUSAL, BLOCK_M, BLOCK_N)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
                                 rows, offs_d, 0, full, seq_k, head_dim, diag, qk_scale, p_scale, p_emin,
                                 BLOCK_N, False, CAUSAL, PAD_D, UPCAST, FP8)
@@ -323,10 +340,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
                  PAD_D: tl.constexpr, UPCAST: tl.constexpr):
     start_m = tl.program_id(0)
     bh = tl.program_id(1)
-    b = (bh // heads).to(tl.int64)
-    h = bh % heads
-    kvh = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
+    b, h, kvh = _heads(bh, heads, group)
     rows = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     mask = (rows[:, None] < seq_q) & (offs_d[None, :] < head_dim)
@@ -340,13 +354,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
     v_base = V + b * stride_vb + kvh * stride_vh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     diag = seq_k - seq_q
-    whole = seq_k // BLOCK_N * BLOCK_N
-    if CAUSAL:
-        full = tl.minimum(tl.maximum(start_m * BLOCK_M + diag + 1, 0) // BLOCK_N * BLOCK_N, whole)
-        hi = tl.minimum(tl.maximum((start_m + 1) * BLOCK_M + diag, 0), seq_k)
-    else:
-        full = whole
-        hi = seq_k
+    full, hi = _key_range(start_m, seq_q, seq_k, CAUSAL, BLOCK_M, BLOCK_N)
     dq = _dq_blocks(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
                     rows, offs_d, 0, full, seq_k, head_dim, diag, qk_scale, BLOCK_N, False, CAUSAL, PAD_D, UPCAST)
     dq = _dq_blocks(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
