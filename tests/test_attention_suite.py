@@ -256,3 +256,20 @@ def test_a_torch_path_with_no_kernel_here_says_unsupported(cpu_device):
     assert path("sdpa-math") == "native" and path("sdpa-flash") == "native"
     assert path("sdpa-math", dtype="fp8") == "unsupported"
     assert path("flex", direction="bwd") == "unsupported"
+
+
+def test_flex_on_a_cpu_without_a_compiler_is_a_skip_with_its_reason(cpu_device, monkeypatch):
+    import shutil
+
+    from parity.suites.attention import SUITE
+
+    params = dict(batch=1, heads=2, kv_heads=2, seq_q=64, seq_k=64, head_dim=64, causal=False,
+                  dtype="bf16", direction="fwd")
+    flex = next(i for i in SUITE.impls if i.op == "prefill" and i.name == "flex")
+    from parity.kernels.attention import torch_attention
+
+    if not torch_attention.has_flex():
+        pytest.skip(f"torch {torch.__version__} has no FlexAttention")
+    assert flex.supports(cpu_device, params) is None  # this machine has a compiler
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "C++ compiler" in flex.supports(cpu_device, params)

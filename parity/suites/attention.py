@@ -31,6 +31,8 @@ element, against a bound on the rounding a correct kernel does (see `_check`).
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from typing import Any, Mapping
 
 import torch
@@ -427,6 +429,8 @@ def _flex_supports(device, p) -> str | None:
         return reason
     if device.backend == "cpu" and p["direction"] == "bwd":
         return f"FlexAttention has no backward on the CPU (torch {torch.__version__})"
+    if device.backend == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        return "compiled FlexAttention on the CPU needs a C++ compiler (inductor's CPU backend); none is on PATH"
     return None
 
 
