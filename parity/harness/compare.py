@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.report import SECTION_ORDER, SECTION_TITLES, _missing, params_text
+from parity.harness.report import SECTION_ORDER, SECTION_TITLES, _figure, _missing, params_text
 from parity.harness.results import Run
 
 ALPHA = 0.001
@@ -229,8 +229,6 @@ def compare(base: Run, new: Run, settings: Settings = Settings(), ignore_devices
 # --- tables -------------------------------------------------------------------------------------
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def _change(ratio: float) -> str:
@@ -262,10 +260,10 @@ def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
             out.append((title, [{
                 "suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": "" if _missing(r["dtype"]) else r["dtype"],
                 "case": r["case"],
-                "base ms": _num(r["base_ms"], "{:.4g}"), "new ms": _num(r["new_ms"], "{:.4g}"),
-                "new/base": _num(r["ratio"], "{:.3f}"),
+                "base ms": _figure(r["base_ms"], ".4g"), "new ms": _figure(r["new_ms"], ".4g"),
+                "new/base": _figure(r["ratio"], ".3f"),
                 "interval": "-" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                "p": _num(r["p"], "{:.2g}"), "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}",
+                "p": _figure(r["p"], ".2g"), "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}",
                 "verdict": r["verdict"], "note": "" if _missing(r["note"]) else r["note"],
             } for _, r in group.iterrows()]))
     geo = c.geomeans()

@@ -13,7 +13,7 @@ import pandas as pd
 
 from parity.harness import roofline, specs
 from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.report import params_text
+from parity.harness.report import _figure, params_text
 from parity.harness.results import Run
 
 
@@ -78,23 +78,21 @@ def check_against(projection: pd.DataFrame, actual: Run) -> pd.DataFrame:
 
 
 def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
-    def num(value, fmt="{:,.1f}") -> str:
-        return "-" if value is None or pd.isna(value) else fmt.format(value)
-
     rows = []
     for _, r in df.iterrows():
         unit = r["metric"]
         row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": r["dtype"] or "",
-               "case": r["case"], "measured": f"{num(r['measured_rate'])} {unit}",
-               "efficiency": num(r.get("efficiency"), "{:.1%}"),
-               "projected": f"{num(r.get('projected_rate'))} {unit}" if not pd.isna(r.get("projected_rate", float("nan"))) else "-",
-               "range": (f"{num(r.get('projected_rate_low'))} - {num(r.get('projected_rate_high'))}"
+               "case": r["case"], "measured": f"{_figure(r['measured_rate'], ',.1f')} {unit}",
+               "efficiency": _figure(r.get("efficiency"), ".1%"),
+               "projected": f"{_figure(r.get('projected_rate'), ',.1f')} {unit}" if not pd.isna(r.get("projected_rate", float("nan"))) else "-",
+               "range": (f"{_figure(r.get('projected_rate_low'), ',.1f')} - {_figure(r.get('projected_rate_high'), ',.1f')}"
                          if not pd.isna(r.get("projected_rate_low", float("nan"))) else "-"),
-               "projected ms": num(r.get("projected_ms"), "{:.4g}"),
+               "projected ms": _figure(r.get("projected_ms"), ".4g"),
                "target roof": r.get("target_roof") if isinstance(r.get("target_roof"), str) else "-"}
         if "actual_ms" in df:
-            row["actual ms"] = num(r.get("actual_ms"), "{:.4g}")
-            row["error"] = num(r.get("error_pct"), "{:+.1f} %")
+            row["actual ms"] = _figure(r.get("actual_ms"), ".4g")
+            error = _figure(r.get("error_pct"), "+.1f")
+            row["error"] = error if error == "-" else f"{error} %"
         row["note"] = r["note"] if isinstance(r["note"], str) else ""
         rows.append(row)
     return rows

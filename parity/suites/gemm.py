@@ -28,6 +28,7 @@ import torch
 from parity.harness import capability, roofline
 from parity.harness.model import TIMING_INTERPRET, Case, Check, Impl, Op, Suite, UsageError, Work
 from parity.kernels.gemm import quant, torch_gemm, triton_fp8, triton_gemm, triton_mxfp4
+from parity.kernels.versions import TORCH_VERSION
 
 NAME = "gemm"
 SEED = 20261121
@@ -367,7 +368,7 @@ def _supports(fmt: str, backend: str):
 
 
 def _torch_scaled_problem(device, fmt: str, params) -> str | None:
-    problem = capability.torch_scaled_mm_problem(device, fmt, params["scaling"], torch_gemm.torch_version(),
+    problem = capability.torch_scaled_mm_problem(device, fmt, params["scaling"], TORCH_VERSION,
                                                  torch.version.hip)
     if problem:
         return problem

@@ -16,6 +16,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from parity.kernels.versions import TORCH_VERSION
+
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION",
                  "math": "MATH"}
 SDPA_OPS = {  # (CPU op, GPU op) each forced backend runs
@@ -28,14 +30,9 @@ _PROBES = {"flash": "can_use_flash_attention", "efficient": "can_use_efficient_a
            "cudnn": "can_use_cudnn_attention"}
 
 
-def torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
-
-
 def has_gqa() -> bool:
     """`enable_gqa=` arrived in torch 2.5 (SDPA and FlexAttention)."""
-    return torch_version() >= (2, 5)
+    return TORCH_VERSION >= (2, 5)
 
 
 def sdpa_op(backend: str, device_type: str) -> str | None:

@@ -27,12 +27,13 @@ product (UPCAST), after the same rounding the GPU path does.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import triton
 import triton.language as tl
+
+from parity.kernels.launch import Launcher, as_config
 
 LOG2E = 1.4426950408889634
 MAX_HEAD_DIM = 256
@@ -392,45 +393,15 @@ def _configs(kernel: str, target: str) -> list:
 
 _KERNELS = {"fwd": _attn_fwd, "dkdv": _attn_bwd_dkdv, "dq": _attn_bwd_dq}
 _TUNING_KEYS = ["seq_q", "seq_k", "head_dim", "group", "CAUSAL", "FP8"]
-
-
-@functools.cache
-def _tuned(kernel: str):
-    """The autotuned launcher of one kernel for this process's GPU target, built on first use; it
-    tunes on the first call with a new shape (the validation call, outside any timed region)."""
-    target = triton.runtime.driver.active.get_current_target().backend
-    keys = [k for k in _TUNING_KEYS if k != "FP8" or kernel == "fwd"]
-    return triton.autotune(configs=_configs(kernel, target), key=keys)(_KERNELS[kernel])
+_LAUNCHERS = {name: Launcher(kernel, {"cuda": _configs(name, "cuda"), "hip": _configs(name, "hip"),
+                                      "interpret": [as_config(INTERPRETER_CONFIG)]},
+                             key=[k for k in _TUNING_KEYS if k != "FP8" or name == "fwd"])
+              for name, kernel in _KERNELS.items()}
 
 
 def best_config(kernel: str = "fwd") -> str | None:
     """The configuration the autotuner chose at its last call ("fwd", "dkdv", "dq"); None before."""
-    return chosen_config(_tuned, kernel)
-
-
-def chosen_config(tuned, *key) -> str | None:
-    """The last choice of the autotuner `tuned(*key)` builds, without building one."""
-    if tuned.cache_info().currsize == 0:
-        return None
-    config = getattr(tuned(*key), "best_config", None)
-    return None if config is None else str(config)
-
-
-def launch(kernel, tuned, grid, args, kwargs, config: dict | None, interpreter_config: dict, interpreting: bool):
-    """Launch `kernel` with an explicit config, the interpreter's one, or the autotuner `tuned()`'s
-    choice. `grid` is a function of the meta-parameters."""
-    if config is None and interpreting:
-        config = interpreter_config
-    if config is not None:
-        meta = dict(config)
-        warps, stages = meta.pop("num_warps", 4), meta.pop("num_stages", 1)
-        kernel[grid(meta)](*args, **kwargs, **meta, num_warps=warps, num_stages=stages)
-    else:
-        tuned()[grid](*args, **kwargs)
-
-
-def _launch(kernel: str, grid, args, kwargs, config: dict | None, interpreting: bool):
-    launch(_KERNELS[kernel], lambda: _tuned(kernel), grid, args, kwargs, config, INTERPRETER_CONFIG, interpreting)
+    return _LAUNCHERS[kernel].best_config()
 
 
 # --- launchers ------------------------------------------------------------------------------------
@@ -488,7 +459,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fa
             sm_scale * LOG2E * dq_ * dk_, p_scale, float(FP8_MIN_EXPONENT.get(v.dtype, 0)), dv_ / p_scale)
     kwargs = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting, FP8=fp8)
     grid = lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-    _launch("fwd", grid, args, kwargs, config, interpreting)
+    _LAUNCHERS["fwd"](grid, *args, like=q, cfg=config, **kwargs)
     return out, lse
 
 
@@ -517,14 +488,14 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     _bwd_delta[(triton.cdiv(seq_q, pre_block), batch * heads)](
         o, do, delta, *_strides(o), *_strides(do), heads, seq_q, head_dim, BLOCK_M=pre_block, BLOCK_D=block_d)
     common = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting)
-    _launch("dkdv", lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
-            (q, k, v, do, dk, dv, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
-             *_strides(dk), *_strides(dv), heads, kv_heads, group, seq_q, seq_k, head_dim, sm_scale,
-             sm_scale * LOG2E), common, dkdv_config or config, interpreting)
-    _launch("dq", lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads),
-            (q, k, v, do, dq, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
-             *_strides(dq), heads, group, seq_q, seq_k, head_dim, sm_scale, sm_scale * LOG2E),
-            common, config, interpreting)
+    _LAUNCHERS["dkdv"](lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
+                       q, k, v, do, dk, dv, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+                       *_strides(dk), *_strides(dv), heads, kv_heads, group, seq_q, seq_k, head_dim, sm_scale,
+                       sm_scale * LOG2E, like=q, cfg=dkdv_config or config, **common)
+    _LAUNCHERS["dq"](lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads),
+                     q, k, v, do, dq, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+                     *_strides(dq), heads, group, seq_q, seq_k, head_dim, sm_scale, sm_scale * LOG2E,
+                     like=q, cfg=config, **common)
     return dq, dk, dv
 
 

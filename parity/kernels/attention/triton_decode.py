@@ -10,15 +10,14 @@ GPU. A second kernel merges the slices' partial outputs by their log-sum-exps (D
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.attention.triton_attention import (LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks,
-                                                       _strides, chosen_config, launch)
+from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks, _strides
+from parity.kernels.launch import Launcher, as_config
 
 MAX_ROWS = 128  # group x seq_q rows in one tile; more is prefill, for triton_attention.forward
 SPLIT_QUANTUM = 256  # slice lengths are multiples of this, so any BLOCK_N up to it divides them
@@ -93,15 +92,13 @@ def _configs(target: str) -> list:
     return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=stages) for n, w in ((64, 4), (128, 4), (128, 8), (256, 8))]
 
 
-@functools.cache
-def _tuned():
-    target = triton.runtime.driver.active.get_current_target().backend
-    return triton.autotune(configs=_configs(target), key=["seq_q", "seq_k", "head_dim", "group", "split_len"])(
-        _decode_split)
+_LAUNCH = Launcher(_decode_split, {"cuda": _configs("cuda"), "hip": _configs("hip"),
+                                   "interpret": [as_config(INTERPRETER_CONFIG)]},
+                   key=["seq_q", "seq_k", "head_dim", "group", "split_len"])
 
 
 def best_config() -> str | None:
-    return chosen_config(_tuned)
+    return _LAUNCH.best_config()
 
 
 def split_length(batch: int, kv_heads: int, seq_k: int, device: torch.device, splits: int | None = None) -> int:
@@ -148,8 +145,7 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fal
                   UPCAST=interpreting)
     if config is not None and split_len % config["BLOCK_N"]:
         raise ValueError(f"split_len {split_len} is not a multiple of BLOCK_N {config['BLOCK_N']}")
-    launch(_decode_split, _tuned, lambda meta: (splits, batch * kv_heads), args, kwargs, config,
-           INTERPRETER_CONFIG, interpreting)
+    _LAUNCH(lambda meta: (splits, batch * kv_heads), *args, like=q, cfg=config, **kwargs)
     _decode_merge[(batch * kv_heads, group * seq_q)](
         partial_o, partial_lse, out, *_strides(out), kv_heads, group, seq_q, seq_k, head_dim, splits,
         CAUSAL=bool(causal), BLOCK_R=block_r, BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_D=block_d)

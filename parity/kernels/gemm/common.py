@@ -1,33 +1,19 @@
-"""What the Triton GEMMs share: the target, per-target autotune lists, the grouped tile order.
+"""What the Triton GEMMs share: the tile config, the grouped tile order, the masked store.
 
 Targets differ (Triton tutorials 03 and 10): CUDA configs use 3-5 software-pipeline stages and
 4-8 warps; HIP configs use 2 stages, 8 warps, `matrix_instr_nonkdim=16` (the 16x16 MFMA) and
-`waves_per_eu`, options the CUDA backend does not know. So each kernel declares one list per target,
-and a kernel is wrapped in `triton.autotune` for the target it runs on, lazily, on first use.
-`triton.autotune` benchmarks every config at the first call for a new key, which the harness makes
-during validation, outside the timed region.
-
-The Triton CPU interpreter (TRITON_INTERPRET=1, read by `triton.jit` when a kernel module is
-imported) gets one fixed config and no autotuning: there is nothing to tune, only to check.
+`waves_per_eu`, options the CUDA backend does not know. So each kernel declares one list per target
+and launches through `parity.kernels.launch.Launcher`.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 MAX_INDEX = 2**31 - 1  # offsets are 32-bit inside the kernels; every operand must stay below
-
-
-def target(t: torch.Tensor) -> str:
-    """"interpret", "hip" or "cuda": where a kernel on tensor `t` runs."""
-    if INTERPRET or not t.is_cuda:
-        return "interpret"
-    return "hip" if torch.version.hip else "cuda"
 
 
 def config(block_m: int, block_n: int, block_k: int, group_m: int, warps: int, stages: int,
@@ -35,46 +21,6 @@ def config(block_m: int, block_n: int, block_k: int, group_m: int, warps: int, s
     """A tile config; `options` are backend compile options (HIP: matrix_instr_nonkdim, waves_per_eu)."""
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": group_m,
                           **options}, num_warps=warps, num_stages=stages)
-
-
-class Launcher:
-    """Launches one Triton kernel with the config list of the target it runs on.
-
-    `configs` maps "cuda", "hip" and "interpret" to lists of `triton.Config`; `key` names the kernel
-    arguments whose values make a new tuning problem. An explicit `cfg` (a dict of BLOCK_M, BLOCK_N,
-    BLOCK_K, GROUP_M and optionally num_warps, num_stages) bypasses tuning.
-    """
-
-    def __init__(self, kernel, configs: Mapping[str, Sequence[triton.Config]], key: Sequence[str]):
-        self.kernel = kernel
-        self.configs = configs
-        self.key = list(key)
-        self._tuned: dict[str, Any] = {}
-
-    def _for_target(self, where: str):
-        if where not in self._tuned:
-            configs = list(self.configs[where])
-            self._tuned[where] = (triton.autotune(configs=configs, key=self.key)(self.kernel)
-                                  if len(configs) > 1 else None)
-        return self._tuned[where]
-
-    def __call__(self, grid: Callable[[Mapping[str, Any]], tuple[int, ...]], *args,
-                 like: torch.Tensor, cfg: Mapping[str, Any] | None = None, **kwargs) -> None:
-        where = target(like)
-        if cfg is None and self._for_target(where) is not None:
-            self._for_target(where)[grid](*args, **kwargs)
-            return
-        if cfg is None:
-            only = self.configs[where][0]
-            cfg = {**only.kwargs, "num_warps": only.num_warps, "num_stages": only.num_stages}
-        meta = dict(cfg)
-        self.kernel[grid(meta)](*args, **kwargs, **meta)
-
-    def best_config(self, like: torch.Tensor) -> str | None:
-        """The config the autotuner chose last on this target (None before tuning, or untuned)."""
-        tuned = self._tuned.get(target(like))
-        best = getattr(tuned, "best_config", None)
-        return None if best is None else str(best)
 
 
 def tile_grid(m: int, n: int) -> Callable[[Mapping[str, Any]], tuple[int]]:

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import torch
 
-
-def torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split("+")[0].split(".")[:2]
-    return int(major), int(minor)
+from parity.kernels.versions import TORCH_VERSION
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -30,7 +27,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
               out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """(a @ b) * scale_a * scale_b in `out_dtype`, for FP8 a (row-major) and b (column-major)."""
-    if torch_version() >= (2, 5):
+    if TORCH_VERSION >= (2, 5):
         return torch._scaled_mm(a, b, scale_a, scale_b, out_dtype=out_dtype, use_fast_accum=False)
     out, _ = torch._scaled_mm(a, b, out_dtype=out_dtype, scale_a=scale_a, scale_b=scale_b,  # torch < 2.5
                               use_fast_accum=False)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 
 from parity.kernels.gemm import triton_gemm
-from parity.kernels.gemm.common import Launcher, config
+from parity.kernels.gemm.common import config
+from parity.kernels.launch import Launcher
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
 

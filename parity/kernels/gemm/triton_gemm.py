@@ -14,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.gemm.common import (INTERPRET, Launcher, check_index_range, config, grouped_tile,
-                                        store_tile, tile_grid)
+from parity.kernels.gemm.common import check_index_range, config, grouped_tile, store_tile, tile_grid
+from parity.kernels.launch import INTERPRET, Launcher
 
 CONFIGS = {
     # Tutorial 03's CUDA list, led by the large tiles that suit Hopper (8 warps, 3-4 stages).

@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.gemm.common import Launcher, check_index_range, config, grouped_tile, store_tile, tile_grid
+from parity.kernels.gemm.common import check_index_range, config, grouped_tile, store_tile, tile_grid
+from parity.kernels.launch import Launcher
 from parity.kernels.gemm.quant import MX_BLOCK
 
 CONFIGS = {

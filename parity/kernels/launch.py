@@ -1,0 +1,79 @@
+"""Launching a Triton kernel with the config list of the target it runs on (every kernel family).
+
+Each kernel declares one config list per target: "cuda", "hip" (options such as `waves_per_eu` and
+`matrix_instr_nonkdim` that the CUDA backend does not know) and "interpret". The kernel is wrapped in
+`triton.autotune` for the target it runs on, lazily, on first use; the autotuner benchmarks every
+config at the first call with a new key, which the harness makes during validation, outside the
+timed region.
+
+The Triton CPU interpreter (TRITON_INTERPRET=1, read by `triton.jit` when a kernel module is
+imported) gets one fixed config and no autotuning: there is nothing to tune, only to check.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import triton
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def as_config(cfg: Mapping[str, Any]) -> triton.Config:
+    """A `triton.Config` from a dict of meta-parameters with num_warps and num_stages among them."""
+    meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+    return triton.Config(meta, num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 1))
+
+
+def target(t: torch.Tensor) -> str:
+    """"interpret", "hip" or "cuda": where a kernel on tensor `t` runs."""
+    if INTERPRET or not t.is_cuda:
+        return "interpret"
+    return "hip" if torch.version.hip else "cuda"
+
+
+class Launcher:
+    """Launches one Triton kernel with the config list of the target it runs on.
+
+    `configs` maps "cuda", "hip" and "interpret" to lists of `triton.Config`; `key` names the kernel
+    arguments whose values make a new tuning problem. An explicit `cfg` (a dict of the kernel's
+    meta-parameters, e.g. BLOCK_M and BLOCK_N, and optionally num_warps, num_stages) bypasses tuning.
+    """
+
+    def __init__(self, kernel, configs: Mapping[str, Sequence[triton.Config]], key: Sequence[str]):
+        self.kernel = kernel
+        self.configs = configs
+        self.key = list(key)
+        self._tuned: dict[str, Any] = {}
+
+    def _for_target(self, where: str):
+        if where not in self._tuned:
+            configs = list(self.configs[where])
+            self._tuned[where] = (triton.autotune(configs=configs, key=self.key)(self.kernel)
+                                  if len(configs) > 1 else None)
+        return self._tuned[where]
+
+    def __call__(self, grid: Callable[[Mapping[str, Any]], tuple[int, ...]], *args,
+                 like: torch.Tensor, cfg: Mapping[str, Any] | None = None, **kwargs) -> None:
+        where = target(like)
+        if cfg is None and self._for_target(where) is not None:
+            self._for_target(where)[grid](*args, **kwargs)
+            return
+        if cfg is None:
+            only = self.configs[where][0]
+            cfg = {**only.kwargs, "num_warps": only.num_warps, "num_stages": only.num_stages}
+        meta = dict(cfg)
+        self.kernel[grid(meta)](*args, **kwargs, **meta)
+
+    def best_config(self, like: torch.Tensor | None = None) -> str | None:
+        """The config the autotuner chose last on `like`'s target, or on the one target this process
+        has tuned for (None before tuning, or where nothing is tuned)."""
+        if like is not None:
+            tuned = self._tuned.get(target(like))
+        else:
+            tuned = next((t for t in self._tuned.values() if t is not None), None)
+        best = getattr(tuned, "best_config", None)
+        return None if best is None else str(best)
+
+
