@@ -29,6 +29,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def cpu_device():
     """The device this process runs on (on a machine without a GPU: the CPU and the interpreter)."""
-    from parity.harness.device import detect
+    from parity.harness.core.device import detect
 
     return detect()

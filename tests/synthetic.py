@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from parity.harness.results import MEASUREMENTS_FILE, RECORD_SCHEMA, RUN_FILE, RUN_SCHEMA, Run
+from parity.harness.core.results import MEASUREMENTS_FILE, RECORD_SCHEMA, RUN_FILE, RUN_SCHEMA, Run
 
 H200 = {"backend": "cuda", "name": "NVIDIA H200", "arch": "sm_90", "index": 0}
 H100 = {"backend": "cuda", "name": "NVIDIA H100 80GB HBM3", "arch": "sm_90", "index": 0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity.harness import capability
+from parity.harness.core import capability
 from parity.kernels.attention import fp8, reference, torch_attention, triton_attention, triton_decode
 from parity.suites import attention
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from parity.harness import report
-from parity.harness.device import DeviceInfo
-from parity.harness.model import Work
-from parity.harness.results import MEASUREMENTS_FILE, read_records
+from parity.harness.reporting import report
+from parity.harness.core.device import DeviceInfo
+from parity.harness.core.model import Work
+from parity.harness.core.results import MEASUREMENTS_FILE, read_records
 from parity.kernels.attention import reference
 from parity.suites import attention
 
@@ -144,7 +144,7 @@ def test_fp8_follows_the_architecture():
     assert triton.supports(gpu(arch="sm_80", name="NVIDIA A100"), case) == "sm_80 has no FP8 hardware"
     mi300 = gpu("rocm", "gfx942", "AMD Instinct MI300X")
     assert triton.supports(mi300, case) is None and triton.path(mi300, case) == "native"
-    from parity.harness import capability
+    from parity.harness.core import capability
     assert capability.torch_fp8_dtypes(mi300)[0] == torch.float8_e4m3fnuz
     assert capability.torch_fp8_dtypes(gpu())[0] == torch.float8_e4m3fn
     for name in ("sdpa-flash", "sdpa-math", "flex"):

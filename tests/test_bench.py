@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from parity.harness import bench
-from parity.harness.model import UsageError
+from parity.harness.measurement import bench
+from parity.harness.core.model import UsageError
 from test_cli import TIMEOUT_S, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]

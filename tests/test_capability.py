@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parity.harness import capability, specs
-from parity.harness.capability import EMULATED, NATIVE, UNSUPPORTED, resolve
+from parity.harness.core import capability, specs
+from parity.harness.core.capability import EMULATED, NATIVE, UNSUPPORTED, resolve
 
 MI300X = SimpleNamespace(backend="rocm", arch="gfx942")
 MI355X = SimpleNamespace(backend="rocm", arch="gfx950")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, read_records
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 
 TIMEOUT_S = 300
 SMOKE = ["--preset", "smoke", "--time-cap-s", "0.2"]

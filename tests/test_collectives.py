@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from parity.harness import collective_report, distributed, report, roofline, specs
-from parity.harness.model import Case
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, Measurement, read_records
+from parity.harness.reporting import collective_report, report
+from parity.harness.scaleout import distributed
+from parity.harness.core import roofline, specs
+from parity.harness.core.model import Case
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Measurement, read_records
 from parity.suites import collectives as coll
 from synthetic import CPU, H100, record, run
 from test_cli import TIMEOUT_S, clean_env, parity

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from parity.harness import compare, report
-from parity.harness.model import UsageError
+from parity.harness.reporting import compare, report
+from parity.harness.core.model import UsageError
 from synthetic import CPU, H100, record, run, write_run
 from test_cli import assert_one_error_line, parity
 

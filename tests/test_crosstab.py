@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.harness import crosstab, report
+from parity.harness.reporting import crosstab, report
 from synthetic import CPU, H100, MI300X, gemm_record, record, run, stream_record
 
 MI = "AMD Instinct MI300X"

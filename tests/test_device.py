@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parity.harness import device
-from parity.harness.model import UsageError
+from parity.harness.core import device
+from parity.harness.core.model import UsageError
 
 
 @pytest.fixture

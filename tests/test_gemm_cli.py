@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from parity.harness import cli
-from parity.harness.results import MEASUREMENTS_FILE, read_records
+from parity.harness.core.results import MEASUREMENTS_FILE, read_records
 from test_cli import assert_one_error_line, no_gpu, parity
 
 GEMM_CASES = 28  # smoke: 2 shapes x (bf16 3 layouts + fp16 + fp8 tensor/row + mxfp4) x 2 impls

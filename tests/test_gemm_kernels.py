@@ -282,8 +282,8 @@ def test_gpu_triton_bf16_autotuned_against_torch(m, n, k):
 @pytest.mark.gpu
 @pytest.mark.parametrize("scaling", ["tensor", "row"])
 def test_gpu_triton_fp8_against_scaled_mm(scaling):
-    from parity.harness import capability
-    from parity.harness.device import detect
+    from parity.harness.core import capability
+    from parity.harness.core.device import detect
 
     e4m3, _ = capability.torch_fp8_dtypes(detect())
     a32, w32 = torch.randn(1024, 2048, device="cuda"), torch.randn(512, 2048, device="cuda")
@@ -346,7 +346,7 @@ def test_mxfp4_kernel_is_native_exactly_where_the_resolver_says(tmp_path):
 
     from triton.backends import backends
 
-    from parity.harness import capability
+    from parity.harness.core import capability
 
     missing = {"nvidia", "amd"} - set(backends)
     if missing:

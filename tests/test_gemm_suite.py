@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parity.harness import capability, registry, report
-from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.results import MEASUREMENTS_FILE, read_records, read_run
-from parity.harness.runner import RunPlan, execute, plan_cases, run_case
+from parity.harness.core import capability, registry
+from parity.harness.reporting import report
+from parity.harness.core.model import TIMING_INTERPRET, UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE, read_records, read_run
+from parity.harness.measurement.runner import RunPlan, execute, plan_cases, run_case
 from parity.kernels.gemm import torch_gemm
 from parity.suites import gemm
 from parity.suites.gemm import SUITE

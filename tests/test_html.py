@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the HTML report embeds plots: matplotlib (the test extra pulls it in)")
 
-from parity.harness import crosstab, html, plots, report  # noqa: E402
+from parity.harness.reporting import crosstab, html, plots, report  # noqa: E402
 from synthetic import MI300X, gemm_record, record, run, stream_record  # noqa: E402
 from test_plots import full_h200_run  # noqa: E402
 

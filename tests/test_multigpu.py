@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from parity.harness import multigpu, report
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, read_records, read_run
+from parity.harness.scaleout import multigpu
+from parity.harness.reporting import report
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records, read_run
 from synthetic import CPU, H200, record, write_run
 from test_cli import assert_one_error_line, parity
 
@@ -202,7 +203,7 @@ def test_merge_of_a_cpu_run_without_gpu_index(tmp_path):
 
 
 def test_the_html_report_carries_the_spread_table():
-    from parity.harness import html
+    from parity.harness.reporting import html
     from synthetic import run
 
     records = []

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="plots need matplotlib (the report extra; the test extra pulls it in)")
 
-from parity.harness import plots, report  # noqa: E402
+from parity.harness.reporting import plots, report  # noqa: E402
 from synthetic import (CPU, MI300X, STREAM_ARRAYS, attention_record, gemm_record, record, run,  # noqa: E402
                        stream_record)
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from parity.harness import project, roofline, specs
-from parity.harness.model import UsageError
+from parity.harness.reporting import project
+from parity.harness.core import roofline, specs
+from parity.harness.core.model import UsageError
 from synthetic import CPU, H100, record, run
 
 GB = 10**9

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="publication draws plots: matplotlib (the test extra pulls it in)")
 
-from parity.harness import publish  # noqa: E402
-from parity.harness.model import UsageError  # noqa: E402
-from parity.harness.results import RUN_FILE  # noqa: E402
+from parity.harness.reporting import publish  # noqa: E402
+from parity.harness.core.model import UsageError  # noqa: E402
+from parity.harness.core.results import RUN_FILE  # noqa: E402
 from synthetic import CPU, MI300X, gemm_record, record, stream_record, write_run  # noqa: E402
 from test_cli import assert_one_error_line, parity  # noqa: E402
 

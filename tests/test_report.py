@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from parity.harness import report, specs
+from parity.harness.reporting import report
+from parity.harness.core import specs
 from synthetic import CPU, H200, record, run
 
 GB = 10**9

@@ -86,7 +86,7 @@ def test_report_formats(two_runs):
 
 
 def test_parquet_keeps_extra_columns(tmp_path):
-    from parity.harness import report
+    from parity.harness.reporting import report
     from synthetic import record, run
 
     df = report.frame([run([record(op="copy", bytes_read=10**9), record(op="dot", status="skipped")])])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from parity.harness import report
+from parity.harness.reporting import report
 from synthetic import CPU, record, run
 
 GB = 10**9

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from parity.harness.results import (
+from parity.harness.core.results import (
     MEASUREMENTS_FILE,
     RECORD_SCHEMA,
     RUN_FILE,

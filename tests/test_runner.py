@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from parity.harness import registry, runner
-from parity.harness.model import Check, Impl, Op, Suite, UsageError, Work
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, read_records, read_run
-from parity.harness.runner import RunPlan, execute
+from parity.harness.core import registry
+from parity.harness.measurement import runner
+from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, read_records, read_run
+from parity.harness.measurement.runner import RunPlan, execute
 
 SMOKE = RunPlan(suites=("stream",), preset="smoke", dtypes=("fp32",), time_cap_s=0.2)
 RECORD_FIELDS = ("suite", "impl", "params", "status", "reason", "timing", "time_ms", "work", "validation")

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from parity.harness import selfcheck
-from parity.harness.selfcheck import FAIL, PASS, SKIP
+from parity.harness.measurement import selfcheck
+from parity.harness.measurement.selfcheck import FAIL, PASS, SKIP
 
 TIMEOUT_S = 120
 

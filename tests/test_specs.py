@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from parity.harness import specs
-from parity.harness.model import UsageError
+from parity.harness.core import specs
+from parity.harness.core.model import UsageError
 
 EXPECTED = {"mi300x", "mi325x", "mi350x", "mi355x", "mi455x", "h100-sxm", "h100-pcie", "h200", "b200",
             "gb200", "b300", "rubin"}

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from parity.harness.device import DeviceInfo
-from parity.harness.model import UsageError
+from parity.harness.core.device import DeviceInfo
+from parity.harness.core.model import UsageError
 from parity.kernels.stream import torch_stream, triton_stream
 from parity.suites import stream
 from parity.suites.stream import SCALAR, SUITE
@@ -475,7 +475,7 @@ def test_cases_too_big_for_the_device_are_skipped_with_a_reason():
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("name", OPS)
 def test_triton_kernel_on_the_gpu(name, dtype):
-    from parity.harness.device import detect
+    from parity.harness.core.device import detect
 
     dev = detect()
     n = (1 << 22) + 3

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, read_records
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 from test_cli import assert_one_error_line, parity
 
 pytest.importorskip("submitit", reason="parity submit needs submitit (the slurm extra)")

@@ -12,11 +12,11 @@ import pytest
 
 from fakes import amdsmi as fake_amdsmi
 from fakes import nvml as fake_nvml
-from parity.harness import telemetry
-from parity.harness.device import DeviceInfo
-from parity.harness.model import TIMING_WALL
-from parity.harness.telemetry import Sample, Sampler, Unavailable, open_reader, summarize
-from parity.harness.timing import Policy, measure
+from parity.harness.measurement import telemetry
+from parity.harness.core.device import DeviceInfo
+from parity.harness.core.model import TIMING_WALL
+from parity.harness.measurement.telemetry import Sample, Sampler, Unavailable, open_reader, summarize
+from parity.harness.measurement.timing import Policy, measure
 
 CUDA = DeviceInfo(backend="cuda", name="NVIDIA H100 80GB HBM3", arch="sm_90", index=0, memory_bytes=80 << 30,
                   multiprocessors=132, l2_bytes=50 << 20, llc_bytes=50 << 20, driver_version=None,
@@ -397,7 +397,7 @@ def test_settle_defaults():
 
 @pytest.mark.gpu
 def test_real_telemetry_on_this_gpu():
-    from parity.harness.device import detect
+    from parity.harness.core.device import detect
 
     import torch
 
@@ -425,7 +425,7 @@ def test_real_telemetry_on_this_gpu():
 def _double_suite():
     import torch
 
-    from parity.harness.model import Check, Impl, Op, Suite, Work
+    from parity.harness.core.model import Check, Impl, Op, Suite, Work
 
     def prepare(inputs, params):
         out = torch.empty_like(inputs)
@@ -442,7 +442,7 @@ def _double_suite():
 
 @pytest.fixture
 def toy(monkeypatch):
-    from parity.harness import registry
+    from parity.harness.core import registry
 
     suite = _double_suite()
     monkeypatch.setattr(registry, "load", lambda name: suite)
@@ -450,8 +450,8 @@ def toy(monkeypatch):
 
 
 def test_every_record_of_a_cpu_run_says_why_it_has_no_telemetry(tmp_path, cpu_device, toy):
-    from parity.harness.results import read_run
-    from parity.harness.runner import RunPlan, execute
+    from parity.harness.core.results import read_run
+    from parity.harness.measurement.runner import RunPlan, execute
 
     execute(RunPlan(suites=("toy",), preset="smoke", time_cap_s=0.1), cpu_device, tmp_path / "run", ["test"])
     run = read_run(tmp_path / "run")
@@ -464,8 +464,8 @@ def test_every_record_of_a_cpu_run_says_why_it_has_no_telemetry(tmp_path, cpu_de
 
 
 def test_run_case_records_the_readers_summary_over_exactly_the_timed_calls(cpu_device, toy, monkeypatch):
-    from parity.harness import runner
-    from parity.harness.model import Case
+    from parity.harness.measurement import runner
+    from parity.harness.core.model import Case
 
     sleeps = []
     monkeypatch.setattr(runner.time, "sleep", lambda s: sleeps.append(s))
@@ -484,8 +484,8 @@ def test_run_case_records_the_readers_summary_over_exactly_the_timed_calls(cpu_d
 
 
 def test_run_case_without_a_reader_says_so(cpu_device, toy):
-    from parity.harness import runner
-    from parity.harness.model import Case
+    from parity.harness.measurement import runner
+    from parity.harness.core.model import Case
 
     plan = runner.RunPlan(suites=("toy",), preset="smoke", time_cap_s=0.1)
     rec = runner.run_case(toy, Case("toy", "double", "good", {"dtype": "fp32", "n": 64}), cpu_device, plan, None)

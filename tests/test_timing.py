@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from parity.harness import timing
-from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
-from parity.harness.timing import (
+from parity.harness.measurement import timing
+from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.measurement.timing import (
     FLUSH_UNKNOWN_LLC_BYTES,
     MAD_TO_SIGMA,
     MAX_BATCH,
@@ -371,7 +371,7 @@ def test_relative_noise_sees_a_second_mode():
 
 
 def test_the_hold_covers_the_hosts_queueing_time_and_is_capped():
-    from parity.harness.timing import HOLD_CAP_MS, hold_ms
+    from parity.harness.measurement.timing import HOLD_CAP_MS, hold_ms
 
     assert hold_ms(32, 0.02) == pytest.approx(1.5 * 32 * 0.02)  # 32 launches of 20 us: ~1 ms held
     assert hold_ms(32, 10.0) == HOLD_CAP_MS  # a slow host never holds the device for long
@@ -384,7 +384,7 @@ def test_events_on_the_gpu_time_a_short_kernel_without_its_launch():
     far below the host's launch cost of a Python-level call, and close to each other."""
     import torch
 
-    from parity.harness.timing import event_batch
+    from parity.harness.measurement.timing import event_batch
 
     x = torch.randn(1024, device="cuda")
     take = event_batch(lambda: x.mul_(1.0))

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from parity.harness.distributed import EXIT_RANK, RankError
-from parity.harness.model import UsageError
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError
-from parity.harness.specs import SpecError
+from parity.harness.scaleout.distributed import EXIT_RANK, RankError
+from parity.harness.core.model import UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError
+from parity.harness.core.specs import SpecError
 
 EXIT_USAGE = 2
 EXIT_CASES_FAILED = 1
@@ -179,13 +179,13 @@ def _console(stderr: bool = False):
 
 
 def _detect(index: int, select: bool = True):
-    from parity.harness import device as device_mod
+    from parity.harness.core import device as device_mod
 
     return device_mod.detect(index, select)
 
 
 def _require_triton() -> None:
-    from parity.harness.registry import triton_problem
+    from parity.harness.core.registry import triton_problem
 
     problem = triton_problem()
     if problem:
@@ -193,7 +193,7 @@ def _require_triton() -> None:
 
 
 def cmd_devices(args, argv) -> int:
-    from parity.harness.registry import triton_problem
+    from parity.harness.core.registry import triton_problem
 
     device = _detect(args.device)
     info = device.to_dict()
@@ -226,7 +226,7 @@ def cmd_devices(args, argv) -> int:
 def cmd_list(args, argv) -> int:
     device = _detect(0)
     _require_triton()
-    from parity.harness import registry
+    from parity.harness.core import registry
 
     suites = registry.load_all()
     name_w = max((len(op.name) for suite in suites for op in suite.ops), default=8)
@@ -252,8 +252,11 @@ def _default_out(device) -> Path:
 
 
 def cmd_run(args, argv) -> int:
-    from parity.harness import distributed, multigpu, registry, report, runner
-    from parity.harness.results import read_run
+    from parity.harness.scaleout import distributed, multigpu
+    from parity.harness.core import registry
+    from parity.harness.reporting import report
+    from parity.harness.measurement import runner
+    from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
                         or args.preset or args.time_cap_s is not None or args.settle_s is not None):
@@ -310,10 +313,10 @@ def cmd_run(args, argv) -> int:
 
 
 def cmd_report(args, argv) -> int:
-    from parity.harness import report
-    from parity.harness.results import read_run
+    from parity.harness.reporting import report
+    from parity.harness.core.results import read_run
 
-    from parity.harness import specs
+    from parity.harness.core import specs
 
     if args.publish:
         return _publish(args)
@@ -331,24 +334,24 @@ def cmd_report(args, argv) -> int:
         print("parity: the run(s) hold no records yet", file=sys.stderr)
         return 0
     if args.plots or args.format == "html":
-        from parity.harness import plots
+        from parity.harness.reporting import plots
 
         figures = plots.make_plots(runs, df)
         if args.plots:
             if args.plots.exists() and not args.plots.is_dir():
                 raise UsageError(f"--plots {args.plots} is a file, not a folder")
             plots.write_pngs(figures, args.plots)
-    from parity.harness import multigpu
+    from parity.harness.scaleout import multigpu
 
     if args.format == "md":
-        from parity.harness import crosstab
+        from parity.harness.reporting import crosstab
 
         extra = report.render(multigpu.extra_tables(runs), "md")  # spread between GPUs, collectives
         _emit(report.to_markdown(df) + crosstab.to_markdown(df) + extra, args.out)
     elif args.format == "csv":
         _emit(report.to_csv(df), args.out)
     elif args.format == "html":
-        from parity.harness import html
+        from parity.harness.reporting import html
 
         _emit(html.page(runs, df, figures), args.out)
     elif args.format == "parquet":
@@ -358,7 +361,7 @@ def cmd_report(args, argv) -> int:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(f"parity: wrote {args.out}", file=sys.stderr)
     else:
-        from parity.harness import crosstab
+        from parity.harness.reporting import crosstab
 
         report.print_tables(df, _console())
         report.render(crosstab.side_by_side(df) + multigpu.extra_tables(runs), "text", _console())
@@ -390,7 +393,7 @@ def _check_report_needs(args) -> None:
         except Exception:  # noqa: BLE001 - any failure to import is reported the same way
             raise UsageError("--format parquet needs pyarrow: pip install 'parity[report]'") from None
     if args.format == "html" or args.plots:
-        from parity.harness import plots
+        from parity.harness.reporting import plots
 
         problem = plots.problem()
         if problem:
@@ -409,7 +412,7 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def _publish(args) -> int:
-    from parity.harness import plots, publish
+    from parity.harness.reporting import plots, publish
 
     if args.format != "text" or args.out or args.plots or args.to:
         raise UsageError("--publish renders md and html beside each run itself: give no --format, --out, --plots or --to")
@@ -424,8 +427,8 @@ def _publish(args) -> int:
 
 
 def cmd_compare(args, argv) -> int:
-    from parity.harness import compare, report
-    from parity.harness.results import read_run
+    from parity.harness.reporting import compare, report
+    from parity.harness.core.results import read_run
 
     if args.fail_on_regression is not None and not (math.isfinite(args.fail_on_regression)
                                                     and args.fail_on_regression >= 0):
@@ -516,7 +519,8 @@ def _figure_text(fig) -> str:
 
 
 def cmd_specs(args, argv) -> int:
-    from parity.harness import report, specs
+    from parity.harness.reporting import report
+    from parity.harness.core import specs
 
     if args.spec is None:
         rows = [{"id": s.id, "name": s.name, "status": s.status, "arch": s.arch,
@@ -557,8 +561,9 @@ def cmd_specs(args, argv) -> int:
 
 
 def cmd_project(args, argv) -> int:
-    from parity.harness import project, report, specs
-    from parity.harness.results import read_run
+    from parity.harness.reporting import project, report
+    from parity.harness.core import specs
+    from parity.harness.core.results import read_run
 
     target = specs.get(args.to)
     run = read_run(args.run)
@@ -580,8 +585,10 @@ def cmd_project(args, argv) -> int:
 
 
 def cmd_selfcheck(args, argv) -> int:
-    from parity.harness import provenance, report, selfcheck
-    from parity.harness.results import write_json_atomic
+    from parity.harness.core import provenance
+    from parity.harness.reporting import report
+    from parity.harness.measurement import selfcheck
+    from parity.harness.core.results import write_json_atomic
 
     if args.repeats < 2:
         raise UsageError("--repeats must be at least 2")
@@ -608,7 +615,7 @@ def cmd_selfcheck(args, argv) -> int:
 
 
 def cmd_submit(args, argv) -> int:
-    from parity.harness import submit
+    from parity.harness.scaleout import submit
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
@@ -618,7 +625,7 @@ def cmd_submit(args, argv) -> int:
 
 
 def cmd_merge(args, argv) -> int:
-    from parity.harness import multigpu
+    from parity.harness.scaleout import multigpu
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")

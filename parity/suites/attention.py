@@ -37,8 +37,8 @@ from typing import Any, Mapping
 
 import torch
 
-from parity.harness import capability
-from parity.harness.model import Check, Impl, Op, Suite, Work
+from parity.harness.core import capability
+from parity.harness.core.model import Check, Impl, Op, Suite, Work
 from parity.kernels.attention import fp8, reference, torch_attention, triton_attention, triton_decode
 
 DTYPES = ("bf16", "fp16", "fp8")

@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.distributed as dist
 
-from parity.harness.distributed import default_ranks, measure_in_step
-from parity.harness.model import Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.scaleout.distributed import default_ranks, measure_in_step
+from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
 from parity.kernels.collectives import torch_collectives
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 import torch
 
-from parity.harness import capability, roofline
-from parity.harness.model import TIMING_INTERPRET, Case, Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core import capability, roofline
+from parity.harness.core.model import TIMING_INTERPRET, Case, Check, Impl, Op, Suite, UsageError, Work
 from parity.kernels.gemm import quant, torch_gemm, triton_fp8, triton_gemm, triton_mxfp4
 from parity.kernels.versions import TORCH_VERSION
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from parity.harness.model import Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
 from parity.kernels.stream import torch_stream, triton_stream
 
 SCALAR = 0.4  # BabelStream's scalar

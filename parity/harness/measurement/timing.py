@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 
 FLUSH_UNKNOWN_LLC_BYTES = 512 << 20  # AMD's Infinity Cache is 256 MiB: twice it where size is unknown
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)

@@ -29,9 +29,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from parity.harness import telemetry
-from parity.harness.model import TIMING_EVENTS, TIMING_WALL
-from parity.harness.timing import Policy, measure
+from parity.harness.measurement import telemetry
+from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL
+from parity.harness.measurement.timing import Policy, measure
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 GPU_AGREEMENT, GPU_SPREAD, FLUSH_MIN_RATIO = 0.02, 0.01, 1.2
@@ -174,7 +174,7 @@ class _Harness:
     """Times thunks as `parity run` does: a settle pause, the sampler around `measure`."""
 
     def __init__(self, device, reader, settle_s: float | None):
-        from parity.harness.runner import Flush
+        from parity.harness.measurement.runner import Flush
 
         self.device = device
         self.reader = reader
@@ -230,7 +230,7 @@ def run(device, repeats: int = 5, settle_s: float | None = None,
 
 
 def failure(check: str, subject: str, exc: BaseException) -> Result:
-    from parity.harness.runner import _one_line
+    from parity.harness.measurement.runner import _one_line
 
     return Result(check, subject, f"error: {_one_line(exc)}", None, "-", FAIL)
 

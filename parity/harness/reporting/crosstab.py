@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from parity.harness.model import TIMING_INTERPRET
-from parity.harness.report import SECTION_ORDER, SECTION_TITLES, _above_peak, _missing, _pct, _rate, render
+from parity.harness.core.model import TIMING_INTERPRET
+from parity.harness.reporting.report import SECTION_ORDER, SECTION_TITLES, _above_peak, _missing, _pct, _rate, render
 
 CASE_COLUMNS = ("suite", "op", "impl", "dtype", "params")
 

@@ -12,10 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.harness import html, plots, report
-from parity.harness.model import UsageError
-from parity.harness.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
-from parity.harness.summary import summarize
+from parity.harness.reporting import html, plots, report
+from parity.harness.core.model import UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
+from parity.harness.reporting.summary import summarize
 
 INDEX = "README.md"
 REPORT_MD = "report.md"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from parity.harness.model import UsageError
+from parity.harness.core.model import UsageError
 
 PREFIX = "PARITY_BENCH_"
 
@@ -77,8 +77,9 @@ event_timer = EventTimer()
 
 def collect(settings: Settings):
     """The device and every (suite, case) of the settings' plan, as `parity run` would walk them."""
-    from parity.harness import registry, runner
-    from parity.harness.device import detect
+    from parity.harness.core import registry
+    from parity.harness.measurement import runner
+    from parity.harness.core.device import detect
 
     device = detect()
     problem = registry.triton_problem()
@@ -124,8 +125,9 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     """Validates one case, times it with `benchmark.pedantic`, fills `extra_info`; returns it."""
     import pytest
 
-    from parity.harness import report, runner, timing
-    from parity.harness.results import Measurement, Run
+    from parity.harness.reporting import report
+    from parity.harness.measurement import runner, timing
+    from parity.harness.core.results import Measurement, Run
 
     device, suite, case = item
     impl, op = suite.impl_for(case), suite.op(case.op)

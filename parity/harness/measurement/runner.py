@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from parity.harness import device as device_mod
-from parity.harness import provenance, registry, telemetry
-from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
-from parity.harness.timing import Policy, flush_bytes, measure
+from parity.harness.core import device as device_mod
+from parity.harness.core import provenance, registry
+from parity.harness.measurement import telemetry
+from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
+from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
+from parity.harness.measurement.timing import Policy, flush_bytes, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
 

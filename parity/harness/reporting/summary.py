@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness.model import TIMING_INTERPRET
-from parity.harness.plots import case_params
-from parity.harness.report import _above_peak, _missing, _pct, rate_text
-from parity.harness.results import Run
+from parity.harness.core.model import TIMING_INTERPRET
+from parity.harness.reporting.plots import case_params
+from parity.harness.reporting.report import _above_peak, _missing, _pct, rate_text
+from parity.harness.core.results import Run
 
 HBM_FACTOR = 4  # working sets this many times the LLC and above are HBM numbers
 
@@ -43,7 +43,7 @@ def _llc(device: dict[str, Any], spec_id: str | None) -> int | None:
     if device.get("llc_bytes"):
         return device["llc_bytes"]
     if spec_id:
-        from parity.harness import specs
+        from parity.harness.core import specs
 
         try:
             return specs.get(spec_id).llc_bytes

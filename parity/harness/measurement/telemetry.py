@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from parity.harness.timing import quantile
+from parity.harness.measurement.timing import quantile
 
 DEFAULT_INTERVAL_S = 0.02
 DEFAULT_SETTLE_GPU_S = 0.5  # idle before each timed case on a GPU: power capping acts on sub-second averages

@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from parity.harness import device as device_mod
-from parity.harness.model import TIMING_EVENTS, Case, UsageError
-from parity.harness.timing import Policy, Stats, collect_in_window, event_batch, wall_batch
+from parity.harness.core import device as device_mod
+from parity.harness.core.model import TIMING_EVENTS, Case, UsageError
+from parity.harness.measurement.timing import Policy, Stats, collect_in_window, event_batch, wall_batch
 
 EXIT_RANK = 3  # a rank failed or hung: the run ended early
 DEFAULT_TIMEOUT_S = 300.0
@@ -188,7 +188,7 @@ def join(place: Place, device, timeout_s: float) -> Session:
 
 
 def _one_line(exc: BaseException) -> str:
-    from parity.harness.runner import _one_line as one_line
+    from parity.harness.measurement.runner import _one_line as one_line
 
     return one_line(exc)
 
@@ -231,7 +231,7 @@ class Leader:
         atexit.register(self.close)
 
     def __call__(self, suite, case: Case, device, plan, flush, reader=None):
-        from parity.harness.runner import run_case
+        from parity.harness.measurement.runner import run_case
 
         store = self.session.store
         self.cases += 1
@@ -325,7 +325,7 @@ def case_runner():
     worker = os.environ.get(WORKER_ENV)
     if worker is None or not os.environ.get(FAULT_ENV):
         return None
-    from parity.harness.runner import run_case
+    from parity.harness.measurement.runner import run_case
 
     count = iter(range(1 << 30))
 
@@ -338,8 +338,8 @@ def case_runner():
 
 def follow(session: Session, device) -> int:
     """Ranks other than 0: run each collective case rank 0 posts, post the record, until done."""
-    from parity.harness import registry
-    from parity.harness.runner import Flush, RunPlan, run_case
+    from parity.harness.core import registry
+    from parity.harness.measurement.runner import Flush, RunPlan, run_case
 
     store, rank = session.store, session.place.rank
     flush = Flush(device) if device.is_gpu else None
@@ -415,7 +415,7 @@ def wanted_ranks(plan, device) -> int:
 
 
 def has_collective(plan) -> bool:
-    from parity.harness import registry
+    from parity.harness.core import registry
 
     return any(registry.load(name).collective for name in plan.suites)
 
@@ -435,8 +435,8 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
         session = join(place, device, timeout_s)
         return None if place.rank == 0 else follow(session, device)
     if resume:  # the plan is the one the run folder recorded
-        from parity.harness.results import read_run
-        from parity.harness.runner import RunPlan
+        from parity.harness.core.results import read_run
+        from parity.harness.measurement.runner import RunPlan
 
         plan = RunPlan.recorded(read_run(out).meta, out)
     if not has_collective(plan):
@@ -444,7 +444,7 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
     n = wanted_ranks(plan, device)
     if n < 2:
         return None  # one GPU: the collective cases are skipped, each with its reason
-    from parity.harness.runner import plan_cases
+    from parity.harness.measurement.runner import plan_cases
 
     plan_cases(plan, device)  # bad input fails here, once, before any process starts
     args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--ranks", str(n), "--out", str(out)]

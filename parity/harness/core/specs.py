@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.harness.model import UsageError
+from parity.harness.core.model import UsageError
 
 SPEC_DIR = Path(__file__).with_name("specs")
 PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp8", "fp6", "fp4", "int8")

@@ -34,7 +34,7 @@ def versions(device) -> dict[str, Any]:
 
 def git_revision() -> dict[str, Any] | None:
     """The project's revision and whether the tree had changes; None outside a git checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10)

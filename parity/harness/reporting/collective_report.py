@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.harness import roofline
-from parity.harness.model import TIMING_INTERPRET
+from parity.harness.core import roofline
+from parity.harness.core.model import TIMING_INTERPRET
 
 
 def is_collective(rec: dict[str, Any]) -> bool:
@@ -27,7 +27,7 @@ def bandwidths(rec: dict[str, Any]) -> tuple[float, float]:
 
 
 def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
-    from parity.harness.report import human_bytes, spec_for
+    from parity.harness.reporting.report import human_bytes, spec_for
 
     out = []
     for run in runs:

@@ -15,10 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness import crosstab, multigpu, report, specs
-from parity.harness.plots import Plot
-from parity.harness.results import Run
-from parity.harness.summary import summarize
+from parity.harness.reporting import crosstab, report
+from parity.harness.scaleout import multigpu
+from parity.harness.core import specs
+from parity.harness.reporting.plots import Plot
+from parity.harness.core.results import Run
+from parity.harness.reporting.summary import summarize
 
 NUMERIC = re.compile(r"^[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?(\s|x|$|%|\s\[)", re.IGNORECASE)
 

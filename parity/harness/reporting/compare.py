@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.report import SECTION_ORDER, SECTION_TITLES, _figure, _missing, params_text
-from parity.harness.results import Run
+from parity.harness.core.model import TIMING_INTERPRET, UsageError
+from parity.harness.reporting.report import SECTION_ORDER, SECTION_TITLES, _figure, _missing, params_text
+from parity.harness.core.results import Run
 
 ALPHA = 0.001
 SAME_WITHIN = 0.01  # changes under 1 % are "same" (nvbench's robust compare uses a 0.5 % clear gap)

@@ -19,10 +19,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from parity.harness import roofline, specs
-from parity.harness.model import TIMING_INTERPRET
-from parity.harness.report import SECTION_TITLES, _above_peak, human_bytes
-from parity.harness.results import Run
+from parity.harness.core import roofline, specs
+from parity.harness.core.model import TIMING_INTERPRET
+from parity.harness.reporting.report import SECTION_TITLES, _above_peak, human_bytes
+from parity.harness.core.results import Run
 
 DPI = 100
 INSTALL_HINT = "pip install 'parity[report]'"

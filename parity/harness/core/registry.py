@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from parity.harness.model import Suite, UsageError
+from parity.harness.core.model import Suite, UsageError
 
 
 def triton_problem() -> str | None:

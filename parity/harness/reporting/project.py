@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness import roofline, specs
-from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.report import _figure, params_text
-from parity.harness.results import Run
+from parity.harness.core import roofline, specs
+from parity.harness.core.model import TIMING_INTERPRET, UsageError
+from parity.harness.reporting.report import _figure, params_text
+from parity.harness.core.results import Run
 
 
 def _rate(rec: dict[str, Any], seconds: float) -> float:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.harness import specs
+from parity.harness.core import specs
 
 VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 
@@ -72,7 +72,7 @@ def detect(index: int = 0, select: bool = True) -> DeviceInfo:
         return _cpu()
     count = torch.cuda.device_count()
     if not 0 <= index < count:
-        from parity.harness.model import UsageError
+        from parity.harness.core.model import UsageError
         raise UsageError(f"device index {index} is out of range: {count} GPU(s) visible")
     info = _gpu(index, count)
     if select:

@@ -22,9 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from parity.harness import collective_report, distributed, registry
-from parity.harness.model import TIMING_INTERPRET, UsageError
-from parity.harness.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
+from parity.harness.reporting import collective_report
+from parity.harness.scaleout import distributed
+from parity.harness.core import registry
+from parity.harness.core.model import TIMING_INTERPRET, UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
 
 BEHIND_THRESHOLD = 0.03  # a GPU more than 3 % slower than the median of its peers is called out
 GPUS_DIR = "gpus"
@@ -56,8 +58,8 @@ def worker_count(device, cpu_workers: int | None) -> int:
 def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
             console) -> int:
     """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report."""
-    from parity.harness import report
-    from parity.harness.runner import plan_cases
+    from parity.harness.reporting import report
+    from parity.harness.measurement.runner import plan_cases
 
     timeout_s = distributed.DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     if timeout_s <= 0:
@@ -241,7 +243,7 @@ def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str,
     """Per case run on two or more GPUs: min, median and max time and the GPUs more than
     `threshold` behind the median (rate lost: 1 - t_median / t_gpu); per GPU, the median of that
     over the cases, called out above the threshold. Interpreter timings are no performance: left out."""
-    from parity.harness.report import params_text
+    from parity.harness.reporting.report import params_text
 
     by_case: dict[str, dict[str, Any]] = {}
     hosts = len({r.get("host") for r in records if r.get("gpu_index") is not None})
@@ -280,7 +282,7 @@ def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str,
 
 def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
     """The sections a run over several GPUs adds to the report: the spread, then collectives."""
-    from parity.harness import collective_report
+    from parity.harness.reporting import collective_report
 
     tables = []
     for run in runs:
@@ -295,7 +297,7 @@ def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
 
 def print_extra(runs, console) -> None:
     """After a run: the spread and collectives tables on the console, the GPUs behind on stderr."""
-    from parity.harness import report
+    from parity.harness.reporting import report
 
     report.render(extra_tables(runs), "text", console)
     for line in spread_warnings(runs):

@@ -12,10 +12,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from parity.harness import roofline, specs
-from parity.harness.multigpu import device_label
-from parity.harness.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
-from parity.harness.results import Run
+from parity.harness.core import roofline, specs
+from parity.harness.scaleout.multigpu import device_label
+from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.core.results import Run
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",

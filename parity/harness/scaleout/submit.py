@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parity.harness.model import UsageError
+from parity.harness.core.model import UsageError
 
 NODES_DIR = "nodes"
 SLURM_DIR = "slurm"
@@ -41,7 +41,7 @@ def check_run_args(run_args: list[str]) -> None:
         raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
     # Names are checked here, before a job waits in the queue; presets, dtypes and sizes are checked
     # on the node (they live in the suite modules, which import the kernels: not on a login node).
-    from parity.harness import registry
+    from parity.harness.core import registry
     from parity.harness.cli import _names
 
     known = registry.suite_names()
@@ -55,7 +55,7 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
         import submitit
     except ImportError:
         raise UsageError("parity submit needs submitit: pip install 'parity[slurm]'") from None
-    from parity.harness import multigpu
+    from parity.harness.scaleout import multigpu
 
     if nodes < 1:
         raise UsageError("--nodes must be 1 or more")
@@ -88,7 +88,7 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
                              {"nodes": [{"part": str(p.relative_to(out)), "host": h} for p, h in present]},
                              status="failed" if failures else "complete",
                              hosts=node_labels([h for _, h in present]))
-        from parity.harness import report
+        from parity.harness.reporting import report
 
         report.print_tables(report.frame([run]), console)
         multigpu.print_extra([run], console)
