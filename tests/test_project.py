@@ -27,7 +27,7 @@ def test_roofline_bound_and_range():
 def test_memory_bound_case_keeps_its_efficiency():
     # 8 GB in 3.2 ms on an H100 SXM: 2500 GB/s of 3350, efficiency 74.6 %
     h100_run = run([record(time_ms=3.2, bytes_read=4 * GB, bytes_written=4 * GB, device=H100["name"])], device=H100)
-    df = project.project(h100_run, specs.get("h200"))
+    df = project.project(h100_run, specs.get("h200"), stack="keep")
     row = df.iloc[0]
     efficiency = (8e9 / 3.35e12) / 3.2e-3
     assert row["efficiency"] == pytest.approx(efficiency)
@@ -39,7 +39,7 @@ def test_memory_bound_case_keeps_its_efficiency():
 
 def test_projection_onto_an_announced_part_carries_its_range():
     h100_run = run([record(time_ms=3.2, bytes_read=4 * GB, bytes_written=4 * GB, device=H100["name"])], device=H100)
-    row = project.project(h100_run, specs.get("mi455x")).iloc[0]
+    row = project.project(h100_run, specs.get("mi455x"), stack="keep").iloc[0]
     assert row["projected_rate_low"] == pytest.approx(2500 * 10 / 3.35)
     assert row["projected_rate_high"] == pytest.approx(2500 * 23.3 / 3.35)
     assert row["target_confidence"] == "announced"
@@ -47,7 +47,7 @@ def test_projection_onto_an_announced_part_carries_its_range():
 
 def test_check_against_a_run_on_the_target():
     h100_run = run([record(time_ms=3.2, bytes_read=4 * GB, bytes_written=4 * GB, device=H100["name"])], device=H100)
-    projected = project.project(h100_run, specs.get("h200"))
+    projected = project.project(h100_run, specs.get("h200"), stack="keep")
     actual = run([record(time_ms=2.0, bytes_read=4 * GB, bytes_written=4 * GB)])
     checked = project.check_against(projected, actual)
     expected_ms = projected.iloc[0]["projected_ms"]
