@@ -72,3 +72,57 @@ def test_runs_without_a_spec_or_gpu_are_refused():
     unknown = {"backend": "cuda", "name": "NVIDIA A100-SXM4-80GB", "arch": "sm_80"}
     with pytest.raises(UsageError, match="matches no spec"):
         project.project(run([record()], device=unknown), specs.get("h200"))
+
+
+# --- carrying the software stack (issue 16) -----------------------------------------------------
+
+from parity.harness import cli  # noqa: E402
+from parity.harness.core import priors  # noqa: E402
+from synthetic import gemm_record, write_run  # noqa: E402
+
+
+def _h100_mamf_run():
+    """An H100 SXM run at mamf-finder's published 794.5 TFLOPS BF16 at 8192^3."""
+    return run([gemm_record(m=8192, tflops=794.5, device=H100["name"])], device=H100)
+
+
+@pytest.mark.parametrize("target", ["h200", "b200", "mi300x", "mi355x"])
+def test_an_h100_gemm_lands_within_the_targets_published_range(target):
+    row = project.project(_h100_mamf_run(), specs.get(target)).iloc[0]
+    db = priors.load_all()
+    published = [f.value for cls in ("gemm_bf16_8192", "gemm_bf16_best") for f in db.used(target, cls)] or [794.5]
+    own = [f.value for f in db.used(target, "gemm_bf16_8192")] or [f.value for f in db.used(target, "gemm_bf16_best")]
+    assert row["projected_rate_low"] <= row["projected_rate"] <= row["projected_rate_high"]
+    if own:  # the target's own figures of the nearest class fall within the projected range
+        assert row["projected_rate_low"] <= min(own) * 1.0001 and max(own) <= row["projected_rate_high"] * 1.0001
+    assert min(published) * 0.9 <= row["projected_rate"] <= max(published) * 1.1
+    assert row["measured"].startswith("kernel efficiency 80.3% on h100-sxm")
+
+
+def test_across_vendors_the_old_projection_was_far_off_and_the_carried_one_is_not():
+    kept = project.project(_h100_mamf_run(), specs.get("mi300x"), stack="keep").iloc[0]
+    carried = project.project(_h100_mamf_run(), specs.get("mi300x")).iloc[0]
+    assert kept["projected_rate"] == pytest.approx(794.5 * 1307.4 / 989.4, rel=1e-3)  # ~1,050: 50 % above 668-708
+    assert 668 <= carried["projected_rate"] <= 708
+    assert (carried["projected_rate_low"], carried["projected_rate_high"]) == pytest.approx((668, 708), rel=1e-3)
+    assert "h100-sxm" in carried["carried"] and "mi300x" in carried["carried"]
+
+
+def test_an_unreleased_target_says_its_prior_is_a_trend():
+    row = project.project(_h100_mamf_run(), specs.get("mi455x")).iloc[0]
+    assert "trend" in row["assumed"] and "announced" in row["assumed"]
+
+
+def test_project_json_and_validation_through_the_cli(tmp_path, capsys):
+    folder = write_run(tmp_path / "h100", [gemm_record(m=8192, tflops=794.5, device=H100["name"])], device=H100)
+    assert cli.main(["project", str(folder), "--to", "mi355x", "--format", "json"]) == 0
+    rows = __import__("json").loads(capsys.readouterr().out)
+    assert rows[0]["target_spec"] == "mi355x" and rows[0]["op_class"] == "gemm_bf16_8192"
+    assert cli.main(["project", "--validate", "--format", "json"]) == 0
+    out = __import__("json").loads(capsys.readouterr().out)
+    pairs = {(s["op_class"], s["pairs"]) for s in out["summary"]}
+    assert ("all", "within a vendor") in pairs and ("all", "across vendors") in pairs
+    h100_to_h200 = [r for r in out["projections"] if (r["op_class"], r["source"], r["target"]) ==
+                    ("hbm_copy", "h100-sxm", "h200")]
+    assert h100_to_h200 and "same generation" in h100_to_h200[0]["target_prior"]  # H200's own figures hidden
+    assert cli.main(["project", "--validate", "--to", "h200"]) == 2

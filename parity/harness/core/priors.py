@@ -219,48 +219,47 @@ def _trend(db: Priors, device: str, op_class: str, exclude: frozenset[str]) -> P
     index = next((i for i, g in enumerate(gens) if device in g), None)
     if index is None:
         return None
-    for cls in (op_class, NEAREST.get(op_class)):
-        if cls is None:
-            continue
-        per_gen = {}  # generation index -> (median efficiency, parts, stacks)
-        for i, gen in enumerate(gens):
-            figs = [f for d in gen if d != device for f in db.used(d, cls, exclude)]
-            if figs:
-                per_gen[i] = (statistics.median(f.efficiency for f in figs), sorted({f.device for f in figs}),
-                              {f.stack for f in figs})
-        if not per_gen:
-            continue
-        stacks = tuple(sorted(set().union(*(s for _, _, s in per_gen.values()))))
-        steps = ", ".join(f"{'+'.join(parts)} {eff:.1%}" for _, (eff, parts, _) in sorted(per_gen.items()))
-        of = "" if cls == op_class else f" of {cls}"
-        if index in per_gen:  # a measured part of the same generation
-            eff = per_gen[index][0]
-            figs = [f.efficiency for d in gens[index] if d != device for f in db.used(d, cls, exclude)]
-            return Prior(device, op_class, eff, min(figs), max(figs), "trend",
-                         f"trend{of}: same generation ({steps})", stacks)
-        lower = [i for i in per_gen if i < index]
-        upper = [i for i in per_gen if i > index]
-        if lower and upper:  # between two measured generations: linear in the generation index
-            a, b = max(lower), min(upper)
-            ea, eb = per_gen[a][0], per_gen[b][0]
-            eff = ea + (eb - ea) * (index - a) / (b - a)
-            return Prior(device, op_class, eff, min(ea, eb), max(ea, eb), "trend",
-                         f"trend{of}: between generations ({steps})", stacks)
-        if lower:  # newer than every measured part: the newest measured generation, ranged by the
-            a = max(lower)  # step from the one before it, carried one generation on per gap
-            eff = per_gen[a][0]
-            values = [eff]
-            if len(lower) > 1:
-                prev = max(i for i in lower if i < a)
-                step = (per_gen[a][0] - per_gen[prev][0]) / (a - prev)
-                values += [per_gen[prev][0], min(1.0, max(0.0, eff + step * (index - a)))]
-            return Prior(device, op_class, eff, min(values), max(values), "trend",
-                         f"trend{of}: newest measured generation, extrapolated ({steps})", stacks)
-        b = min(upper)  # older than every measured part
-        values = [per_gen[i][0] for i in upper]
-        return Prior(device, op_class, per_gen[b][0], min(values), max(values), "trend",
-                     f"trend{of}: nearest newer generation ({steps})", stacks)
-    return None
+
+    def figures_of(d: str) -> list[PublishedFigure]:  # a part's own class, else its nearest class
+        return db.used(d, op_class, exclude) or (db.used(d, NEAREST[op_class], exclude) if op_class in NEAREST else [])
+
+    per_gen = {}  # generation index -> (median efficiency, parts, stacks, efficiencies)
+    for i, gen in enumerate(gens):
+        figs = [f for d in gen if d != device for f in figures_of(d)]
+        if figs:
+            effs = [f.efficiency for f in figs]
+            per_gen[i] = (statistics.median(effs), sorted({f.device for f in figs}), {f.stack for f in figs}, effs)
+    if not per_gen:
+        return None
+    stacks = tuple(sorted(set().union(*(g[2] for g in per_gen.values()))))
+    steps = ", ".join(f"{'+'.join(g[1])} {g[0]:.1%}" for _, g in sorted(per_gen.items()))
+    if index in per_gen:  # a measured part of the same generation
+        eff, _, _, effs = per_gen[index]
+        return Prior(device, op_class, eff, min(effs), max(effs), "trend", f"trend: same generation ({steps})", stacks)
+    lower = [i for i in per_gen if i < index]
+    upper = [i for i in per_gen if i > index]
+    if lower and upper:  # between two measured generations: linear in the generation index
+        a, b = max(lower), min(upper)
+        ea, eb = per_gen[a][0], per_gen[b][0]
+        eff = ea + (eb - ea) * (index - a) / (b - a)
+        return Prior(device, op_class, eff, min(ea, eb), max(ea, eb), "trend",
+                     f"trend: between generations ({steps})", stacks)
+    if lower:  # newer than every measured part: the newest measured generation, its range widened
+        a = max(lower)  # by the step from the generation before it, carried on one step per generation
+        eff = per_gen[a][0]
+        values = [eff]
+        if len(lower) > 1:
+            prev = max(i for i in lower if i < a)
+            step = (per_gen[a][0] - per_gen[prev][0]) / (a - prev)
+            values += [per_gen[prev][0], min(1.0, max(0.0, eff + step * (index - a)))]
+            label = f"trend: newest measured generation, range to the extrapolated step ({steps})"
+        else:
+            label = f"trend: newest measured generation ({steps})"
+        return Prior(device, op_class, eff, min(values), max(values), "trend", label, stacks)
+    b = min(upper)  # older than every measured part
+    values = [per_gen[i][0] for i in upper]
+    return Prior(device, op_class, per_gen[b][0], min(values), max(values), "trend",
+                 f"trend: nearest newer generation ({steps})", stacks)
 
 
 def prior(device: str, op_class: str, exclude: frozenset[str] = frozenset(), db: Priors | None = None) -> Prior | None:
