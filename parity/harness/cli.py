@@ -638,7 +638,9 @@ def _project_validation(args) -> int:
               "target prior (target left out)": r["target_prior"]} for r in rows]
     totals = [{"op class": s["op_class"], "pairs": s["pairs"], "projections": str(s["projections"]),
                "median |error|": f"{s['median_abs_error_pct']:.1f} %", "worst |error|": f"{s['worst_abs_error_pct']:.1f} %",
-               "in range": f"{s['in_range_pct']:.0f} %"} for s in summary]
+               "in range": f"{s['in_range_pct']:.0f} %",
+               "--stack keep: median": f"{s['kept_median_abs_error_pct']:.1f} %",
+               "worst": f"{s['kept_worst_abs_error_pct']:.1f} %"} for s in summary]
     text = report.render([("leave-one-out: every published figure projected onto every other device, the target's "
                            "figures hidden from the priors", shown), ("errors", totals)], args.format, _console())
     if text:

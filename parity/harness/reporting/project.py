@@ -154,6 +154,8 @@ def validate() -> list[dict[str, Any]]:
                                  "projected": eff * peak, "low": low, "high": high,
                                  "published": actual_mid, "published_min": min(actual), "published_max": max(actual),
                                  "error_pct": 100 * (eff * peak / actual_mid - 1),
+                                 # the old law (--stack keep): the source's efficiency on the target's peak
+                                 "kept_error_pct": 100 * (fig.efficiency * peak / actual_mid - 1),
                                  "in_range": low <= max(actual) and high >= min(actual),
                                  "target_prior": tgt.label})
     return rows
@@ -174,6 +176,8 @@ def validation_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"op_class": cls, "pairs": label, "projections": len(part),
                         "median_abs_error_pct": float(part["abs_error"].median()),
                         "worst_abs_error_pct": float(part["abs_error"].max()),
+                        "kept_median_abs_error_pct": float(part["kept_error_pct"].abs().median()),
+                        "kept_worst_abs_error_pct": float(part["kept_error_pct"].abs().max()),
                         "in_range_pct": float(100 * part["in_range"].mean())})
     return out
 
