@@ -12,7 +12,7 @@ from parity.harness import cli
 from parity.harness.core import llm, prices, specs
 from parity.harness.core.model import UsageError
 from parity.harness.reporting import estimate
-from synthetic import CPU, H100, gemm_record, run, write_run
+from synthetic import CPU, H100, attention_record, gemm_record, run, write_run
 from test_cli import assert_one_error_line, parity
 
 CORE = Path(llm.__file__).parent
@@ -62,7 +62,7 @@ def test_a_model_file_whose_shapes_miss_its_parameter_count_is_refused(tmp_path)
 def test_moe_decode_reads_only_the_routed_experts():
     mixtral = llm.get("mixtral-8x7b")
     step = llm.step(mixtral, "decode", 1, 1, "bf16")
-    weights_read = sum(k.count * (k.bytes - 0) for k in step.kernels if k.kind == "gemm")
+    weights_read = sum(k.count * k.bytes for k in step.kernels if k.kind == "gemm")  # + tiny activations
     # batch 1: 2 of 8 experts per layer, so about the active parameters (12.9B), not the total (46.7B)
     assert weights_read / 2 == pytest.approx(mixtral.params(active=True) - mixtral.vocab * mixtral.hidden, rel=0.01)
 
@@ -170,6 +170,15 @@ def test_kernels_from_a_run_are_measured_on_its_device_and_carried_to_others():
     assert bases["qkv"].startswith("carried from the h100-sxm run") and "hbm_copy" in bases["qkv"]
     # the run's kernels were slower than the priors' copy rate, so the estimate is slower with the run
     assert carried["tokens_per_s_per_gpu"] < one(req(), "mi300x")["tokens_per_s_per_gpu"]
+
+
+def test_attention_decode_from_a_run_at_a_near_context():
+    source = run([attention_record(op="decode", seq=1536, rate=2000.0, device=H100["name"])], device=H100)
+    row = one(req(context=1024), "h100-sxm", source)
+    basis = next(k["basis"] for k in row["kernels"] if k["kernel"] == "attention decode")
+    assert basis.startswith("measured (near shape") and "attention/decode" in basis
+    far = one(req(context=8192), "h100-sxm", source)  # 8192 is more than 2x from 1536: the prior
+    assert next(k["basis"] for k in far["kernels"] if k["kernel"] == "attention decode").startswith("roofline")
 
 
 def test_a_cpu_run_is_refused():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parity.harness.core import llm, priors, prices, roofline, specs
+from parity.harness.core import llm, priors, prices, roofline
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import Run
 from parity.harness.reporting import project
@@ -63,13 +63,7 @@ class Source:
 
 def source_of(run: Run) -> Source:
     """The run's timed GPU records with their measured efficiency; a CPU run is refused."""
-    device = run.meta.get("device", {})
-    if device.get("backend") not in ("cuda", "rocm"):
-        raise UsageError(f"{run.path} ran on {device.get('name')} ({device.get('backend')}): only GPU runs, timed "
-                         "with device events, carry an efficiency")
-    spec = specs.match_device(device)
-    if spec is None:
-        raise UsageError(f"{run.path} ran on {device.get('name')}, which matches no spec: its efficiency cannot be carried")
+    spec = project.source_spec(run)
     gemm, attention = [], []
     for rec in run.records:
         if rec.get("status") != "ok" or rec.get("timing") == TIMING_INTERPRET or roofline.emulated_format(rec):
@@ -328,7 +322,7 @@ def html_page(rows: list[dict[str, Any]], title: str) -> str:
     for r in rows:
         if r.get("kernels"):
             parts.append(html.table(f"{r['device']}: one step on {r['gpus']} GPU(s)", kernel_rows(r)))
-    sources = sorted({r["price_source"] for r in rows if r.get("price_source")})
+    sources = sorted({r["price_source"] for r in rows if r.get("usd_per_gpu_hour") is not None})
     parts.append("<footer><h3>prices</h3><ul>" + "".join(f"<li>{escape(s)}</li>" for s in sources) + "</ul></footer>")
     parts.append(f"<script>{html.SCRIPT}</script></body></html>\n")
     return "".join(parts)

@@ -70,17 +70,24 @@ def carry_factor(source: str, target: str, cls: str | None) -> tuple[float, floa
     return factor, tgt.low / src.high, tgt.high / src.low, carried, assumed
 
 
-def project(run: Run, target, stack: str = "carry") -> pd.DataFrame:
-    if stack not in STACKS:
-        raise UsageError(f"stack must be one of {', '.join(STACKS)}")
+def source_spec(run: Run):
+    """The spec a run was measured on; a CPU run or an unknown card is refused (only GPU runs,
+    timed with device events, carry an efficiency)."""
     device = run.meta.get("device", {})
     if device.get("backend") not in ("cuda", "rocm"):
         raise UsageError(f"{run.path} ran on {device.get('name')} ({device.get('backend')}): only GPU runs, "
-                         "timed with device events, can be projected")
+                         "timed with device events, carry an efficiency to another device")
     source = specs.match_device(device)
     if source is None:
         raise UsageError(f"{run.path} ran on {device.get('name')}, which matches no spec: its efficiency "
                          "cannot be carried to another device")
+    return source
+
+
+def project(run: Run, target, stack: str = "carry") -> pd.DataFrame:
+    if stack not in STACKS:
+        raise UsageError(f"stack must be one of {', '.join(STACKS)}")
+    source = source_spec(run)
     rows = []
     for rec in run.records:
         if rec.get("status") != "ok" or rec.get("timing") == TIMING_INTERPRET:
