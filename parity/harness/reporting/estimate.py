@@ -195,6 +195,14 @@ def estimate_device(req: Request, spec, source: Source | None) -> dict[str, Any]
                        f"after the {req.reserve:.0%} reserve")
         return row
     row.update(gpus=gpus, fits=True)
+    memory = spec.figure("memory_gb")
+    if memory is not None and memory.bounds and memory.bounds[0] < capacity / 1e9:
+        # an unreleased part with a range of published capacities (MI455X: 288-432 GB): how many GPUs
+        # the lowest reading would need, so the memory argument is shown at both ends
+        low_gpus, _, _ = _least_gpus(model, req, memory.bounds[0] * 1e9, cache_tokens)
+        row["gpus_at_memory_low"] = low_gpus
+        row["note"] = (f"at the lowest published memory ({memory.bounds[0]:g} GB): "
+                       + (f"{low_gpus} GPU(s)" if low_gpus else "does not fit"))
     # Decode's attention sees the context grow by one token per output token: its mean is used.
     context = req.context + (req.output_tokens // 2 if req.phase == "decode" else 0)
     step = llm.step(model, req.phase, req.batch, context, req.dtype, gpus)
