@@ -19,6 +19,9 @@ from parity.harness.scaleout.distributed import EXIT_RANK, RankError
 from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError
 from parity.harness.core.specs import SpecError
+from parity.harness.core.llm import ModelError
+from parity.harness.core.prices import PriceError
+from parity.harness.core.priors import PriorError
 
 EXIT_USAGE = 2
 EXIT_CASES_FAILED = 1
@@ -137,10 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", help="a spec id, e.g. h200 or mi455x")
 
     p = sub.add_parser("project", help="what a run would do on another device")
-    p.add_argument("run", type=_path, help="run folder (a GPU run)")
-    p.add_argument("--to", metavar="SPEC", required=True, help="target spec id")
+    p.add_argument("run", type=_path, nargs="?", help="run folder (a GPU run)")
+    p.add_argument("--to", metavar="SPEC", help="target spec id")
     p.add_argument("--against", type=_path, metavar="RUN", help="a run measured on the target: check the projection")
-    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    p.add_argument("--format", choices=("text", "md", "csv", "json"), default="text")
+    p.add_argument("--stack", choices=("carry", "keep"), default="carry",
+                   help="carry the software stack's achieved efficiency across (default) or keep the measured one")
+    p.add_argument("--validate", action="store_true",
+                   help="no run: project every device with published figures onto every other, leaving the target out")
+
+    p = sub.add_parser("estimate", help="a model's step from its kernels: tokens/s per GPU and $/Mtok per device")
+    p.add_argument("run", type=_path, nargs="?", help="a GPU run whose measured kernels are used (optional)")
+    p.add_argument("--model", help="model id (see --list-models)")
+    p.add_argument("--list-models", action="store_true", help="the model database, with sources")
+    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
+    p.add_argument("--batch", type=int, default=1, help="sequences in the batch (default 1)")
+    p.add_argument("--context", type=int, default=2048, help="tokens of context (default 2048)")
+    p.add_argument("--output-tokens", type=int, default=0, help="decode: tokens generated after the context")
+    p.add_argument("--dtype", choices=("bf16", "fp8", "fp4"), default="bf16", help="weights (and GEMM math)")
+    p.add_argument("--tp", type=int, help="tensor-parallel GPUs (default: the least that fits)")
+    p.add_argument("--reserve", type=float, default=0.10, help="memory fraction held back for the runtime (default 0.10)")
+    p.add_argument("--to", metavar="SPEC,...", help="target spec ids (default: every spec)")
+    p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
+    p.add_argument("--out", type=_path, metavar="FILE", help="write the output to FILE (html needs one)")
 
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
@@ -156,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
-    except (UsageError, ResultsError, SpecError) as exc:
+    except (UsageError, ResultsError, SpecError, PriorError, ModelError, PriceError) as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RankError as exc:
@@ -565,9 +587,15 @@ def cmd_project(args, argv) -> int:
     from parity.harness.core import specs
     from parity.harness.core.results import read_run
 
+    if args.validate:
+        if args.run is not None or args.to or args.against:
+            raise UsageError("--validate takes no run, --to or --against: it projects the published figures")
+        return _project_validation(args)
+    if args.run is None or not args.to:
+        raise UsageError("project needs a RUN and --to SPEC (or --validate)")
     target = specs.get(args.to)
     run = read_run(args.run)
-    df = project.project(run, target)
+    df = project.project(run, target, stack=args.stack)
     if args.against is not None:
         df = project.check_against(df, read_run(args.against))
     if df.empty:
@@ -576,11 +604,100 @@ def cmd_project(args, argv) -> int:
     if args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
         return 0
+    if args.format == "json":
+        sys.stdout.write(json.dumps(project.records(df), indent=1) + "\n")
+        return 0
+    how = ("kernel efficiency kept, the stack's achieved efficiency carried across, target roofline applied"
+           if args.stack == "carry" else "measured efficiency kept, target roofline applied")
     title = (f"{run.meta.get('device', {}).get('name')} ({df['source_spec'].iloc[0]}) projected onto "
-             f"{target.name} ({target.id}, {target.status}): measured efficiency kept, target roofline applied")
+             f"{target.name} ({target.id}, {target.status}): {how}")
     text = report.render([(title, project.display_rows(df))], args.format, _console())
     if text:
         sys.stdout.write(text)
+    return 0
+
+
+def _project_validation(args) -> int:
+    from parity.harness.reporting import project, report
+
+    rows = project.validate()
+    summary = project.validation_summary(rows)
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"projections": rows, "summary": summary}, indent=1) + "\n")
+        return 0
+    if args.format == "csv":
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame(rows).to_csv(index=False))
+        return 0
+    shown = [{"op class": r["op_class"], "source": r["source"], "target": r["target"],
+              "source figure": f"{r['source_figure']:,.2f} ({r['source_stack']})",
+              "projected": f"{r['projected']:,.2f} ({r['low']:,.2f}-{r['high']:,.2f})",
+              "published": f"{r['published']:,.2f} ({r['published_min']:,.2f}-{r['published_max']:,.2f})",
+              "error": f"{r['error_pct']:+.1f} %", "in range": "yes" if r["in_range"] else "no",
+              "target prior (target left out)": r["target_prior"]} for r in rows]
+    totals = [{"op class": s["op_class"], "pairs": s["pairs"], "projections": str(s["projections"]),
+               "median |error|": f"{s['median_abs_error_pct']:.1f} %", "worst |error|": f"{s['worst_abs_error_pct']:.1f} %",
+               "in range": f"{s['in_range_pct']:.0f} %",
+               "--stack keep: median": f"{s['kept_median_abs_error_pct']:.1f} %",
+               "worst": f"{s['kept_worst_abs_error_pct']:.1f} %"} for s in summary]
+    text = report.render([("leave-one-out: every published figure projected onto every other device, the target's "
+                           "figures hidden from the priors", shown), ("errors", totals)], args.format, _console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_estimate(args, argv) -> int:
+    from parity.harness.core import llm, specs
+    from parity.harness.core.results import read_run
+    from parity.harness.reporting import estimate, report
+
+    if args.list_models:
+        rows = [{"model": m.id, "name": m.name, "layers": str(m.layers), "hidden": str(m.hidden),
+                 "heads/kv": f"{m.heads}/{m.kv_heads}", "params total": f"{m.params_total_b:g}B",
+                 "active": f"{m.params_active_b:g}B",
+                 "kind": ", ".join(k for k, v in (("MLA", m.mla), ("MoE", m.moe)) if v) or "dense, GQA",
+                 "source": "; ".join(m.source)} for m in llm.load_all().values()]
+        if args.format == "json":
+            sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+            return 0
+        text = report.render([("models", rows)], "md" if args.format == "md" else "text", _console())
+        if text:
+            sys.stdout.write(text)
+        return 0
+    if not args.model:
+        raise UsageError("estimate needs --model (see --list-models)")
+    if args.format == "html" and args.out is None:
+        raise UsageError("--format html needs --out FILE")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give a file name")
+    targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
+               else list(specs.load_all().values()))
+    if not targets:
+        raise UsageError("--to names no spec")
+    req = estimate.Request(model=args.model, phase=args.phase, batch=args.batch, context=args.context,
+                           dtype=args.dtype, output_tokens=args.output_tokens, tp=args.tp, reserve=args.reserve)
+    run = read_run(args.run) if args.run is not None else None
+    rows = estimate.estimate(req, targets, run)
+    title = (f"{llm.get(args.model).name}, {args.phase}, batch {args.batch}, context {args.context}"
+             + (f" + {args.output_tokens} output tokens" if args.output_tokens else "") + f", {args.dtype}"
+             + (f", TP {args.tp}" if args.tp else "") + (f", kernels from {args.run}" if run else ""))
+    if args.format == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    elif args.format == "html":
+        text = estimate.html_page(rows, title)
+    else:  # text goes to the console, or as markdown to --out
+        tables = [(title, estimate.display_rows(rows))]
+        tables += [(f"{r['device']}: one step on {r['gpus']} GPU(s)", estimate.kernel_rows(r)) for r in rows if r.get("kernels")]
+        text = report.render(tables, "md" if args.out is not None else args.format, _console())
+    if args.out is not None:
+        args.out.write_text(text or "", encoding="utf-8")
+        print(f"parity: estimate written to {args.out}", file=sys.stderr)
+    elif text:
+        sys.stdout.write(text)
+    if not any(r["fits"] for r in rows):
+        print("parity: estimate: fits on none of the devices asked for (see each row's note)", file=sys.stderr)
     return 0
 
 
@@ -645,4 +762,4 @@ def cmd_merge(args, argv) -> int:
 
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
             "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge,
-            "selfcheck": cmd_selfcheck, "compare": cmd_compare}
+            "selfcheck": cmd_selfcheck, "compare": cmd_compare, "estimate": cmd_estimate}
