@@ -12,7 +12,7 @@ Two kernels share the tile walk and the epilogue:
   last stride: K and N multiples of 8 (BF16) or 16 (FP8). Where they are not, `uses_tma` says why
   and the pointer kernel runs.
 - `persistent_kernel` (AMD CDNA, older NVIDIA, unaligned shapes): the same walk with pointer loads,
-  masked along K only on the last K block, with AMD's options (`matrix_instr_nonkdim`, `kpack`,
+  masked along K, with AMD's options (`matrix_instr_nonkdim`, `kpack`,
   `waves_per_eu`) in its config lists.
 
 FP8 accumulation (reference/gemm.md 5.1): `fast` lets Hopper's FP8 tensor cores sum the whole K
@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from parity.kernels.gemm.common import check_index_range, config
-from parity.kernels.launch import INTERPRET, Launcher
+from parity.kernels.launch import INTERPRET, Launcher, target
 
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
@@ -66,7 +66,7 @@ TMA_CONFIGS_HALF = {
         tma_config(128, 128, 64, 8, 4, 4),
         tma_config(128, 64, 64, 8, 4, 4),
     ],
-    "interpret": [tma_config(64, 64, 32, 4, 4, 1)],
+    "interpret": [tma_config(64, 64, 64, 4, 4, 1)],
 }
 TMA_CONFIGS_FP8_FAST = {
     "cuda": [
@@ -75,7 +75,7 @@ TMA_CONFIGS_FP8_FAST = {
         tma_config(128, 128, 128, 8, 8, 4),
         tma_config(128, 128, 128, 8, 4, 4),
     ],
-    "interpret": [tma_config(64, 64, 32, 4, 4, 1)],
+    "interpret": [tma_config(64, 64, 64, 4, 4, 1)],
 }
 # Promotion holds the fp32 sum and the partial of one K block: 128x256 over 8 warps is 256
 # registers of accumulators alone, so accurate mode stops at 128x128.
@@ -85,7 +85,7 @@ TMA_CONFIGS_FP8_ACCURATE = {
         tma_config(128, 128, 128, 8, 4, 4),
         tma_config(128, 64, 128, 8, 4, 4),
     ],
-    "interpret": [tma_config(64, 64, 32, 4, 4, 1)],
+    "interpret": [tma_config(64, 64, 64, 4, 4, 1)],
 }
 
 # Pointer kernel. "hip:gfx942": 64 KiB of LDS a CU; AMD's stream pipeliner (num_stages=2) keeps one
@@ -93,7 +93,9 @@ TMA_CONFIGS_FP8_ACCURATE = {
 # (the 256x256x64 BF16 tile needs all 64 KiB and spills). AMD's Triton guide (ROCm docs, "Triton
 # kernel performance optimization", MI300X): num_stages 2, num_warps 8 for large tiles,
 # matrix_instr_nonkdim 16, kpack 2, waves_per_eu 2 (0 for the largest tile). "hip:gfx950": 160 KiB
-# of LDS, so 256x256 fits; kpack is deprecated there (Triton forces it to 1).
+# of LDS, so 256x256 would fit, but it needs more than 256 VGPRs (spills 40-60 B in an offline
+# compile with Triton 3.9): the lead tiles are 256x128 and 128x256; kpack is deprecated there
+# (Triton forces it to 1).
 PTR_CONFIGS_HALF = {
     "cuda": [
         config(128, 256, 64, 8, 8, 3),
@@ -108,12 +110,12 @@ PTR_CONFIGS_HALF = {
         config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16, kpack=2, waves_per_eu=2),
     ],
     "hip": [
-        config(256, 256, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
-        config(256, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+        config(256, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
+        config(128, 256, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
         config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
         config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
     ],
-    "interpret": [config(32, 32, 32, 2, 4, 1)],
+    "interpret": [config(64, 64, 64, 2, 4, 1)],
 }
 PTR_CONFIGS_FP8 = {
     "cuda": [
@@ -127,11 +129,11 @@ PTR_CONFIGS_FP8 = {
         config(128, 64, 128, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
     ],
     "hip": [
-        config(256, 256, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
-        config(256, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+        config(256, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
+        config(128, 256, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
         config(128, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
     ],
-    "interpret": [config(32, 32, 32, 2, 4, 1)],
+    "interpret": [config(64, 64, 64, 2, 4, 1)],
 }
 
 
@@ -225,12 +227,12 @@ def persistent_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K, stride_am, s
                       NUM_SMS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       GROUP_M: tl.constexpr):
     """C = (A @ B) [* scales] with pointer loads, any strides. Rows of A and columns of B past M and
-    N are wrapped (never stored); K is masked only in the last K block."""
+    N are wrapped (never stored); K is masked (a branch for the last K block alone would stop the
+    software pipeliner: the loop must be one straight body)."""
     start_pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
-    k_full = K // BLOCK_K
     num_tiles = num_pid_m * num_pid_n
     num_pid_in_group = GROUP_M * num_pid_n
     offs_k = tl.arange(0, BLOCK_K)
@@ -244,13 +246,9 @@ def persistent_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K, stride_am, s
         b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for ki in range(k_tiles):
-            if ki < k_full:
-                a = tl.load(a_ptrs)
-                b = tl.load(b_ptrs)
-            else:
-                k_left = K - ki * BLOCK_K
-                a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-                b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+            k_left = K - ki * BLOCK_K
+            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
             acc = mma_step(a, b, acc, UPCAST, PROMOTE, BLOCK_K)
             a_ptrs += BLOCK_K * stride_ak
             b_ptrs += BLOCK_K * stride_bk
@@ -295,14 +293,15 @@ def _aligned(t: torch.Tensor) -> bool:
     return (outer * item) % TMA_ALIGN_BYTES == 0 and t.data_ptr() % TMA_ALIGN_BYTES == 0
 
 
-def uses_tma(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> str | None:
-    """None when the TMA kernel runs these operands; otherwise why the pointer kernel runs."""
-    if a.is_cuda and not INTERPRET:
-        if torch.version.hip:
-            return "AMD CDNA has no TMA unit: pointer loads"
-        major, _ = torch.cuda.get_device_capability(a.device)
-        if major < 9:
-            return f"sm_{major}x has no TMA unit (Hopper and later): pointer loads"
+def tma_problem(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, where: str,
+                cc_major: int | None = None) -> str | None:
+    """None when the TMA kernel can run these operands on `where` ("cuda" with compute capability
+    major `cc_major`, "hip" or "interpret"); otherwise why the pointer kernel runs. Tensors on the
+    "meta" device (address 0) stand for freshly allocated ones."""
+    if where == "hip":
+        return "AMD CDNA has no TMA unit: pointer loads"
+    if where == "cuda" and (cc_major or 0) < 9:
+        return f"compute capability {cc_major}.x has no TMA unit (Hopper and later): pointer loads"
     for name, t in (("A", a), ("B", b), ("C", out)):
         if not _aligned(t):
             return (f"{name} {tuple(t.shape)} with strides {tuple(t.stride())} is not 16-byte aligned "
@@ -310,6 +309,13 @@ def uses_tma(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> str | None:
     if out.stride(1) != 1:
         return "C is not row-major: pointer stores"
     return None
+
+
+def uses_tma(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> str | None:
+    """`tma_problem` on the device these tensors live on."""
+    where = target(a)
+    major = torch.cuda.get_device_capability(a.device)[0] if where == "cuda" else None
+    return tma_problem(a, b, out, where, major)
 
 
 def warp_specialize(t: torch.Tensor) -> bool:
