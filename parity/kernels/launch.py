@@ -34,18 +34,24 @@ def target(t: torch.Tensor) -> str:
 
 
 def arch_target(t: torch.Tensor) -> str | None:
-    """"hip:gfx942", "hip:gfx950", ...: the AMD architecture a kernel on `t` runs on, for config
-    lists that differ by architecture (LDS is 64 KiB a CU on gfx942, 160 KiB on gfx950); None elsewhere."""
-    if target(t) != "hip":
-        return None
-    return "hip:" + torch.cuda.get_device_properties(t.device).gcnArchName.split(":")[0]
+    """"hip:gfx942", "cuda:sm_90", ...: the architecture a kernel on `t` runs on, for config lists
+    that differ by architecture (LDS is 64 KiB a CU on gfx942, 160 KiB on gfx950; MXFP4 is native on
+    sm_100 and emulated, with other tiles, on sm_90); None in the interpreter."""
+    where = target(t)
+    if where == "hip":
+        return "hip:" + torch.cuda.get_device_properties(t.device).gcnArchName.split(":")[0]
+    if where == "cuda":
+        major, minor = torch.cuda.get_device_capability(t.device)
+        return f"cuda:sm_{major}{minor}"
+    return None
 
 
 class Launcher:
     """Launches one Triton kernel with the config list of the target it runs on.
 
     `configs` maps "cuda", "hip" and "interpret" to lists of `triton.Config` (and optionally an AMD
-    architecture, "hip:gfx942", to its own list, used there instead of "hip"); `key` names the kernel
+    architecture, "hip:gfx942" or "cuda:sm_90", to its own list, used there instead of "hip" or
+    "cuda"); `key` names the kernel
     arguments whose values make a new tuning problem. An explicit `cfg` (a dict of the kernel's
     meta-parameters, e.g. BLOCK_M and BLOCK_N, and optionally num_warps, num_stages) bypasses tuning.
     """
