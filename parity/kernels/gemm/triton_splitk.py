@@ -2,8 +2,8 @@
 
 At M = 1 a 128-row tile wastes 127 rows and N / BLOCK_N tiles cannot fill the GPU (24 programs on
 132 SMs at N = 6144 with 256-wide tiles). Here tiles are 16, 32 or 64 rows (the M of the MMA
-instruction: mma.sync m16 on NVIDIA, 16x16 MFMA on AMD, wgmma's m64 for 33-64 rows) and K is split
-across programs so that about two programs run per SM:
+instruction: mma.sync m16 on NVIDIA, 16x16 MFMA on AMD, wgmma's m64 for 33-64 rows; FP8 on NVIDIA
+keeps 64, see CONFIGS_FP8) and K is split across programs so that about two programs run per SM:
 
 1. `splitk_kernel`, grid (tiles, SPLIT): program (t, s) sums K in [s * k_split, (s + 1) * k_split)
    into an fp32 tile of the workspace, partials[s] (M x N).
@@ -30,12 +30,14 @@ K_GRANULE = 256  # each split's K range is a multiple of this, so of every confi
 PROGRAMS_PER_SM = 2
 
 CONFIGS_HALF = {
+    # 16 and 32 rows run on mma.sync (m16n8k16), 64 on wgmma (sm_90) or tcgen05 (sm_100). Offline
+    # compile, Triton 3.9: 64-96 registers, no spill (32x128x64 over 4 warps spilled 4 B: left out).
     "cuda": [
         config(16, 64, 128, 1, 4, 4),
         config(16, 128, 128, 1, 4, 4),
         config(32, 64, 128, 1, 4, 4),
-        config(32, 128, 64, 1, 4, 4),
         config(64, 64, 64, 1, 4, 4),
+        config(64, 128, 64, 1, 4, 4),
     ],
     # AMD's guide for skinny GEMMs: the 16x16 MFMA, 2 stages, small tiles, more waves per EU.
     "hip": [
@@ -48,12 +50,15 @@ CONFIGS_HALF = {
     "interpret": [config(16, 32, 32, 1, 4, 1)],
 }
 CONFIGS_FP8 = {
+    # NVIDIA's FP8 MMAs are wgmma (sm_90) and tcgen05 (sm_100), 64 rows at least: a 16- or 32-row
+    # tile compiles to an FP16 mma.sync after an upcast (offline compile, Triton 3.9), which would
+    # make an "FP8" record measure FP16. So FP8 tiles keep 64 rows; at decode sizes the kernel is
+    # bound by reading the weight, which split-K spreads over the SMs.
     "cuda": [
-        config(16, 64, 256, 1, 4, 4),
-        config(16, 128, 128, 1, 4, 4),
-        config(32, 64, 256, 1, 4, 4),
-        config(32, 128, 128, 1, 4, 4),
         config(64, 64, 128, 1, 4, 4),
+        config(64, 128, 128, 1, 4, 4),
+        config(64, 64, 256, 1, 4, 3),
+        config(64, 32, 256, 1, 4, 4),
     ],
     "hip": [
         config(16, 64, 256, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
