@@ -508,9 +508,12 @@ def _persistent_fp8(inputs, params):
 
 def _persistent_details(device, params) -> dict[str, Any]:
     route = persistent_route(device, params)
-    module = triton_splitk if route["kernel"] == "splitk" else triton_persistent
-    extra = {"accum": _accum(params)} if params["dtype"] == "fp8" else {}
-    return {**route, **extra, "config": module.best_config(_like(device))}
+    fp8, like = params["dtype"] == "fp8", _like(device)
+    if route["kernel"] == "splitk":
+        best = triton_splitk.best_config(like, fp8)
+    else:
+        best = triton_persistent.best_config(like, fp8, _accum(params), route["kernel"] == "persistent-tma")
+    return {**route, **({"accum": _accum(params)} if fp8 else {}), "config": best}
 
 
 def _triton_mxfp4(inputs, params):

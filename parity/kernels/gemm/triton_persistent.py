@@ -354,6 +354,8 @@ def _launch_tma(launcher, a, b, out, sa, sb, scales, promote, cfg):
 
 
 def _launch_ptr(launcher, a, b, out, sa, sb, scales, promote, cfg):
+    if cfg is not None:  # a TMA config given for operands that fell back: its tile, without TMA's keys
+        cfg = {key: v for key, v in cfg.items() if key != "EPILOGUE_SUBTILE"}
     m, k = a.shape
     n = b.shape[1]
     sms = num_sms(a)
@@ -430,9 +432,12 @@ def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale
     return out
 
 
-def best_config(like: torch.Tensor) -> str | None:
-    for launcher in (_tma_half, _tma_fp8_fast, _tma_fp8_accurate, _ptr_half, _ptr_fp8):
-        best = launcher.best_config(like)
-        if best is not None:
-            return best
-    return None
+def launcher_for(fp8: bool, accum: str = "fast", tma: bool = True) -> Launcher:
+    """The launcher (kernel and config list) a call with these settings uses."""
+    if tma:
+        return (_tma_fp8_accurate if accum == "accurate" else _tma_fp8_fast) if fp8 else _tma_half
+    return _ptr_fp8 if fp8 else _ptr_half
+
+
+def best_config(like: torch.Tensor, fp8: bool = False, accum: str = "fast", tma: bool = True) -> str | None:
+    return launcher_for(fp8, accum, tma).best_config(like)

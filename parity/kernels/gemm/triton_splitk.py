@@ -187,5 +187,5 @@ def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale
                 workspace, split, cfg)
 
 
-def best_config(like: torch.Tensor) -> str | None:
-    return _half.best_config(like) or _fp8.best_config(like)
+def best_config(like: torch.Tensor, fp8: bool = False) -> str | None:
+    return (_fp8 if fp8 else _half).best_config(like)
