@@ -56,8 +56,8 @@ CONFIGS = {
 # Accurate mode (promotion): the configs of CONFIGS that do not spill with a second accumulator.
 CONFIGS_ACCURATE = {
     "cuda": [
-        config(256, 128, 128, 8, 8, 3),
-        config(128, 128, 128, 8, 8, 4),
+        config(128, 128, 128, 8, 8, 4),  # 164 registers
+        config(256, 128, 128, 8, 8, 3),  # 255 registers, no spill
         config(128, 128, 128, 8, 4, 4),
         config(128, 64, 64, 8, 4, 4),
         config(64, 128, 64, 8, 4, 4),
