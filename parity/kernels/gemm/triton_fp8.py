@@ -72,15 +72,10 @@ _launch = Launcher(triton_gemm.matmul_kernel, CONFIGS, key=triton_gemm.TUNING_KE
 _launch_accurate = Launcher(triton_gemm.matmul_kernel, CONFIGS_ACCURATE, key=triton_gemm.TUNING_KEY)
 
 
-def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
-                  out: torch.Tensor | None = None, out_dtype: torch.dtype = torch.bfloat16, cfg=None,
-                  accum: str = "accurate") -> torch.Tensor:
-    """out = (a @ b) * scale_a * scale_b for FP8 a (M, K), b (K, N) of one FP8 family; `accum` is
-    "accurate" (promote each K block) or "fast" (module docstring).
-
-    Scales are fp32: both with one element (tensor-wise), or scale_a with M and scale_b with N
-    elements (row-wise: shaped (M, 1) and (1, N) as for `torch._scaled_mm`, or flat).
-    """
+def check_scaled(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+                 accum: str) -> int:
+    """Refuse what no FP8 kernel here computes; the SCALES mode (tensor- or row-wise) of the scales.
+    Shared by every Triton FP8 GEMM (this one, `triton_persistent`, `triton_splitk`)."""
     if accum not in ACCUM_MODES:
         raise ValueError(f"accum must be one of {ACCUM_MODES}, got {accum!r}")
     triton_gemm.check_operands(a, b, FP8_DTYPES, "scaled_matmul takes FP8 operands")
@@ -96,6 +91,20 @@ def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale
                          f"(1 and 1) nor row-wise ({m} and {n}) scaling")
     if scale_a.dtype != torch.float32 or scale_b.dtype != torch.float32:
         raise ValueError("scales must be fp32")
+    return scales
+
+
+def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+                  out: torch.Tensor | None = None, out_dtype: torch.dtype = torch.bfloat16, cfg=None,
+                  accum: str = "accurate") -> torch.Tensor:
+    """out = (a @ b) * scale_a * scale_b for FP8 a (M, K), b (K, N) of one FP8 family; `accum` is
+    "accurate" (promote each K block) or "fast" (module docstring).
+
+    Scales are fp32: both with one element (tensor-wise), or scale_a with M and scale_b with N
+    elements (row-wise: shaped (M, 1) and (1, N) as for `torch._scaled_mm`, or flat).
+    """
+    scales = check_scaled(a, b, scale_a, scale_b, accum)
+    m, n = a.shape[0], b.shape[1]
     if out is None:
         out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     promote = accum == "accurate"

@@ -32,12 +32,12 @@ import torch
 import triton
 import triton.language as tl
 
+from parity.kernels.gemm import triton_fp8
 from parity.kernels.gemm.common import check_index_range, config
+from parity.kernels.gemm.triton_gemm import NO_SCALES, check_operands
 from parity.kernels.launch import INTERPRET, Launcher, target
 
 HALF_DTYPES = (torch.bfloat16, torch.float16)
-FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
-NO_SCALES, TENSOR_SCALES, ROW_SCALES = 0, 1, 2
 TMA_ALIGN_BYTES = 16  # cuTensorMapEncodeTiled: global address and every stride but the last
 
 
@@ -96,6 +96,17 @@ TMA_CONFIGS_FP8_ACCURATE = {
 # of LDS, so 256x256 would fit, but it needs more than 256 VGPRs (spills 40-60 B in an offline
 # compile with Triton 3.9): the lead tiles are 256x128 and 128x256; kpack is deprecated there
 # (Triton forces it to 1).
+def _with_kpack(configs: list[triton.Config], kpack: int) -> list[triton.Config]:
+    return [triton.Config({**c.kwargs, "kpack": kpack}, num_warps=c.num_warps, num_stages=c.num_stages)
+            for c in configs]
+
+
+_CDNA_HALF = [
+    config(256, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
+    config(128, 256, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
+    config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+    config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+]
 PTR_CONFIGS_HALF = {
     "cuda": [
         config(128, 256, 64, 8, 8, 3),
@@ -103,18 +114,8 @@ PTR_CONFIGS_HALF = {
         config(128, 128, 32, 8, 4, 4),
         config(64, 128, 32, 8, 4, 4),
     ],
-    "hip:gfx942": [
-        config(256, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, kpack=2, waves_per_eu=0),
-        config(128, 256, 64, 4, 8, 2, matrix_instr_nonkdim=16, kpack=2, waves_per_eu=0),
-        config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, kpack=2, waves_per_eu=2),
-        config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16, kpack=2, waves_per_eu=2),
-    ],
-    "hip": [
-        config(256, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
-        config(128, 256, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
-        config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
-        config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
-    ],
+    "hip:gfx942": _with_kpack(_CDNA_HALF, 2),  # the guide's kpack for 16-bit operands on MI300
+    "hip": _CDNA_HALF,
     "interpret": [config(64, 64, 64, 2, 4, 1)],
 }
 PTR_CONFIGS_FP8 = {
@@ -123,15 +124,12 @@ PTR_CONFIGS_FP8 = {
         config(128, 64, 128, 8, 4, 4),
         config(64, 128, 128, 8, 4, 4),
     ],
-    "hip:gfx942": [
-        config(256, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
-        config(128, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
-        config(128, 64, 128, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
-    ],
+    # (BM + BN) * BK = 48 KiB at most: fits gfx942's LDS as well as gfx950's
     "hip": [
         config(256, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
         config(128, 256, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=0),
         config(128, 128, 128, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+        config(128, 64, 128, 4, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
     ],
     "interpret": [config(64, 64, 64, 2, 4, 1)],
 }
@@ -365,13 +363,6 @@ def _launch_ptr(launcher, a, b, out, sa, sb, scales, promote, cfg):
              like=a, cfg=cfg)
 
 
-def check_operands(a, b, dtypes, what):
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
-    if a.dtype not in dtypes or b.dtype not in dtypes:
-        raise ValueError(f"{what}, got {a.dtype} and {b.dtype}")
-
-
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, cfg=None,
            tma: bool | None = None) -> torch.Tensor:
     """out = a @ b for bf16 or fp16 a (M, K), b (K, N) of one dtype, any strides.
@@ -390,36 +381,12 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, cf
     return out
 
 
-def fp8_scales(a, b, scale_a, scale_b) -> int:
-    m, n = a.shape[0], b.shape[1]
-    if scale_a.dtype != torch.float32 or scale_b.dtype != torch.float32:
-        raise ValueError("scales must be fp32")
-    if scale_a.numel() == 1 and scale_b.numel() == 1:
-        return TENSOR_SCALES
-    if scale_a.numel() == m and scale_b.numel() == n:
-        return ROW_SCALES
-    raise ValueError(f"scales of {scale_a.numel()} and {scale_b.numel()} elements fit neither tensor-wise "
-                     f"(1 and 1) nor row-wise ({m} and {n}) scaling")
-
-
-def check_fp8(a, b, scale_a, scale_b) -> int:
-    check_operands(a, b, FP8_DTYPES, "scaled_matmul takes FP8 operands")
-    if ("fnuz" in str(a.dtype)) != ("fnuz" in str(b.dtype)):
-        raise ValueError(f"operands mix OCP and FNUZ FP8: {a.dtype} and {b.dtype}")
-    return fp8_scales(a, b, scale_a, scale_b)
-
-
-ACCUM_MODES = ("fast", "accurate")
-
-
 def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
                   out: torch.Tensor | None = None, accum: str = "fast", out_dtype: torch.dtype = torch.bfloat16,
                   cfg=None, tma: bool | None = None) -> torch.Tensor:
     """out = (a @ b) * scale_a * scale_b for FP8 a (M, K), b (K, N); fp32 scales, tensor-wise (one
     element each) or row-wise (M and N elements). `accum`: "fast" or "accurate" (module docstring)."""
-    if accum not in ACCUM_MODES:
-        raise ValueError(f"accum must be one of {ACCUM_MODES}, got {accum!r}")
-    scales = check_fp8(a, b, scale_a, scale_b)
+    scales = triton_fp8.check_scaled(a, b, scale_a, scale_b, accum)
     if out is None:
         out = torch.empty((a.shape[0], b.shape[1]), dtype=out_dtype, device=a.device)
     check_index_range(a=a, b=b, out=out)

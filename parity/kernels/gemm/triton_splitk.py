@@ -20,8 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.gemm import triton_persistent
+from parity.kernels.gemm import triton_fp8, triton_persistent
 from parity.kernels.gemm.common import check_index_range, config, grouped_tile
+from parity.kernels.gemm.triton_gemm import NO_SCALES, check_operands
 from parity.kernels.gemm.triton_persistent import mma_step, scale_tile
 from parity.kernels.launch import INTERPRET, Launcher
 
@@ -166,21 +167,19 @@ def _run(launcher, a, b, out, sa, sb, scales, promote, ws, split, cfg):
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, workspace: torch.Tensor | None = None,
            split: int | None = None, cfg=None) -> torch.Tensor:
     """out = a @ b for bf16/fp16 a (M, K), b (K, N), any strides; meant for M <= MAX_M."""
-    triton_persistent.check_operands(a, b, triton_persistent.HALF_DTYPES, "matmul takes bf16 or fp16 operands")
+    check_operands(a, b, triton_persistent.HALF_DTYPES, "matmul takes bf16 or fp16 operands")
     if a.dtype != b.dtype:
         raise ValueError(f"matmul takes operands of one dtype, got {a.dtype} and {b.dtype}")
     if out is None:
         out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
-    return _run(_half, a, b, out, None, None, triton_persistent.NO_SCALES, False, workspace, split, cfg)
+    return _run(_half, a, b, out, None, None, NO_SCALES, False, workspace, split, cfg)
 
 
 def scaled_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
                   out: torch.Tensor | None = None, accum: str = "fast", workspace: torch.Tensor | None = None,
                   split: int | None = None, out_dtype: torch.dtype = torch.bfloat16, cfg=None) -> torch.Tensor:
     """out = (a @ b) * scale_a * scale_b for FP8 a, b (as `triton_persistent.scaled_matmul`)."""
-    if accum not in triton_persistent.ACCUM_MODES:
-        raise ValueError(f"accum must be one of {triton_persistent.ACCUM_MODES}, got {accum!r}")
-    scales = triton_persistent.check_fp8(a, b, scale_a, scale_b)
+    scales = triton_fp8.check_scaled(a, b, scale_a, scale_b, accum)
     if out is None:
         out = torch.empty((a.shape[0], b.shape[1]), dtype=out_dtype, device=a.device)
     return _run(_fp8, a, b, out, scale_a.contiguous(), scale_b.contiguous(), scales, accum == "accurate",
