@@ -348,6 +348,36 @@ def test_accurate_fp8_lists_leave_out_the_spilling_tiles():
         assert kw["BLOCK_M"] * kw["BLOCK_N"] <= 128 * 128 or cfg.num_warps == 8
 
 
+# --- on a GPU: the autotuned lists, the real SM count, against torch -----------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m, n, k", [(1, 6144, 4096), (48, 4096, 4096), (1000, 1024, 1000), (2048, 2048, 2048)])
+def test_gpu_persistent_bf16_autotuned_against_torch(m, n, k):
+    a = torch.randn(m, k, device="cuda").bfloat16()
+    b = torch.randn(n, k, device="cuda").bfloat16().t()
+    mine = (sk.matmul(a, b) if m <= sk.MAX_M else tp.matmul(a, b)).float()
+    theirs = (a.float() @ b.float())
+    assert float((mine - theirs).abs().max()) <= 0.02 * float(theirs.abs().max())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 2048])
+@pytest.mark.parametrize("accum", ["fast", "accurate"])
+def test_gpu_persistent_fp8_against_scaled_mm_in_the_same_mode(m, accum):
+    from parity.harness.core import capability
+    from parity.harness.core.device import detect
+
+    e4m3, _ = capability.torch_fp8_dtypes(detect())
+    a32, w32 = torch.randn(m, 4096, device="cuda"), torch.randn(2048, 4096, device="cuda")
+    qa, sa = quant.quantize_fp8(a32, e4m3, "row")
+    qw, sw = quant.quantize_fp8(w32, e4m3, "row")
+    run = sk.scaled_matmul if m <= sk.MAX_M else tp.scaled_matmul
+    mine = run(qa, qw.t(), sa, sw.reshape(1, -1), accum=accum).float()
+    theirs = torch_gemm.scaled_mm(qa, qw.t(), sa, sw.reshape(1, -1), fast_accum=accum == "fast").float()
+    assert float((mine - theirs).abs().max()) <= 0.02 * float(theirs.abs().max())
+
+
 # --- offline compile of the lead configs ------------------------------------------------------------------
 
 AOT = r"""
