@@ -130,7 +130,7 @@ def _shapes(preset: str, device, shapes) -> list[tuple[tuple[int, int, int], dic
     raise UsageError(f"suite {NAME} has no preset {preset!r}")
 
 
-def _variants(preset: str, dtype: str, tags: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+def _variants(preset: str, dtype: str, tags: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
     """(layout, scaling, accum): every layout for BF16 (FP16 in `full`) on square and user shapes,
     the weight layout for model shapes and elsewhere; FP8 tensor-wise and row-wise, each with fast
     and accurate accumulation (mamf: tensor-wise and accurate, as mamf-finder)."""
