@@ -12,7 +12,8 @@ from parity.harness import cli
 from parity.harness.core.results import MEASUREMENTS_FILE, read_records
 from test_cli import assert_one_error_line, no_gpu, parity
 
-GEMM_CASES = 28  # smoke: 2 shapes x (bf16 3 layouts + fp16 + fp8 tensor/row + mxfp4) x 2 impls
+GEMM_CASES = 52  # smoke, 2 shapes x: (bf16 3 layouts + fp16) x 3 impls + fp8 (tensor/row x fast/accurate) x 3 impls
+# + mxfp4 x 2 impls (triton, triton-persistent and torch for BF16/FP16 and FP8)
 
 RUNS = {
     "smoke": ["run", "gemm", "--preset", "smoke", "--time-cap-s", "0.05", "--out", "{x}"],

@@ -33,10 +33,25 @@ def target(t: torch.Tensor) -> str:
     return "hip" if torch.version.hip else "cuda"
 
 
+def arch_target(t: torch.Tensor) -> str | None:
+    """"hip:gfx942", "cuda:sm_90", ...: the architecture a kernel on `t` runs on, for config lists
+    that differ by architecture (LDS is 64 KiB a CU on gfx942, 160 KiB on gfx950; MXFP4 is native on
+    sm_100 and emulated, with other tiles, on sm_90); None in the interpreter."""
+    where = target(t)
+    if where == "hip":
+        return "hip:" + torch.cuda.get_device_properties(t.device).gcnArchName.split(":")[0]
+    if where == "cuda":
+        major, minor = torch.cuda.get_device_capability(t.device)
+        return f"cuda:sm_{major}{minor}"
+    return None
+
+
 class Launcher:
     """Launches one Triton kernel with the config list of the target it runs on.
 
-    `configs` maps "cuda", "hip" and "interpret" to lists of `triton.Config`; `key` names the kernel
+    `configs` maps "cuda", "hip" and "interpret" to lists of `triton.Config` (and optionally an AMD
+    architecture, "hip:gfx942" or "cuda:sm_90", to its own list, used there instead of "hip" or
+    "cuda"); `key` names the kernel
     arguments whose values make a new tuning problem. An explicit `cfg` (a dict of the kernel's
     meta-parameters, e.g. BLOCK_M and BLOCK_N, and optionally num_warps, num_stages) bypasses tuning.
     """
@@ -54,9 +69,14 @@ class Launcher:
                                   if len(configs) > 1 else None)
         return self._tuned[where]
 
+    def list_for(self, like: torch.Tensor) -> str:
+        """The key of the config list a kernel on `like` uses."""
+        arch = arch_target(like)
+        return arch if arch in self.configs else target(like)
+
     def __call__(self, grid: Callable[[Mapping[str, Any]], tuple[int, ...]], *args,
                  like: torch.Tensor, cfg: Mapping[str, Any] | None = None, **kwargs) -> None:
-        where = target(like)
+        where = self.list_for(like)
         if cfg is None and self._for_target(where) is not None:
             self._for_target(where)[grid](*args, **kwargs)
             return
@@ -70,7 +90,7 @@ class Launcher:
         """The config the autotuner chose last on `like`'s target, or on the one target this process
         has tuned for (None before tuning, or where nothing is tuned)."""
         if like is not None:
-            tuned = self._tuned.get(target(like))
+            tuned = self._tuned.get(self.list_for(like))
         else:
             tuned = next((t for t in self._tuned.values() if t is not None), None)
         best = getattr(tuned, "best_config", None)

@@ -27,7 +27,8 @@ import torch
 
 from parity.harness.core import capability, roofline
 from parity.harness.core.model import TIMING_INTERPRET, Case, Check, Impl, Op, Suite, UsageError, Work
-from parity.kernels.gemm import quant, torch_gemm, triton_fp8, triton_gemm, triton_mxfp4
+from parity.kernels.gemm import (quant, torch_gemm, triton_fp8, triton_gemm, triton_mxfp4, triton_persistent,
+                                 triton_splitk)
 from parity.kernels.versions import TORCH_VERSION
 
 NAME = "gemm"
@@ -38,6 +39,12 @@ OP_OF = {"bf16": "gemm", "fp16": "gemm", "fp8": "gemm_fp8", "mxfp4": "gemm_mxfp4
 LAYOUTS = ("NN", "NT", "TN")
 WEIGHT_LAYOUT = "NT"
 FP8_SCALINGS = ("tensor", "row")
+# FP8 accumulation, in like-for-like pairs: "fast" (Hopper's tensor cores sum the whole K loop in
+# their reduced-precision accumulator; torch: `_scaled_mm(use_fast_accum=True)`) and "accurate"
+# (each K block's sum promoted to fp32; torch: `use_fast_accum=False`). Each record's params say
+# which (`accum`); torch's records also name the flag (`use_fast_accum` in the details).
+FP8_ACCUMS = ("fast", "accurate")
+MAMF_FP8_ACCUM = "accurate"  # mamf-finder calls _scaled_mm with its default, use_fast_accum=False
 MX_SCALING = "block32"
 MEMORY_FRACTION = 0.8  # of device memory, for the operands, the output and the fp32 reference
 
@@ -123,17 +130,19 @@ def _shapes(preset: str, device, shapes) -> list[tuple[tuple[int, int, int], dic
     raise UsageError(f"suite {NAME} has no preset {preset!r}")
 
 
-def _variants(preset: str, dtype: str, tags: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-    """(layout, scaling) pairs: every layout for BF16 (FP16 in `full`) on square and user shapes,
-    the weight layout for model shapes and elsewhere; FP8 tensor-wise and row-wise (mamf:
-    tensor-wise, as mamf-finder)."""
+def _variants(preset: str, dtype: str, tags: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """(layout, scaling, accum): every layout for BF16 (FP16 in `full`) on square and user shapes,
+    the weight layout for model shapes and elsewhere; FP8 tensor-wise and row-wise, each with fast
+    and accurate accumulation (mamf: tensor-wise and accurate, as mamf-finder)."""
     if dtype in HALF:
         every = preset in ("smoke", "quick", "full") if dtype == "bf16" else preset == "full"
         every = every and "model" not in tags
-        return [(layout, None) for layout in (LAYOUTS if every else (WEIGHT_LAYOUT,))]
+        return [(layout, None, None) for layout in (LAYOUTS if every else (WEIGHT_LAYOUT,))]
     if dtype == "fp8":
-        return [(WEIGHT_LAYOUT, s) for s in (("tensor",) if preset == "mamf" else FP8_SCALINGS)]
-    return [(WEIGHT_LAYOUT, MX_SCALING)]
+        if preset == "mamf":
+            return [(WEIGHT_LAYOUT, "tensor", MAMF_FP8_ACCUM)]
+        return [(WEIGHT_LAYOUT, s, accum) for s in FP8_SCALINGS for accum in FP8_ACCUMS]
+    return [(WEIGHT_LAYOUT, MX_SCALING, None)]
 
 
 def fp8_dtype_name(device) -> str | None:
@@ -148,10 +157,12 @@ def params_for(preset: str, device, dtypes, sizes, shapes=None) -> list[tuple[st
         if preset == "mamf" and dtype == "mxfp4" and not capability.fp4_hardware(device.backend, device.arch):
             continue  # an emulated format has no maximum of its own to find
         for (m, n, k), tags in _shapes(preset, device, shapes):
-            for layout, scaling in _variants(preset, dtype, tags):
+            for layout, scaling, accum in _variants(preset, dtype, tags):
                 params: dict[str, Any] = {"m": m, "n": n, "k": k, "dtype": dtype, "layout": layout}
                 if scaling:
                     params["scaling"] = scaling
+                if accum:
+                    params["accum"] = accum
                 if dtype == "fp8":
                     params["fp8_dtype"] = fp8_dtype_name(device)
                 out.append((OP_OF[dtype], {**params, **tags}))
@@ -295,8 +306,9 @@ def _tolerance(params: Mapping[str, Any], output: torch.Tensor) -> dict[str, flo
     - FP8 on Ada/Hopper tensor cores: each instruction of 32 products adds to its accumulator with
       about 14 bits (u = 2^-13, DeepSeek-V3, arXiv 2412.19437, section 3.3.2), twice per instruction
       (aligning the products, adding them), over at most 128 products before the sum is promoted
-      to fp32 (both our Triton kernel and `_scaled_mm(use_fast_accum=False)`): a worst-case
-      2 * (128 / 32) * 2^-13 of sum|a_ik b_kj| on top.
+      to fp32 (the accurate mode: our Triton kernels and `_scaled_mm(use_fast_accum=False)`): a
+      worst-case 2 * (128 / 32) * 2^-13 of sum|a_ik b_kj| on top; in the fast mode nothing is
+      promoted, so over all K products: 2 * (K / 32) * 2^-13.
     - the output's rounding: eps(out) * |c| (eps, not eps/2, so truncating conversions are
       covered), plus 4 fp32 roundings for FP8's scale multiplications.
     """
@@ -306,7 +318,8 @@ def _tolerance(params: Mapping[str, Any], output: torch.Tensor) -> dict[str, flo
     if params["dtype"] == "fp8":
         out_rtol += 4 * U32
         if _reduced_precision_fp8(output):
-            acc += 2 * (min(k, FP8_PROMOTION_K) / FP8_MMA_K) * HOPPER_FP8_U
+            summed = k if params.get("accum") == "fast" else min(k, FP8_PROMOTION_K)
+            acc += 2 * (summed / FP8_MMA_K) * HOPPER_FP8_U
     return {"lambda": LAMBDA, "acc_rtol_of_norms": acc, "out_rtol": out_rtol}
 
 
@@ -415,14 +428,92 @@ def _torch_half(inputs, params):
     return lambda: torch_gemm.matmul(a, b, out)
 
 
+def _accum(params) -> str:
+    return params.get("accum", "accurate")  # records from before the pairs were accurate
+
+
 def _triton_fp8(inputs, params):
-    x = inputs
-    return lambda: triton_fp8.scaled_matmul(x["a"], x["b"], x["scale_a"], x["scale_b"], x["out"])
+    x, accum = inputs, _accum(params)
+    return lambda: triton_fp8.scaled_matmul(x["a"], x["b"], x["scale_a"], x["scale_b"], x["out"], accum=accum)
 
 
 def _torch_fp8(inputs, params):
-    x = inputs
-    return lambda: torch_gemm.scaled_mm(x["a"], x["b"], x["scale_a"], x["scale_b"], out_dtype=torch.bfloat16)
+    x, fast = inputs, _accum(params) == "fast"
+    return lambda: torch_gemm.scaled_mm(x["a"], x["b"], x["scale_a"], x["scale_b"], out_dtype=torch.bfloat16,
+                                        fast_accum=fast)
+
+
+def _torch_fp8_details(device, params) -> dict[str, Any]:
+    return {"accum": _accum(params), "use_fast_accum": _accum(params) == "fast"}
+
+
+def _triton_fp8_details(device, params) -> dict[str, Any]:
+    like = _like(device)
+    return {"accum": _accum(params), "config": triton_fp8.best_config(like, _accum(params))}
+
+
+# The persistent implementations: the TMA kernel on Hopper and Blackwell where the operands are
+# 16-byte aligned, the pointer kernel elsewhere, and for M <= triton_splitk.MAX_M (decode) split-K
+# with 16- and 32-row tiles. Which one ran, and why, is in the record's details.
+
+
+def _like(device) -> torch.Tensor:
+    return torch.empty(0, device=_torch_device(device))
+
+
+def _stored(rows: int, cols: int, transposed: bool, dtype: torch.dtype) -> torch.Tensor:
+    """A meta tensor with the strides an operand of the suite's layout has: (rows, cols), stored
+    row-major or, when `transposed`, as its contiguous transpose."""
+    strides = (1, rows) if transposed else (cols, 1)
+    return torch.empty_strided((rows, cols), strides, dtype=dtype, device="meta")
+
+
+def persistent_route(device, params) -> dict[str, Any]:
+    """Which kernel the persistent implementation runs on this case, and why."""
+    m, n, k = params["m"], params["n"], params["k"]
+    if m <= triton_splitk.MAX_M:
+        return {"kernel": "splitk", "why": f"M = {m} <= {triton_splitk.MAX_M}: split-K with small-M tiles",
+                "split_k": triton_splitk.plan(m, n, k, device.multiprocessors if device.is_gpu
+                                              else triton_persistent.INTERPRET_SMS)[0]}
+    if params["dtype"] in HALF:
+        dt = HALF[params["dtype"]]
+    else:
+        dt = getattr(torch, params.get("fp8_dtype") or "float8_e4m3fn")
+    layout = params["layout"]
+    a = _stored(m, k, layout[0] == "T", dt)
+    b = _stored(k, n, layout[1] == "T", dt)
+    out = _stored(m, n, False, HALF.get(params["dtype"], torch.bfloat16))
+    where = "interpret" if device.interpreter else ("hip" if device.backend == "rocm" else "cuda")
+    major = int(device.arch.removeprefix("sm_")) // 10 if where == "cuda" and device.arch.startswith("sm_") else None
+    problem = triton_persistent.tma_problem(a, b, out, where, major)
+    return {"kernel": "persistent-pointer" if problem else "persistent-tma", "why": problem or "TMA descriptors"}
+
+
+def _persistent_half(inputs, params):
+    a, b, out = inputs["a"], inputs["b"], inputs["out"]
+    if params["m"] <= triton_splitk.MAX_M:
+        ws = triton_splitk.workspace(params["m"], params["n"], params["k"], a)
+        return lambda: triton_splitk.matmul(a, b, out, workspace=ws)
+    return lambda: triton_persistent.matmul(a, b, out)
+
+
+def _persistent_fp8(inputs, params):
+    x, accum = inputs, _accum(params)
+    if params["m"] <= triton_splitk.MAX_M:
+        ws = triton_splitk.workspace(params["m"], params["n"], params["k"], x["a"])
+        return lambda: triton_splitk.scaled_matmul(x["a"], x["b"], x["scale_a"], x["scale_b"], x["out"], accum=accum,
+                                                   workspace=ws)
+    return lambda: triton_persistent.scaled_matmul(x["a"], x["b"], x["scale_a"], x["scale_b"], x["out"], accum=accum)
+
+
+def _persistent_details(device, params) -> dict[str, Any]:
+    route = persistent_route(device, params)
+    fp8, like = params["dtype"] == "fp8", _like(device)
+    if route["kernel"] == "splitk":
+        best = triton_splitk.best_config(like, fp8)
+    else:
+        best = triton_persistent.best_config(like, fp8, _accum(params), route["kernel"] == "persistent-tma")
+    return {**route, **({"accum": _accum(params)} if fp8 else {}), "config": best}
 
 
 def _triton_mxfp4(inputs, params):
@@ -455,7 +546,7 @@ def mamf_followup(records: list[dict[str, Any]], device) -> list[Case]:
                 or rec.get("timing") == TIMING_INTERPRET:
             continue
         _, tflops = roofline.rates(rec.get("work") or {}, median * 1e-3)
-        group = (rec["op"], rec["impl"], params["dtype"], params.get("scaling"))
+        group = (rec["op"], rec["impl"], params["dtype"], params.get("scaling"), params.get("accum"))
         if group not in best or tflops > best[group][0]:
             best[group] = (tflops, rec)
     return [Case(NAME, rec["op"], rec["impl"], {**rec["params"], "mamf": "retime"}, policy=MAMF_RETIME_POLICY)
@@ -474,8 +565,14 @@ OPS = (
 IMPLS = (
     Impl("triton", "gemm", "triton", _triton_half, _supports("bf16", "triton"), _path("bf16", "triton")),
     Impl("torch", "gemm", "torch", _torch_half, _supports("bf16", "torch"), _path("bf16", "torch")),
-    Impl("triton", "gemm_fp8", "triton", _triton_fp8, _supports("fp8", "triton"), _path("fp8", "triton")),
-    Impl("torch", "gemm_fp8", "torch", _torch_fp8, _supports("fp8", "torch"), _path("fp8", "torch")),
+    Impl("triton-persistent", "gemm", "triton", _persistent_half, _supports("bf16", "triton"), _path("bf16", "triton"),
+         details=_persistent_details),
+    Impl("triton", "gemm_fp8", "triton", _triton_fp8, _supports("fp8", "triton"), _path("fp8", "triton"),
+         details=_triton_fp8_details),
+    Impl("triton-persistent", "gemm_fp8", "triton", _persistent_fp8, _supports("fp8", "triton"),
+         _path("fp8", "triton"), details=_persistent_details),
+    Impl("torch", "gemm_fp8", "torch", _torch_fp8, _supports("fp8", "torch"), _path("fp8", "torch"),
+         details=_torch_fp8_details),
     Impl("triton", "gemm_mxfp4", "triton", _triton_mxfp4, _supports("mxfp4", "triton"), _path("mxfp4", "triton")),
     Impl("torch", "gemm_mxfp4", "torch", _torch_mxfp4, _supports("mxfp4", "torch"), _path("mxfp4", "torch")),
 )

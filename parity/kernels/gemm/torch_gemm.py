@@ -7,7 +7,8 @@ Facts these calls rely on (reference/gemm.md, section 5.1):
   (M, 1) and (1, N) (row-wise). Before torch 2.5 the scales were keyword arguments and the call
   returned (out, amax).
 - `use_fast_accum=False`: on Hopper the tensor cores' reduced-precision sums are promoted to fp32,
-  as the Triton FP8 kernel does; a no-op on AMD, whose MFMA accumulates in fp32.
+  as the Triton FP8 kernels' accurate mode does; `True` leaves them unpromoted (their fast mode);
+  a no-op on AMD, whose MFMA accumulates in fp32.
 - MX: `scaled_mm(..., BlockWise1x32 ...)` takes `float4_e2m1fn_x2` operands and `float8_e8m0fnu`
   scales. cuBLAS wants the scales swizzled (SWIZZLE_32_4_4, the layout `to_blocked` makes), hipBLASLt
   forbids a swizzle.
@@ -25,12 +26,13 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
-              out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """(a @ b) * scale_a * scale_b in `out_dtype`, for FP8 a (row-major) and b (column-major)."""
+              out_dtype: torch.dtype = torch.bfloat16, fast_accum: bool = False) -> torch.Tensor:
+    """(a @ b) * scale_a * scale_b in `out_dtype`, for FP8 a (row-major) and b (column-major);
+    `fast_accum` is `use_fast_accum` (Hopper: the whole K loop in the tensor cores' accumulator)."""
     if TORCH_VERSION >= (2, 5):
-        return torch._scaled_mm(a, b, scale_a, scale_b, out_dtype=out_dtype, use_fast_accum=False)
+        return torch._scaled_mm(a, b, scale_a, scale_b, out_dtype=out_dtype, use_fast_accum=fast_accum)
     out, _ = torch._scaled_mm(a, b, out_dtype=out_dtype, scale_a=scale_a, scale_b=scale_b,  # torch < 2.5
-                              use_fast_accum=False)
+                              use_fast_accum=fast_accum)
     return out
 
 
