@@ -286,6 +286,9 @@ def cmd_run(args, argv) -> int:
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                           ranks=args.ranks, shapes=shapes)
+    unmatched = runner.unmatched_note(device, runner.Flush(device) if device.is_gpu else None)
+    if unmatched:  # also in run.json's spec_note
+        print(f"parity: warning: {unmatched}", file=sys.stderr)
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one

@@ -117,7 +117,7 @@ class Flush:
 
     def __init__(self, device):
         self.device = device
-        self.bytes = flush_bytes(device.llc_bytes)
+        self.bytes = flush_bytes(device.llc_bytes, spec_known=getattr(device, "spec_id", None) is not None)
         self._buffer = None
 
     def buffer(self):
@@ -223,8 +223,18 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> 
         "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
                    for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
         "flush_bytes": flush.bytes if flush else None,  # None: no device, nothing is flushed
+        "spec_note": unmatched_note(device, flush),
         "settle_s": telemetry.settle_seconds(plan.settle_s, device),
     }
+
+
+def unmatched_note(device, flush: Flush | None) -> str | None:
+    """What a run on a GPU that matches no spec must say: no % of spec, and the flush it got."""
+    if not device.is_gpu or device.spec_id is not None:
+        return None
+    why = getattr(device, "spec_note", None) or f"no spec matches {device.name}"
+    flushed = f"; cold samples are flushed with {flush.bytes >> 20} MiB" if flush else ""
+    return f"{why}: no % of spec in its tables{flushed}"
 
 
 def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
