@@ -157,7 +157,7 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
 def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     """The collective suites once across all GPUs: `parity run` starts and watches the ranks."""
     args = ["--resume", str(part)] if (part / MEASUREMENTS_FILE).exists() else \
-        [*distributed.plan_args(plan), "--out", str(part)] + (["--ranks", str(plan.ranks)] if plan.ranks else [])
+        [*distributed.plan_args(plan), "--out", str(part)]
     log_path = part.with_suffix(".log")
     with log_path.open("a") as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
