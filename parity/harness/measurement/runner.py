@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from parity.harness.core import device as device_mod
-from parity.harness.core import provenance, registry
+from parity.harness.core import provenance, registry, runlock
 from parity.harness.measurement import telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.measurement.timing import Policy, flush_bytes, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
@@ -250,10 +250,20 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
             progress: Callable[[int, int, Case, Measurement | None], None] | None = None,
             case_runner: Callable[..., Measurement] | None = None) -> Outcome:
-    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case.
+    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case,
+    as the folder's only writer (runlock.py: a second one is refused with one line).
 
     `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
     collective cases in step with the other ranks through it (distributed.Leader)."""
+    with runlock.hold(out_dir, "resume" if resume else "run"):
+        if not resume and (out_dir / MEASUREMENTS_FILE).exists() and (out_dir / MEASUREMENTS_FILE).stat().st_size:
+            # checked again under the lock: a writer that finished just before we took it
+            raise UsageError(f"{out_dir} already holds a run: use --resume {out_dir}, or another --out")
+        return _execute(plan, device, out_dir, command, resume, progress, case_runner)
+
+
+def _execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool,
+             progress, case_runner) -> Outcome:
     device_mod.use(device)  # the cases run in this process: its GPU becomes current here, not at detection
     flush = Flush(device) if device.is_gpu else None
     if resume:

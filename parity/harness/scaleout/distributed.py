@@ -456,7 +456,10 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
 
     plan_cases(plan, device)  # bad input fails here, once, before any process starts
     args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--out", str(out)]
-    return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
+    from parity.harness.core import runlock
+
+    with runlock.hold(out, "resume" if resume else "run"):  # rank 0, which writes OUT, inherits it
+        return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
 
 
 def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
