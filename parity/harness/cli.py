@@ -286,6 +286,12 @@ def cmd_run(args, argv) -> int:
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                           ranks=args.ranks, shapes=shapes)
+    if not device.is_gpu:
+        from parity.harness.core import capability
+
+        older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
+        if older:
+            print(f"parity: warning: {older}", file=sys.stderr)
     unmatched = runner.unmatched_note(device, runner.Flush(device) if device.is_gpu else None)
     if unmatched:  # also in run.json's spec_note
         print(f"parity: warning: {unmatched}", file=sys.stderr)

@@ -188,6 +188,12 @@ def _driver_version(rocm: bool) -> str | None:
         return None
 
 
+def cpu_info() -> DeviceInfo:
+    """The CPU as a device, without touching the interpreter switch (a GPU host's CPU, for tests
+    and PyTorch's CPU paths)."""
+    return _cpu()
+
+
 def _cpu() -> DeviceInfo:
     caches = _cpu_caches()
     cores = os.cpu_count() or 1
