@@ -175,3 +175,23 @@ def test_a_generic_name_is_normalized_and_projected_by_its_hardware(tmp_path, me
     assert f",{spec_id},h200," in proj.stdout
     csv = _parity("report", folder, "--format", "csv", cwd=tmp_path)
     assert csv.stdout.count(f",{spec_id},") >= 2, csv.stdout[:2000]
+
+
+def test_a_run_on_an_unmatched_gpu_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    from parity.harness import cli
+
+    gpu = device.DeviceInfo(backend="rocm", name=GENERIC, arch="gfx942", index=0, memory_bytes=24 * GIB,
+                            multiprocessors=38, l2_bytes=4 << 20, llc_bytes=4 << 20, driver_version=None,
+                            runtime_version="6.4",
+                            spec_note=identity.identify(reading("rocm", "gfx942", GENERIC, 38, 24)).note)
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(cli, "_detect", lambda index, select=True: gpu)
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+    with pytest.raises(Stop):
+        cli.main(["run", "stream", "--preset", "smoke", "--out", str(tmp_path / "r")])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "no spec" in ln]
+    assert len(lines) == 1 and lines[0].startswith("parity: warning: no spec matches AMD Radeon Graphics")
+    assert "512 MiB" in lines[0]

@@ -212,6 +212,8 @@ def cmd_devices(args, argv) -> int:
     print(f"driver         {device.driver_version or 'n/a'}")
     print(f"runtime        {device.runtime_version or 'n/a'}")
     print(f"spec           {device.spec_id or 'none (normalized against its own measured ceilings only)'}")
+    if device.spec_note and device.is_gpu:
+        print(f"spec match     {device.spec_note}")
     if device.is_gpu:
         for i, name in enumerate(device.visible):
             print(f"visible [{i}]    {name}{'  <- selected' if i == device.index else ''}")
