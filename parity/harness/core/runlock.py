@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from parity.harness.core.model import UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE
 
 LOCK_FILE = ".parity.lock"
 LOCK_ENV = "PARITY_HELD_LOCKS"  # folders whose lock a parent parity process holds, os.pathsep-separated
@@ -43,12 +44,20 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(folder: Path | str, what: str = "run") -> Iterator[None]:
+def hold(folder: Path | str, what: str = "run", fresh: bool = False) -> Iterator[None]:
     """Hold `folder`'s lock (creating the folder) until the block ends; RunLocked if another holds it.
+    `fresh`: a new run, refused (checked under the lock) where the folder already holds one.
 
     The lock file is removed on release, and a folder this call created is removed again if nothing
     else was written in it (bad input leaves nothing behind)."""
     folder = Path(folder)
+    if fresh:
+        with hold(folder, what):
+            measurements = folder / MEASUREMENTS_FILE
+            if measurements.exists() and measurements.stat().st_size:  # a writer that finished just before us
+                raise UsageError(f"{folder} already holds a run: use --resume {folder}, or another --out")
+            yield
+        return
     key = str(folder.resolve())
     if key in _held():
         yield

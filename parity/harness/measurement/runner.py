@@ -17,7 +17,7 @@ from parity.harness.core import device as device_mod
 from parity.harness.core import provenance, registry, runlock
 from parity.harness.measurement import telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
+from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.measurement.timing import Policy, flush_bytes, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
@@ -255,10 +255,7 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
 
     `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
     collective cases in step with the other ranks through it (distributed.Leader)."""
-    with runlock.hold(out_dir, "resume" if resume else "run"):
-        if not resume and (out_dir / MEASUREMENTS_FILE).exists() and (out_dir / MEASUREMENTS_FILE).stat().st_size:
-            # checked again under the lock: a writer that finished just before we took it
-            raise UsageError(f"{out_dir} already holds a run: use --resume {out_dir}, or another --out")
+    with runlock.hold(out_dir, "resume" if resume else "run", fresh=not resume):
         return _execute(plan, device, out_dir, command, resume, progress, case_runner)
 
 

@@ -216,7 +216,7 @@ def _get(store, key: str) -> str | None:
 def _task(case: Case, plan) -> str:
     # The whole plan travels, so a follower times its cases as rank 0 does (time cap, settle, ...).
     return json.dumps({"suite": case.suite, "op": case.op, "impl": case.impl, "params": dict(case.params),
-                       "time_cap_s": plan.time_cap_s, "plan": plan.to_dict()})
+                       "plan": plan.to_dict()})
 
 
 class Leader:
@@ -458,7 +458,7 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
     args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--out", str(out)]
     from parity.harness.core import runlock
 
-    with runlock.hold(out, "resume" if resume else "run"):  # rank 0, which writes OUT, inherits it
+    with runlock.hold(out, "resume" if resume else "run", fresh=not resume):  # rank 0, which writes OUT, inherits it
         return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
 
 

@@ -59,9 +59,7 @@ def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, time
             console) -> int:
     """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report,
     holding OUT's lock throughout (each worker holds its own part's)."""
-    with runlock.hold(out, "resume" if resume else "run"):
-        if not resume and (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
-            raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
+    with runlock.hold(out, "resume" if resume else "run", fresh=not resume):
         return _run_all(plan, device, out, resume, cpu_workers, timeout_s, console)
 
 
