@@ -63,9 +63,9 @@ def test_the_lock_is_released_at_the_end_and_when_its_holder_is_killed(tmp_path)
                                env={**clean_env(), runlock.LOCK_ENV: os.environ[runlock.LOCK_ENV]})
         assert child.returncode == 0 and "held" in child.stdout
     assert not (folder / runlock.LOCK_FILE).exists() and runlock.LOCK_ENV not in os.environ
-    with runlock.hold(tmp_path / "new"):
+    with runlock.hold(tmp_path / "new" / "deeper"):
         pass
-    assert not (tmp_path / "new").exists()  # created for nothing: removed again
+    assert not (tmp_path / "new").exists()  # created for nothing: removed again, parents too
 
 
 def test_merge_and_publish_are_refused_while_another_writes(tmp_path, held, capsys):

@@ -62,7 +62,7 @@ def hold(folder: Path | str, what: str = "run", fresh: bool = False) -> Iterator
     if key in _held():
         yield
         return
-    created = not folder.exists()
+    created = [d for d in (folder, *folder.parents) if not d.exists()]  # the leaf first
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     fd = _acquire(path, folder, what)
@@ -78,9 +78,11 @@ def hold(folder: Path | str, what: str = "run", fresh: bool = False) -> Iterator
         with contextlib.suppress(OSError):
             path.unlink()  # while still holding it: a waiter then finds a fresh file (see _acquire)
         os.close(fd)
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty
+        for made in created:
+            try:
+                made.rmdir()  # only if empty: a run's records stay, a folder made for nothing goes
+            except OSError:
+                break
 
 
 def _acquire(path: Path, folder: Path, what: str) -> int:
