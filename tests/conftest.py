@@ -26,6 +26,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# Where a test runs a Triton kernel: the GPU on a GPU host (the interpreter is off there, and Triton
+# rejects host pointers), the CPU under the interpreter elsewhere.
+KERNEL_DEVICE = "cuda" if HAS_GPU else "cpu"
+
+
+@pytest.fixture(scope="session")
+def kernel_device() -> str:
+    """The torch device of a test's Triton kernel inputs: "cuda" on a GPU host, else "cpu"."""
+    return KERNEL_DEVICE
+
+
+@pytest.fixture(scope="session")
+def host_cpu():
+    """The CPU as a device, on a GPU host too: for tests of CPU presets and PyTorch's CPU paths
+    (never a Triton kernel: on a GPU host the interpreter is off)."""
+    from parity.harness.core.device import cpu_info
+
+    return cpu_info()
+
+
 @pytest.fixture(scope="session")
 def cpu_device():
     """The device this process runs on (on a machine without a GPU: the CPU and the interpreter)."""

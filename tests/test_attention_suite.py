@@ -125,9 +125,9 @@ def test_gpu_quick_covers_the_targets_and_full_everything():
     assert [q for q in attention.SUITE.cases("quick", gpu(), dtypes=["fp16"])]  # asked for, it runs
 
 
-def test_cpu_presets_are_capped(cpu_device):
+def test_cpu_presets_are_capped(host_cpu):
     for preset in ("smoke", "quick"):
-        for case in attention.SUITE.cases(preset, cpu_device):
+        for case in attention.SUITE.cases(preset, host_cpu):
             assert case.params["seq_q"] * case.params["seq_k"] <= 256 * 1000
 
 
@@ -151,19 +151,19 @@ def test_fp8_follows_the_architecture():
         assert "FP8" in impl(name).supports(gpu(), case)
 
 
-def test_torch_reasons(cpu_device):
-    assert "CPU build has no efficient" in impl("sdpa-efficient").supports(cpu_device, p())
-    assert "CPU build has no cudnn" in impl("sdpa-cudnn").supports(cpu_device, p())
-    assert impl("sdpa-flash").supports(cpu_device, p(causal=True)) is None
-    assert "top-left" in impl("sdpa-flash").supports(cpu_device, p(seq_q=2, seq_k=5, causal=True))
+def test_torch_reasons(host_cpu):
+    assert "CPU build has no efficient" in impl("sdpa-efficient").supports(host_cpu, p())
+    assert "CPU build has no cudnn" in impl("sdpa-cudnn").supports(host_cpu, p())
+    assert impl("sdpa-flash").supports(host_cpu, p(causal=True)) is None
+    assert "top-left" in impl("sdpa-flash").supports(host_cpu, p(seq_q=2, seq_k=5, causal=True))
     big = p(batch=1, heads=16, seq_q=16384, seq_k=16384)
     assert "materializes" in impl("sdpa-math").supports(gpu(), big)
-    assert "no backward on the CPU" in impl("flex").supports(cpu_device, p(direction="bwd"))
-    assert impl("triton").supports(cpu_device, p(direction="bwd")) is None
+    assert "no backward on the CPU" in impl("flex").supports(host_cpu, p(direction="bwd"))
+    assert impl("triton").supports(host_cpu, p(direction="bwd")) is None
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
-def test_flex_binding_runs_eagerly(cpu_device, monkeypatch):
+def test_flex_binding_runs_eagerly(host_cpu, monkeypatch):
     """The suite's flex implementation end to end, with PyTorch's eager FlexAttention standing in
     for the compiled one (inductor's CPU compile takes seconds per shape)."""
     from parity.kernels.attention import torch_attention
@@ -172,7 +172,7 @@ def test_flex_binding_runs_eagerly(cpu_device, monkeypatch):
     from torch.nn.attention.flex_attention import flex_attention
     monkeypatch.setattr(torch_attention, "_compiled_flex", lambda: flex_attention)
     case = p(heads=4, kv_heads=2, seq_q=40, seq_k=40, head_dim=32, causal=True)
-    x = attention.inputs(case, cpu_device)
+    x = attention.inputs(case, host_cpu)
     out = impl("flex").prepare(x, case)()
     assert attention._check(out, attention._reference(x, case), x, case).passed
 
@@ -242,7 +242,7 @@ def test_smoke_run_through_the_cli(tmp_path):
     assert md.returncode == 0 and "TFLOPS (FA convention)" in md.stdout
 
 
-def test_a_torch_path_with_no_kernel_here_says_unsupported(cpu_device):
+def test_a_torch_path_with_no_kernel_here_says_unsupported(host_cpu):
     from parity.suites.attention import SUITE
 
     def path(name, **p):
@@ -250,7 +250,7 @@ def test_a_torch_path_with_no_kernel_here_says_unsupported(cpu_device):
                       dtype="bf16", direction="fwd")
         params.update(p)
         impl = next(i for i in SUITE.impls if i.op == "prefill" and i.name == name)
-        return impl.path(cpu_device, params)
+        return impl.path(host_cpu, params)
 
     assert path("sdpa-cudnn") == "unsupported" and path("sdpa-efficient") == "unsupported"
     assert path("sdpa-math") == "native" and path("sdpa-flash") == "native"
@@ -258,7 +258,7 @@ def test_a_torch_path_with_no_kernel_here_says_unsupported(cpu_device):
     assert path("flex", direction="bwd") == "unsupported"
 
 
-def test_flex_on_a_cpu_without_a_compiler_is_a_skip_with_its_reason(cpu_device, monkeypatch):
+def test_flex_on_a_cpu_without_a_compiler_is_a_skip_with_its_reason(host_cpu, monkeypatch):
     import shutil
 
     from parity.suites.attention import SUITE
@@ -270,6 +270,6 @@ def test_flex_on_a_cpu_without_a_compiler_is_a_skip_with_its_reason(cpu_device, 
 
     if not torch_attention.has_flex():
         pytest.skip(f"torch {torch.__version__} has no FlexAttention")
-    assert flex.supports(cpu_device, params) is None  # this machine has a compiler
+    assert flex.supports(host_cpu, params) is None  # this machine has a compiler
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert "C++ compiler" in flex.supports(cpu_device, params)
+    assert "C++ compiler" in flex.supports(host_cpu, params)

@@ -158,12 +158,12 @@ def test_supports_without_a_process_group_says_how_to_get_one(cpu_device):
     assert "process group" in reason and "torchrun" in reason
 
 
-def test_presets_on_the_cpu_are_small(cpu_device):
-    quick = coll.SUITE.cases("quick", cpu_device)
+def test_presets_on_the_cpu_are_small(host_cpu):
+    quick = coll.SUITE.cases("quick", host_cpu)
     assert {c.params["ranks"] for c in quick} == {2}
     assert max(c.params["size_bytes"] for c in quick) <= 1 << 20
     assert len(quick) <= 30
-    full = coll.sweep_bytes("full", cpu_device)
+    full = coll.sweep_bytes("full", host_cpu)
     assert full[0] == 8 and full[-1] <= 256 << 20
 
 

@@ -234,6 +234,8 @@ def cmd_devices(args, argv) -> int:
     print(f"driver         {device.driver_version or 'n/a'}")
     print(f"runtime        {device.runtime_version or 'n/a'}")
     print(f"spec           {device.spec_id or 'none (normalized against its own measured ceilings only)'}")
+    if device.spec_note and device.is_gpu:
+        print(f"spec match     {device.spec_note}")
     if device.is_gpu:
         for i, name in enumerate(device.visible):
             print(f"visible [{i}]    {name}{'  <- selected' if i == device.index else ''}")
@@ -308,6 +310,15 @@ def cmd_run(args, argv) -> int:
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                           ranks=args.ranks, shapes=shapes)
+    if not device.is_gpu:
+        from parity.harness.core import capability
+
+        older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
+        if older:
+            print(f"parity: warning: {older}", file=sys.stderr)
+    unmatched = runner.unmatched_note(device, runner.Flush(device) if device.is_gpu else None)
+    if unmatched:  # also in run.json's spec_note
+        print(f"parity: warning: {unmatched}", file=sys.stderr)
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one

@@ -368,6 +368,9 @@ def _supports(fmt: str, backend: str):
         problem = _memory_problem(params["m"], params["n"], params["k"], device)
         if problem:
             return f"{params['m']}x{params['n']}x{params['k']} {problem}"
+        cap = capability.resolve(device, fmt, backend)  # e.g. MXFP4 that this Triton cannot compile here
+        if not cap.runnable:
+            return cap.reason
         problem = _fp8_problem(device, params, backend) if fmt == "fp8" else None
         if problem:
             return problem

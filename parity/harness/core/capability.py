@@ -103,6 +103,11 @@ def resolve(device, fmt: str, backend: str) -> Capability:
     if fmt == "mxfp4":
         if fp4_hardware(device.backend, device.arch):
             return Capability(NATIVE)
+        problem = None
+        if backend == "triton":
+            problem = interpreter_problem("dot_scaled") if cpu else dot_scaled_problem(device.backend, device.arch)
+        if problem:
+            return Capability(UNSUPPORTED, problem)
         if backend == "triton":
             return Capability(EMULATED, f"no FP4 hardware on {device.arch}: tl.dot_scaled upcasts to BF16")
         return Capability(UNSUPPORTED, f"torch has no MXFP4 GEMM for {device.arch} "
@@ -140,4 +145,86 @@ def torch_scaled_mm_problem(device, fmt: str, scaling: str, torch_version: tuple
         major = int(re.match(r"\d+", hip_version or "0").group(0))
         if major < 7:
             return f"MX scaled GEMM on ROCm needs ROCm 7.0 or later (this is {hip_version or 'unknown'})"
+    return None
+
+
+# --- what the installed Triton can do (its version, not the hardware) ---------------------------------
+
+# The oldest Triton whose CPU interpreter parity has seen run every kernel (FNUZ FP8 and
+# `tl.dot_scaled` with a string format included, with numpy 2.4): the `cpu` extra's lower bound.
+# Triton 3.6, the vendor images' version, lacks both and fails outright with numpy >= 2.4; 3.7 and
+# 3.8 were not checked, so they are held to the same bound.
+INTERPRETER_TRITON = (3, 9)
+# `tl.dot_scaled` (MXFP4) on an AMD part without FP4 hardware: triton 3.6 stops with "Unsupported
+# DotScaleOp" when compiling for gfx942; 3.9 compiles it (an upcast to BF16 on the matrix cores).
+DOT_SCALED_AMD_EMULATED_TRITON = (3, 9)
+
+
+def _version(text: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def triton_version() -> tuple[int, int]:
+    """(major, minor) of the installed triton; (0, 0) where it does not import."""
+    try:
+        import triton
+    except Exception:  # noqa: BLE001 - registry.triton_problem says why, once
+        return (0, 0)
+    return _version(triton.__version__)
+
+
+def _numpy_version() -> tuple[int, int]:
+    try:
+        import numpy
+    except Exception:  # noqa: BLE001
+        return (0, 0)
+    return _version(numpy.__version__)
+
+
+def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
+                        numpy: tuple[int, int] | None = None) -> str | None:
+    """Why this Triton's CPU interpreter cannot run `feature`, or None. Features: "kernels" (any
+    kernel at all), "fnuz" (FNUZ FP8 operands), "dot_scaled" (`tl.dot_scaled` with a string format:
+    the MXFP4 GEMM)."""
+    triton = triton_version() if triton is None else tuple(triton)
+    if triton >= INTERPRETER_TRITON:
+        return None
+    numpy = _numpy_version() if numpy is None else tuple(numpy)
+    this = f"the interpreter of triton {triton[0]}.{triton[1]}"
+    need = f"(parity[cpu] needs triton >= {INTERPRETER_TRITON[0]}.{INTERPRETER_TRITON[1]})"
+    if feature == "kernels":
+        if numpy >= (2, 4):
+            return f"{this} fails with numpy >= 2.4 (this is numpy {numpy[0]}.{numpy[1]}) {need}"
+        return None
+    if feature == "fnuz":
+        return f"{this} has no FNUZ FP8 (float8_e4m3fnuz / e5m2fnuz) {need}"
+    if feature == "dot_scaled":
+        return f"{this} has no tl.dot_scaled with a string format (the MXFP4 GEMM) {need}"
+    raise ValueError(f"unknown interpreter feature {feature!r}")
+
+
+def interpreter_warning(triton: tuple[int, int] | None = None, numpy: tuple[int, int] | None = None) -> str | None:
+    """One line on what this Triton's interpreter cannot run, for the start of a run on the CPU;
+    None on a recent enough Triton."""
+    triton = triton_version() if triton is None else tuple(triton)
+    numpy = _numpy_version() if numpy is None else tuple(numpy)
+    gaps = [("fails with numpy >= 2.4, this is numpy %d.%d" % numpy) if interpreter_problem("kernels", triton, numpy)
+            else None,
+            "has no FNUZ FP8" if interpreter_problem("fnuz", triton, numpy) else None,
+            "has no tl.dot_scaled with a string format (MXFP4 GEMMs are skipped)"
+            if interpreter_problem("dot_scaled", triton, numpy) else None]
+    gaps = [g for g in gaps if g]
+    if not gaps:
+        return None
+    return (f"the interpreter of triton {triton[0]}.{triton[1]} {'; '.join(gaps)}: install triton >= "
+            f"{INTERPRETER_TRITON[0]}.{INTERPRETER_TRITON[1]} (pip install 'parity[cpu]')")
+
+
+def dot_scaled_problem(backend: str, arch: str, triton: tuple[int, int] | None = None) -> str | None:
+    """Why this Triton cannot compile `tl.dot_scaled` (the MXFP4 GEMM) for a GPU, or None."""
+    triton = triton_version() if triton is None else tuple(triton)
+    if backend == "rocm" and not fp4_hardware(backend, arch) and triton < DOT_SCALED_AMD_EMULATED_TRITON:
+        return (f"triton {triton[0]}.{triton[1]} cannot compile tl.dot_scaled for {arch} (\"Unsupported "
+                f"DotScaleOp\"; triton >= {DOT_SCALED_AMD_EMULATED_TRITON[0]}.{DOT_SCALED_AMD_EMULATED_TRITON[1]} can)")
     return None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.harness.core import specs
+from parity.harness.core import identity
 
 VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 
@@ -35,6 +35,8 @@ class DeviceInfo:
     visible: tuple[str, ...] = ()  # names of the devices visible to this process
     visibility_env: dict[str, str] = field(default_factory=dict)
     spec_id: str | None = None  # the spec this device matches (None: a CPU or an unknown card)
+    market_name: str | None = None  # amdsmi's market name (AMD), read where a container hides the real name
+    spec_note: str | None = None  # how the spec was told (name, market name, hardware), or why none matched
 
     @property
     def is_gpu(self) -> bool:
@@ -98,7 +100,11 @@ def _gpu(index: int, count: int) -> DeviceInfo:
     else:
         arch = f"sm_{props.major}{props.minor}"
     backend = "rocm" if hip else "cuda"
-    spec = specs.match(backend, arch, props.name)
+    market_name = _amd_market_name(props, index) if hip else None
+    found = identity.identify({"backend": backend, "arch": arch, "name": props.name, "market_name": market_name,
+                               "multiprocessors": int(props.multi_processor_count),
+                               "memory_bytes": int(props.total_memory)})
+    spec = found.spec
     l2 = getattr(props, "L2_cache_size", 0) or None
     # torch reports the L2 only; AMD's Infinity Cache (256 MiB on MI300X) is larger and known
     # from the spec, so the last level is the larger of the two.
@@ -117,7 +123,48 @@ def _gpu(index: int, count: int) -> DeviceInfo:
         visible=tuple(torch.cuda.get_device_name(i) for i in range(count)),
         visibility_env=_visibility_env(),
         spec_id=spec.id if spec else None,
+        market_name=market_name,
+        spec_note=found.note,
     )
+
+
+def _amd_market_name(props, index: int) -> str | None:
+    """amdsmi's market name of this GPU ("AMD Instinct MI300X"), which does not depend on libdrm's
+    amdgpu.ids as torch's name does; None without amdsmi or where it cannot say."""
+    try:
+        import amdsmi
+    except Exception:  # noqa: BLE001 - not installed, or its library does not load
+        return None
+    try:
+        amdsmi.amdsmi_init()
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        handle = None
+        if all(hasattr(props, a) for a in ("pci_domain_id", "pci_bus_id", "pci_device_id")):
+            bdf = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            try:
+                handle = amdsmi.amdsmi_get_processor_handle_from_bdf(bdf)
+            except Exception:  # noqa: BLE001
+                handle = None
+        if handle is None:
+            handles = amdsmi.amdsmi_get_processor_handles()
+            names = {_market(amdsmi, h) for h in handles}
+            # By index only when every GPU says the same: HIP and amdsmi may number them apart.
+            return names.pop() if len(names) == 1 else None
+        return _market(amdsmi, handle)
+    except Exception:  # noqa: BLE001 - no such device, no permission: the name stays unknown
+        return None
+    finally:
+        try:
+            amdsmi.amdsmi_shut_down()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _market(amdsmi, handle) -> str | None:
+    name = (amdsmi.amdsmi_get_gpu_asic_info(handle) or {}).get("market_name")
+    return str(name).strip() or None if name and name != "N/A" else None
 
 
 def _driver_version(rocm: bool) -> str | None:
@@ -139,6 +186,12 @@ def _driver_version(rocm: bool) -> str | None:
         return version.decode() if isinstance(version, bytes) else str(version)
     except Exception:  # noqa: BLE001 - NVML missing or unusable: the version stays unknown
         return None
+
+
+def cpu_info() -> DeviceInfo:
+    """The CPU as a device, without touching the interpreter switch (a GPU host's CPU, for tests
+    and PyTorch's CPU paths)."""
+    return _cpu()
 
 
 def _cpu() -> DeviceInfo:

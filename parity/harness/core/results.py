@@ -170,11 +170,29 @@ def read_run(path: Path | str) -> Run:
         raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
     measurements = path / MEASUREMENTS_FILE
     records, notes = read_records(measurements) if measurements.exists() else ([], [])
+    records, twice = latest_per_case(records)
+    if twice:
+        notes = [*notes, f"{path}: {len(twice)} case(s) recorded more than once (two writers?), e.g. {twice[0]}: "
+                         "the later record of each is kept"]
     status = meta.get("status")
     if status in ("running", "interrupted"):  # a reader must not take a partial run for a whole one
         notes = [*notes, f"{path}: the run is {status}, not complete ({len(records)} records); "
                          f"parity run --resume {path} finishes it"]
     return Run(path=path, meta=meta, records=tuple(records), warnings=tuple(notes))
+
+
+def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One record per case (its key, on its GPU and host: a run over several GPUs holds each case
+    once per GPU), the later where a case was written twice; and the keys found twice."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    twice: list[str] = []
+    for number, record in enumerate(records):
+        ident = (record.get("key"), record.get("gpu_index"), record.get("host")) if "key" in record else (number,)
+        if ident in latest and record.get("key") not in twice:
+            twice.append(record.get("key"))
+        latest.pop(ident, None)  # the later record also takes the later place
+        latest[ident] = record
+    return list(latest.values()), twice
 
 
 def done_keys(records: Iterable[dict[str, Any]]) -> set[str]:

@@ -167,14 +167,13 @@ def get(spec_id: str) -> DeviceSpec:
 
 
 def match(backend: str, arch: str, name: str) -> DeviceSpec | None:
-    """The one spec a detected device matches, or None (a CPU, an unknown card)."""
-    found = [s for s in load_all().values() if s.matches(backend, arch, name)]
-    if len(found) > 1:
-        raise SpecError(f"{name} ({arch}) matches several specs: {', '.join(s.id for s in found)}")
-    return found[0] if found else None
+    """The one spec a device of this backend, arch and name matches, or None (a CPU, an unknown card)."""
+    return match_device({"backend": backend, "arch": arch, "name": name})
 
 
 def match_device(device: dict[str, Any] | Any) -> DeviceSpec | None:
-    """`match` for a DeviceInfo or the `device` dict of a run.json."""
-    get_ = device.get if isinstance(device, dict) else lambda k: getattr(device, k, None)
-    return match(get_("backend") or "", get_("arch") or "", get_("name") or "")
+    """The spec of a DeviceInfo or the `device` dict of a run.json, told by its name and its hardware
+    (identity.py: arch, compute units, memory, amdsmi's market name)."""
+    from parity.harness.core import identity
+
+    return identity.identify(device).spec

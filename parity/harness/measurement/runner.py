@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from parity.harness.core import device as device_mod
-from parity.harness.core import provenance, registry
+from parity.harness.core import provenance, registry, runlock
 from parity.harness.measurement import telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
 from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
@@ -117,7 +117,7 @@ class Flush:
 
     def __init__(self, device):
         self.device = device
-        self.bytes = flush_bytes(device.llc_bytes)
+        self.bytes = flush_bytes(device.llc_bytes, spec_known=getattr(device, "spec_id", None) is not None)
         self._buffer = None
 
     def buffer(self):
@@ -223,8 +223,18 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> 
         "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
                    for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
         "flush_bytes": flush.bytes if flush else None,  # None: no device, nothing is flushed
+        "spec_note": unmatched_note(device, flush),
         "settle_s": telemetry.settle_seconds(plan.settle_s, device),
     }
+
+
+def unmatched_note(device, flush: Flush | None) -> str | None:
+    """What a run on a GPU that matches no spec must say: no % of spec, and the flush it got."""
+    if not device.is_gpu or device.spec_id is not None:
+        return None
+    why = getattr(device, "spec_note", None) or f"no spec matches {device.name}"
+    flushed = f"; cold samples are flushed with {flush.bytes >> 20} MiB" if flush else ""
+    return f"{why}: no % of spec in its tables{flushed}"
 
 
 def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
@@ -240,10 +250,17 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
             progress: Callable[[int, int, Case, Measurement | None], None] | None = None,
             case_runner: Callable[..., Measurement] | None = None) -> Outcome:
-    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case.
+    """Run a plan into `out_dir` (or finish the run there with `resume`), one record per case,
+    as the folder's only writer (runlock.py: a second one is refused with one line).
 
     `case_runner` (run_case's signature) replaces run_case: rank 0 of a process group runs the
     collective cases in step with the other ranks through it (distributed.Leader)."""
+    with runlock.hold(out_dir, "resume" if resume else "run", fresh=not resume):
+        return _execute(plan, device, out_dir, command, resume, progress, case_runner)
+
+
+def _execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool,
+             progress, case_runner) -> Outcome:
     device_mod.use(device)  # the cases run in this process: its GPU becomes current here, not at detection
     flush = Flush(device) if device.is_gpu else None
     if resume:

@@ -134,9 +134,13 @@ def collect(take_batch: Callable[[int], list[float]], policy: Policy, estimate_m
         samples.extend(take_batch(k))
 
 
-def flush_bytes(llc_bytes: int | None) -> int:
-    """Size of the buffer written before each cold sample: twice the last-level cache."""
-    return FLUSH_UNKNOWN_LLC_BYTES if not llc_bytes else 2 * llc_bytes
+def flush_bytes(llc_bytes: int | None, spec_known: bool = True) -> int:
+    """Size of the buffer written before each cold sample: twice the last-level cache. Without a
+    spec the cache torch reports may be the L2 alone (an MI300X read as "AMD Radeon Graphics" hides
+    a 256 MiB Infinity Cache behind 4 MiB of L2), so then at least FLUSH_UNKNOWN_LLC_BYTES."""
+    if not llc_bytes:
+        return FLUSH_UNKNOWN_LLC_BYTES
+    return 2 * llc_bytes if spec_known else max(2 * llc_bytes, FLUSH_UNKNOWN_LLC_BYTES)
 
 
 def hold_ms(k: int, host_ms_per_sample: float, cap_ms: float = HOLD_CAP_MS) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parity.harness.reporting import html, plots, report
+from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
 from parity.harness.reporting.summary import summarize
@@ -107,9 +108,15 @@ def index(root: Path, runs: list[Run]) -> str:
 
 
 def publish(root: Path, add: list[Path] = ()) -> Published:
-    """Copies `add` into `root`, re-renders every run under it and rewrites the index."""
+    """Copies `add` into `root`, re-renders every run under it and rewrites the index, as the
+    results folder's only writer (runlock.py)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    with runlock.hold(root, "publish"):
+        return _publish(root, add)
+
+
+def _publish(root: Path, add) -> Published:
     for source in add:
         add_run(Path(source), root)
     out = Published(index=root / INDEX)

@@ -214,8 +214,9 @@ def _get(store, key: str) -> str | None:
 
 
 def _task(case: Case, plan) -> str:
+    # The whole plan travels, so a follower times its cases as rank 0 does (time cap, settle, ...).
     return json.dumps({"suite": case.suite, "op": case.op, "impl": case.impl, "params": dict(case.params),
-                       "time_cap_s": plan.time_cap_s})
+                       "plan": plan.to_dict()})
 
 
 class Leader:
@@ -355,7 +356,8 @@ def follow(session: Session, device) -> int:
             case = Case(spec["suite"], spec["op"], spec["impl"], spec["params"])
             inject_fault(rank, i)
             store.set(f"state/{rank}", f"{i}:1")
-            record = run_case(suite, case, device, RunPlan(suites=(suite.name,), time_cap_s=spec["time_cap_s"]), flush)
+            plan = replace(RunPlan.from_dict(spec["plan"]), suites=(suite.name,))
+            record = run_case(suite, case, device, plan, flush)
             store.set(f"outcome/{i}/{rank}", json.dumps(record.to_dict(), allow_nan=True))
             store.set(f"state/{rank}", f"{i}:2")
             i += 1
@@ -390,15 +392,21 @@ def _wait(store, key: str) -> str:
 
 
 def plan_args(plan) -> list[str]:
-    """`parity run` arguments that rebuild a plan (in the processes parity starts)."""
+    """`parity run` arguments that rebuild the plan field for field in the processes parity starts
+    (GPU and CPU workers, ranks). tests/test_plan_args.py fails when a RunPlan field is not carried."""
     args = list(plan.suites) + ["--preset", plan.preset]
     for option, values in (("--impl", plan.impls), ("--dtype", plan.dtypes)):
         if values:
             args += [option, ",".join(values)]
     if plan.sizes_bytes:
         args += ["--size", ",".join(str(s) for s in plan.sizes_bytes)]
-    if plan.time_cap_s is not None:
-        args += ["--time-cap-s", repr(plan.time_cap_s)]
+    if plan.shapes:
+        args += ["--shape", ",".join("x".join(str(d) for d in shape) for shape in plan.shapes)]
+    for option, value in (("--time-cap-s", plan.time_cap_s), ("--settle-s", plan.settle_s)):
+        if value is not None:
+            args += [option, repr(float(value))]
+    if plan.ranks is not None:
+        args += ["--ranks", str(plan.ranks)]
     return args
 
 
@@ -447,8 +455,11 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
     from parity.harness.measurement.runner import plan_cases
 
     plan_cases(plan, device)  # bad input fails here, once, before any process starts
-    args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--ranks", str(n), "--out", str(out)]
-    return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
+    args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--out", str(out)]
+    from parity.harness.core import runlock
+
+    with runlock.hold(out, "resume" if resume else "run", fresh=not resume):  # rank 0, which writes OUT, inherits it
+        return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
 
 
 def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:

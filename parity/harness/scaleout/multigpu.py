@@ -24,7 +24,7 @@ from typing import Any
 
 from parity.harness.reporting import collective_report
 from parity.harness.scaleout import distributed
-from parity.harness.core import registry
+from parity.harness.core import registry, runlock
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
 
@@ -57,7 +57,14 @@ def worker_count(device, cpu_workers: int | None) -> int:
 
 def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
             console) -> int:
-    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report."""
+    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report,
+    holding OUT's lock throughout (each worker holds its own part's)."""
+    with runlock.hold(out, "resume" if resume else "run", fresh=not resume):
+        return _run_all(plan, device, out, resume, cpu_workers, timeout_s, console)
+
+
+def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
+             console) -> int:
     from parity.harness.reporting import report
     from parity.harness.measurement.runner import plan_cases
 
@@ -157,7 +164,7 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
 def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     """The collective suites once across all GPUs: `parity run` starts and watches the ranks."""
     args = ["--resume", str(part)] if (part / MEASUREMENTS_FILE).exists() else \
-        [*distributed.plan_args(plan), "--out", str(part)] + (["--ranks", str(plan.ranks)] if plan.ranks else [])
+        [*distributed.plan_args(plan), "--out", str(part)]
     log_path = part.with_suffix(".log")
     with log_path.open("a") as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
@@ -176,7 +183,12 @@ def merge(parts: list[tuple[Path, int | None]], out: Path, command: list[str], m
 
     A part's GPU is the one given, else its records' own (a part merged before), else its device's
     index. Records name their host where the parts come from several (or `hosts` names each
-    part's). OUT's measurements are rewritten whole; the parts stay as they are."""
+    part's). OUT's measurements are rewritten whole, under OUT's lock; the parts stay as they are."""
+    with runlock.hold(out, "merge"):
+        return _merge(parts, out, command, meta_extra, status, hosts)
+
+
+def _merge(parts, out: Path, command: list[str], meta_extra: dict[str, Any], status: str, hosts):
     runs = [(read_run(path), gpu) for path, gpu in parts]
     if not runs:
         raise ResultsError(f"nothing to merge into {out}: no part holds records")
