@@ -618,10 +618,16 @@ def cmd_submit(args, argv) -> int:
     from parity.harness.scaleout import submit
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    suites = ()
+    if run_args:  # the run's own arguments are parsed here, where every option of parity run is known
+        run = build_parser().parse_args(["run", *run_args])
+        if run.out or run.resume:
+            raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
+        suites = _names(run.suites)
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
                   "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
                   "slurm_partition": args.partition, "slurm_account": args.account}
-    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console())
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console(), suites)
 
 
 def cmd_merge(args, argv) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from parity.harness.core import roofline, specs
-from parity.harness.scaleout.multigpu import device_label
+from parity.harness.reporting.spread import device_label
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import Run
 
