@@ -35,6 +35,7 @@ BUILT_IN = "parity (built in)"
 # Registries (the only module state): what loading each plugin entry point gave, and its problems.
 _LOADED: dict[tuple[str, str, str], tuple[Any, str | None]] = {}
 _PROBLEMS: dict[str, str] = {}
+_IMPL_ORIGINS: dict[tuple[str, str], "Plugin"] = {}  # (suite, impl) -> the plugin that added it
 
 
 def triton_problem() -> str | None:
@@ -133,12 +134,10 @@ def suite_names() -> list[str]:
 
 def origin(suite: str, impl: str | None = None) -> str:
     """Where a suite (or one implementation of it) came from."""
-    if impl is not None:
-        for plugin, suite_name, added in _impl_plugins():
-            if suite_name == suite and any(i.name == impl for i in added):
-                return plugin.origin()
+    if impl is not None and (suite, impl) in _IMPL_ORIGINS:
+        return _IMPL_ORIGINS[(suite, impl)].origin()
     plugin = plugin_suites().get(suite)
-    return plugin.origin() if plugin and impl is None else BUILT_IN
+    return plugin.origin() if plugin else BUILT_IN
 
 
 def _plugin_suite(name: str, plugin: Plugin) -> Suite:
@@ -191,6 +190,7 @@ def _with_plugin_impls(suite: Suite) -> Suite:
                 _problem(plugin, f"adds {impl.name!r} to {suite.name} {impl.op}, which already has one of that name")
             else:
                 added.append(impl)
+                _IMPL_ORIGINS[(suite.name, impl.name)] = plugin
     return dataclasses.replace(suite, impls=suite.impls + tuple(added)) if added else suite
 
 
