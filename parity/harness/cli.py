@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", type=_path, metavar="RUN", help="a run measured on the target: check the projection")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
 
+    p = sub.add_parser("history", help="each case's trend over the published runs of a device, with compare verdicts")
+    p.add_argument("results", nargs="?", type=_path, default=Path("results"), help="results folder (default results)")
+    p.add_argument("--device", help="the device name (default: every device, a table each)")
+    p.add_argument("--format", choices=("text", "md", "json"), default="text")
+
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--repeats", type=int, default=5, help="runs of one case for the spread check (default 5)")
@@ -659,6 +664,31 @@ def cmd_merge(args, argv) -> int:
     return 0
 
 
+def cmd_history(args, argv) -> int:
+    from parity.harness.reporting import history, machine, report
+
+    groups = history.by_device(history.find_runs(args.results))
+    if args.device is not None:
+        if args.device not in groups:
+            raise UsageError(f"no published run of {args.device!r} in {args.results} "
+                             f"(devices: {', '.join(sorted(groups)) or 'none'})")
+        groups = {args.device: groups[args.device]}
+    if not groups:
+        print(f"parity: no published run in {args.results}", file=sys.stderr)
+        return 0
+    trends = {device: history.trend(runs) for device, runs in groups.items()}
+    if args.format == "json":
+        sys.stdout.write(machine.dumps({"schema": "parity.history/1", "devices": [
+            {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}))
+        return 0
+    tables = [(f"{device}: median ms over {len(groups[device])} run(s), oldest first; faster/slower against the "
+               "previous run (compare's verdict)", history.rows(t)) for device, t in trends.items()]
+    text = report.render(tables, args.format, _console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
             "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge,
-            "selfcheck": cmd_selfcheck, "compare": cmd_compare}
+            "selfcheck": cmd_selfcheck, "compare": cmd_compare, "history": cmd_history}
