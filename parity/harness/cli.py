@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-min", type=int, default=60, help="time limit of each job, minutes (default 60)")
     p.add_argument("--gpus-per-node", type=int, help="GPUs to ask for on each node")
     p.add_argument("--cpus-per-task", type=int, help="CPUs to ask for on each node")
+    p.add_argument("--no-wait", action="store_true", help="submit and return; gather later with parity merge")
     p.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: the arguments of parity run on each node")
 
     p = sub.add_parser("merge", help="gather runs (of several nodes, e.g. from sbatch) into one run folder")
@@ -642,7 +643,8 @@ def cmd_submit(args, argv) -> int:
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
                   "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
                   "slurm_partition": args.partition, "slurm_account": args.account}
-    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console(), suites)
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console(), suites,
+                         wait=not args.no_wait)
 
 
 def cmd_merge(args, argv) -> int:

@@ -21,6 +21,7 @@ from parity.harness.core.model import UsageError
 
 NODES_DIR = "nodes"
 SLURM_DIR = "slurm"
+SUBMITTED_FILE = "submitted.json"  # --no-wait: the jobs and the command that gathers them
 
 
 def node_job(run_args: list[str], part: str) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def check_suites(names: tuple[str, ...]) -> None:
 
 
 def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console,
-           suites: tuple[str, ...] = ()) -> int:
+           suites: tuple[str, ...] = (), wait: bool = True) -> int:
     try:
         import submitit
     except ImportError:
@@ -66,6 +67,8 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
     jobs = executor.map_array(node_job, [run_args] * nodes, [str(p) for p in parts])
     print(f"parity: submitted {nodes} job(s): {', '.join(job.job_id for job in jobs)}; logs in {out / SLURM_DIR}",
           file=sys.stderr, flush=True)
+    if not wait:
+        return _leave(out, parts, jobs, run_args)
     failures, done = [], []
     for i, job in enumerate(jobs):
         try:
@@ -92,6 +95,18 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
     if failures:
         return multigpu.distributed.EXIT_RANK
     print(f"parity: {nodes} node(s) gathered in {out}", file=sys.stderr)
+    return 0
+
+
+def _leave(out: Path, parts: list[Path], jobs, run_args: list[str]) -> int:
+    """--no-wait: note what was submitted in OUT/submitted.json and say how to gather it later."""
+    from parity.harness.core.results import write_json_atomic
+
+    gather = ["parity", "merge", *map(str, parts), "--out", str(out)]
+    write_json_atomic(out / SUBMITTED_FILE, {"jobs": [job.job_id for job in jobs], "parts": [str(p) for p in parts],
+                                             "run_args": list(run_args), "gather": gather})
+    print(f"parity: not waiting; when the jobs are done ({out / SUBMITTED_FILE}), gather them with: "
+          f"{' '.join(gather)}", file=sys.stderr)
     return 0
 
 
