@@ -94,6 +94,8 @@ def test_run_the_plugin_suite_on_cpu_workers(installed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)
     assert len(records) == 2 * 4 and {r["gpu_index"] for r in records} == {0, 1}  # each worker found the plugin
+    for worker in (0, 1):  # the progress of each worker, from its records (no terminal: a line per change)
+        assert f"parity: worker {worker}: 4/4 cases" in proc.stderr, proc.stderr
     assert all(r["status"] == "ok" for r in records)
 
 

@@ -317,7 +317,7 @@ def _warn(line: str) -> None:
 def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=(), out: Path | None = None,
                 resume: Path | None = None, time_cap_s=None, settle_s=None, ranks=None, all_gpus=False,
                 cpu_workers=None, rank_timeout_s=None, command=(), progress=None, console=None,
-                warn: Callable[[str], None] | None = None) -> RunOutcome:
+                warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
     from parity.harness.core import registry
@@ -348,7 +348,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             from rich.console import Console
 
             console = Console(stderr=True, highlight=False)
-        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s, console)
+        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s, console, gpu_progress)
         return RunOutcome(path=folder, code=code, reported=True)
     early = distributed.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
     if early is not None:

@@ -286,16 +286,17 @@ def cmd_run(args, argv) -> int:
     device = api.run_device(args.device)
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
-    with _Progress(note) as progress:
+    with _Progress(note) as progress, _GpuBars(cpu=args.cpu_workers is not None) as bars:
         try:
             outcome = api.run_command(device, suites=_names(args.suites), preset=args.preset, impls=_names(args.impl),
                                       dtypes=_names(args.dtype), sizes=sizes, shapes=shapes, out=args.out,
                                       resume=args.resume, time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                                       ranks=args.ranks, all_gpus=args.all_gpus, cpu_workers=args.cpu_workers,
                                       rank_timeout_s=args.rank_timeout_s, command=["parity", *argv],
-                                      progress=progress, console=_console(), warn=_warn)
+                                      progress=progress, console=_console(), warn=_warn, gpu_progress=bars)
         except api.RunInterrupted as exc:
             progress.close()
+            bars.close()
             print(f"parity: interrupted; finished cases are kept in {exc.path}; continue with "
                   f"parity run --resume {exc.path}", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -506,6 +507,47 @@ class _Progress:
             self._bar.update(self._task, description=f"{case.suite} {case.op} {case.impl}")
         else:
             self._bar.update(self._task, completed=i, total=total)  # a follow-up may add cases
+
+
+class _GpuBars:
+    """--all-gpus and --cpu-workers: a bar per GPU (or worker) from its records on a terminal; a line
+    when a worker's count grows otherwise."""
+
+    def __init__(self, cpu: bool = False):
+        self._what = "worker" if cpu else "GPU"
+        self._tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self._bar = None
+        self._tasks: dict[int, int] = {}
+        self._shown: dict[int, int] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __call__(self, done: dict[int, int], total: int):
+        if not self._tty:
+            for i, n in sorted(done.items()):
+                if n != self._shown.get(i):
+                    self._shown[i] = n
+                    print(f"parity: {self._what} {i}: {n}/{total} cases", file=sys.stderr, flush=True)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+            self._bar.start()
+        for i, n in sorted(done.items()):
+            if i not in self._tasks:
+                self._tasks[i] = self._bar.add_task(f"{self._what} {i}", total=total)
+            self._bar.update(self._tasks[i], completed=n, total=max(total, n))  # follow-ups may add cases
 
 
 def _figure_text(fig) -> str:

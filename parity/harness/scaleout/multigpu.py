@@ -58,8 +58,10 @@ def worker_count(device, cpu_workers: int | None) -> int:
 
 
 def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
-            console) -> int:
-    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report."""
+            console, progress=None) -> int:
+    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report.
+    `progress(done, total)` (if given) hears each worker's record count as it grows: done maps the
+    GPU index to its records so far, total is the cases each worker has to run."""
     from parity.harness.reporting import report
     from parity.harness.measurement.runner import plan_cases
 
@@ -87,7 +89,9 @@ def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, time
         parts = [(out / GPUS_DIR / f"gpu-{i}", i) for i in range(n)]
         print(f"parity: {len(local.suites)} suite(s) on {n} {'CPU worker' if cpu_workers else 'GPU'}(s) at once; "
               f"logs in {out / GPUS_DIR}", file=sys.stderr, flush=True)
-        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s)
+        total = len(plan_cases(local, device))
+        watch = (lambda done: progress(done, total)) if progress is not None else None
+        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch)
     if collective.suites and error is None:
         part = out / COLLECTIVES_DIR
         ranks = collective.ranks or (max(n, 2) if cpu_workers else None)
@@ -112,7 +116,7 @@ def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, time
     return 1 if counts.get("failed") or counts.get("invalid") else 0
 
 
-def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str | None:
+def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=None) -> str | None:
     """Start one worker per part, all at once; None when all ended, else what went wrong."""
     procs, logs = [], []
     for folder, i in parts:
@@ -126,15 +130,16 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str 
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:
-        return _watch_workers(procs, parts, timeout_s)
+        return _watch_workers(procs, parts, timeout_s, watch)
     finally:
         distributed.stop_processes(procs)
         for log in logs:
             log.close()
 
 
-def _watch_workers(procs, parts, timeout_s: float) -> str | None:
+def _watch_workers(procs, parts, timeout_s: float, watch=None) -> str | None:
     sizes = [-1] * len(procs)
+    done = {i: 0 for _, i in parts}  # records each worker has written, for the progress display
     changed = [time.monotonic()] * len(procs)
     while True:
         codes = [p.poll() for p in procs]
@@ -143,6 +148,8 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
                 return f"the worker of GPU {i} {how} (see {folder.with_suffix('.log')})"
         if all(code is not None for code in codes):
+            if watch is not None:  # the last records, written since the previous poll
+                watch({i: _count(folder / MEASUREMENTS_FILE) for folder, i in parts})
             return None
         now = time.monotonic()
         for k, ((folder, i), code) in enumerate(zip(parts, codes)):
@@ -150,10 +157,18 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
             size = path.stat().st_size if path.exists() else 0
             if size != sizes[k]:
                 sizes[k], changed[k] = size, now
+                if watch is not None:
+                    done[i] = _count(path)
+                    watch(dict(done))
             elif code is None and now - changed[k] > timeout_s:
                 return (f"the worker of GPU {i} wrote no record for {timeout_s:g} s (hung?; --rank-timeout-s "
                         f"sets the limit; see {folder.with_suffix('.log')})")
         time.sleep(0.05)
+
+
+def _count(path: Path) -> int:
+    """Records in a worker's file so far (whole lines)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
