@@ -6,22 +6,14 @@
     df = parity.load(run)                                                  # the reports' frame
     parity.specs.get("h200"), parity.specs.all()
 
-Importing parity stays light: torch, triton and the harness load on first use. On Linux, a machine
-with no GPU device node (/dev/nvidiactl, /dev/kfd) gets TRITON_INTERPRET=1 here, at import, so a
-Triton kernel module imported after parity is decorated for the interpreter; the first call then
-detects the device properly (device.detect) and switches the interpreter on where torch sees no GPU.
+Importing parity stays light (torch, triton and the harness load on first use) and changes
+nothing: every call detects the device before it imports a kernel (on a machine without a GPU that
+switches the Triton interpreter on, TRITON_INTERPRET=1). A Triton kernel of your own must be
+decorated after that: on a machine without a GPU, call `parity.detect()` before importing it.
 """
-import os as _os
-import sys as _sys
-
 __version__ = "0.1.0"
-__all__ = ["measure", "run", "load", "specs", "to_torch_benchmark", "table", "Result", "MeasureError",
+__all__ = ["measure", "run", "load", "specs", "to_torch_benchmark", "table", "detect", "Result", "MeasureError",
            "ValidationError", "UsageError"]
-
-_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-if (_sys.platform.startswith("linux") and "TRITON_INTERPRET" not in _os.environ
-        and not any(_os.path.exists(p) for p in _GPU_NODES)):
-    _os.environ["TRITON_INTERPRET"] = "1"
 
 _API = {"measure", "run", "load", "to_torch_benchmark", "table", "Result", "MeasureError", "ValidationError"}
 
@@ -35,6 +27,10 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module("parity.specs")  # a submodule: `from parity import specs` would recurse
+    if name == "detect":
+        from parity.harness.core.device import detect
+
+        return detect
     if name == "UsageError":
         from parity.harness.core.model import UsageError
 

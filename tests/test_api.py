@@ -229,19 +229,49 @@ for kwargs in ({"preset": "huge"}, {"impl": "cuda-magic"}, {"dtype": "fp128"}):
     assert not (tmp_path / "run").exists()
 
 
-def test_import_parity_is_light_and_switches_the_interpreter_on_without_a_gpu(tmp_path):
+def test_import_parity_is_light_and_changes_nothing(tmp_path):
+    """Nothing heavy is imported and the environment is untouched (an ahead-of-time compile for
+    another target, as parity inspect does, needs TRITON_INTERPRET unset); the first call detects."""
     code = """
 import json, os, sys
 import parity
 heavy = [m for m in ("torch", "triton", "pandas", "parity.harness.api") if m in sys.modules]
-print(json.dumps([heavy, os.environ.get("TRITON_INTERPRET"), parity.specs.get("h200").id]))
+before = os.environ.get("TRITON_INTERPRET")
+device = parity.detect()
+print(json.dumps([heavy, before, os.environ.get("TRITON_INTERPRET"), device.is_gpu, parity.specs.get("h200").id]))
 """
     proc = _python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    heavy, interp, spec = json.loads(proc.stdout)
-    assert heavy == [] and spec == "h200"
-    if not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")):
-        assert interp == "1"
+    heavy, before, after, is_gpu, spec = json.loads(proc.stdout)
+    assert heavy == [] and before is None and spec == "h200"
+    assert after == (None if is_gpu else "1")
+
+
+def test_a_triton_kernel_decorated_before_detection_gets_a_hint(tmp_path):
+    """On a machine without a GPU, a kernel imported before parity switched the interpreter on
+    tries to compile for a GPU: the error says what to do."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: a compiled kernel runs")
+    code = """
+import os
+os.environ.pop("TRITON_INTERPRET", None)
+import torch, triton, triton.language as tl
+@triton.jit
+def k(x_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(x_ptr + o, tl.load(x_ptr + o, mask=o < n) + 1, mask=o < n)
+import parity
+x = torch.zeros(10)
+try:
+    parity.measure(lambda: k[(1,)](x, 10, BLOCK=16))
+except parity.MeasureError as exc:
+    print(str(exc))
+"""
+    (tmp_path / "script.py").write_text(code)  # triton.jit reads the kernel's source file
+    proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "call parity.detect() before importing it" in proc.stdout, proc.stdout
 
 
 def test_specs_api():

@@ -113,6 +113,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
 
 
+def _hint(exc: BaseException, device) -> str:
+    """Where a Triton kernel fails on a machine without a GPU: it was decorated before the
+    interpreter was switched on, so it tries to compile for a GPU that is not there."""
+    tb, triton_frames = exc.__traceback__, False
+    while tb is not None:
+        triton_frames |= str(tb.tb_frame.f_globals.get("__name__", "")).startswith("triton")
+        tb = tb.tb_next
+    if device.is_gpu or not triton_frames:
+        return ""
+    return (" (no GPU here: a Triton kernel imported before the interpreter was on cannot run; call "
+            "parity.detect() before importing it, or set TRITON_INTERPRET=1)")
+
+
 def _synchronize(device) -> None:
     if device.is_gpu:
         import torch
@@ -212,7 +225,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
         output = fn()
         _synchronize(dev)
     except Exception as exc:  # noqa: BLE001 - the user's callable: one line, the cause chained
-        raise MeasureError(f"{name}() raised {_one_line(exc)}") from exc
+        raise MeasureError(f"{name}() raised {_one_line(exc)}{_hint(exc, dev)}") from exc
     validation = None
     if reference is not None or check is not None:
         result = _validate(output, reference, check)
