@@ -42,3 +42,19 @@ def test_history_bad_input_is_one_line(tmp_path):
     publish(tmp_path / "results", "a", 1, 1.0)
     assert_one_error_line(parity("history", tmp_path / "results", "--device", "MI999", cwd=tmp_path),
                           "no published run of 'MI999'", "NVIDIA H200")
+
+
+def test_history_html_has_the_trend_plot_and_the_table(tmp_path):
+    import pytest
+
+    pytest.importorskip("matplotlib", reason="the HTML history plots with matplotlib (the report extra)")
+    results = tmp_path / "results"
+    publish(results, "a-first", 1, 1.0)
+    publish(results, "b-second", 2, 1.2)
+    out = tmp_path / "history.html"
+    proc = parity("history", results, "--format", "html", "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 1 and "median time over the first" in page
+    assert "slower (1.200x)" in page and "<table" in page and "http" not in page.split("<body>")[1][:200]
+    assert_one_error_line(parity("history", results, "--format", "html", cwd=tmp_path), "--out")

@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="each case's trend over the published runs of a device, with compare verdicts")
     p.add_argument("results", nargs="?", type=_path, default=Path("results"), help="results folder (default results)")
     p.add_argument("--device", help="the device name (default: every device, a table each)")
-    p.add_argument("--format", choices=("text", "md", "json"), default="text")
+    p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
+    p.add_argument("--out", type=_path, metavar="FILE", help="write to FILE (html needs one)")
 
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
@@ -721,6 +722,15 @@ def cmd_history(args, argv) -> int:
         print(f"parity: no published run in {args.results}", file=sys.stderr)
         return 0
     trends = {device: history.trend(runs) for device, runs in groups.items()}
+    if args.format == "html":
+        from parity.harness.reporting import plots
+
+        if args.out is None:
+            raise UsageError("--format html writes a file: give --out FILE")
+        if plots.problem():
+            raise UsageError(plots.problem())
+        _emit(history.page(groups, trends), args.out)
+        return 0
     if args.format == "json":
         sys.stdout.write(machine.dumps({"schema": "parity.history/1", "devices": [
             {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}))

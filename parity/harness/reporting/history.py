@@ -81,3 +81,58 @@ def rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
         row["last/first"] = "-" if ratio is None else f"{ratio:.3f}"
         out.append(row)
     return out
+
+
+MAX_PLOTTED_CASES = 12  # the cases that moved most; a plot of hundreds of lines shows nothing
+
+
+def plot(device: str, runs: list[Run], entries: list[dict[str, Any]]):
+    """Each case's median over its first median, run by run (the cases that moved most): a Plot."""
+    from parity.harness.reporting.plots import Plot, problem
+
+    name = "history-" + "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    title = f"{device}: median time over the first run's, per case"
+    moved = sorted((e for e in entries if e["last_over_first"] is not None),
+                   key=lambda e: -abs(e["last_over_first"] - 1))[:MAX_PLOTTED_CASES]
+    if problem() or not moved:
+        return Plot(name, title, None, problem() or "no case was timed in two runs")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for e in moved:
+        first = next(p["median_ms"] for p in e["points"] if p["median_ms"] is not None)
+        xs = [i for i, p in enumerate(e["points"]) if p["median_ms"] is not None]
+        ax.plot(xs, [e["points"][i]["median_ms"] / first for i in xs], marker="o",
+                label=f"{e['suite']} {e['op']} {e['impl']} {e['dtype'] or ''} {e['case']}"[:60])
+    ax.axhline(1.0, color="#888", linewidth=0.8)
+    ax.set_xticks(range(len(runs)), [str(r.meta.get("run_id")) for r in runs], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("median time / first median (lower is faster)")
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    note = f"the {len(moved)} cases that moved most" if len(entries) > len(moved) else None
+    return Plot(name, title, buf.getvalue(), note)
+
+
+def page(groups: dict[str, list[Run]], trends: dict[str, list[dict[str, Any]]]) -> str:
+    """One self-contained HTML page: per device, the trend plot and the history table."""
+    from html import escape
+
+    from parity.harness.reporting import html
+
+    body = []
+    for device, entries in trends.items():
+        runs = groups[device]
+        body += [f"<h2>{escape(device)}</h2>", html.figure(plot(device, runs, entries)),
+                 html.table(f"median ms over {len(runs)} run(s), oldest first; faster/slower against the previous "
+                            "run (compare's verdict)", rows(entries))]
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>parity history</title>"
+            f"<style>{html.STYLE}</style></head><body>\n<h1>parity history</h1>\n" + "\n".join(body)
+            + f"\n<script>{html.SCRIPT}</script>\n</body></html>\n")
