@@ -510,27 +510,15 @@ class _Progress:
             self._bar.update(self._task, completed=i, total=total)  # a follow-up may add cases
 
 
-class _GpuBars:
+class _GpuBars(_Progress):
     """--all-gpus and --cpu-workers: a bar per GPU (or worker) from its records on a terminal; a line
-    when a worker's count grows otherwise."""
+    when a worker's count grows otherwise. (Opening and closing as _Progress.)"""
 
     def __init__(self, cpu: bool = False):
+        super().__init__()
         self._what = "worker" if cpu else "GPU"
-        self._tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-        self._bar = None
         self._tasks: dict[int, int] = {}
         self._shown: dict[int, int] = {}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
     def __call__(self, done: dict[int, int], total: int):
         if not self._tty:
