@@ -90,7 +90,11 @@ def test_cpu_and_gpu_workers_get_the_whole_plan(plan, tmp_path, monkeypatch):
 def test_the_collective_launcher_and_its_ranks_get_the_whole_plan(plan, tmp_path, monkeypatch, cpu_device):
     calls, dispatch = [], distributed.dispatch
     monkeypatch.setattr(multigpu.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
-    collective = dataclasses.replace(plan, suites=("collectives",))
+    from parity.harness.core import registry
+
+    # The options of the other suites stay with them: collectives take no --shape.
+    collective = multigpu.narrowed(plan, [registry.load("collectives")])
+    assert collective.suites == ("collectives",) and collective.shapes == () and collective.ranks == plan.ranks
     assert multigpu._run_collectives(collective, tmp_path / "collectives", timeout_s=10.0) is None
     assert plan_of(_argv_after_run(calls[0]), monkeypatch) == collective
 
@@ -124,3 +128,16 @@ def test_a_shape_given_with_cpu_workers_is_the_only_shape_of_every_worker(tmp_pa
         assert {(r["params"]["m"], r["params"]["n"], r["params"]["k"]) for r in records} == {(24, 40, 56)}, folder
         plan = json.loads((folder / RUN_FILE).read_text())["plan"]
         assert plan["shapes"] == [[24, 40, 56]] and plan["settle_s"] == 0, folder
+
+
+def test_a_part_of_a_multi_suite_run_keeps_only_its_own_options(plan):
+    from parity.harness.core import registry
+
+    gemm, coll = registry.load("gemm"), registry.load("collectives")
+    assert multigpu.narrowed(plan, []) is None
+    assert multigpu.narrowed(plan, [gemm]) is None  # fp32 is not a GEMM dtype: the gemm part has nothing
+    shapes_only = dataclasses.replace(plan, sizes_bytes=(), dtypes=("bf16",))
+    assert multigpu.narrowed(shapes_only, [coll]) is None  # the shapes were for gemm: no collective runs
+    part = multigpu.narrowed(shapes_only, [gemm])
+    assert part.suites == ("gemm",) and part.shapes == plan.shapes and part.dtypes == ("bf16",)
+    assert multigpu.narrowed(dataclasses.replace(plan, dtypes=("fp8",)), [coll]) is None  # fp8 is gemm's only

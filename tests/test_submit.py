@@ -47,3 +47,23 @@ def test_submit_bad_input_is_one_line(tmp_path, args, needle):
     proc = parity("submit", *[a.format(x=tmp_path / "x") for a in args], cwd=tmp_path)
     assert_one_error_line(proc, needle)
     assert not (tmp_path / "x").exists()
+
+
+def test_submit_no_wait_then_merge(tmp_path):
+    import time
+
+    out = tmp_path / "cluster"
+    proc = parity("submit", "--local", "--no-wait", "--nodes", "1", "--out", out, "--", *RUN, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not waiting" in proc.stderr and not (out / MEASUREMENTS_FILE).exists()
+    submitted = json.loads((out / "submitted.json").read_text())
+    assert submitted["gather"][:2] == ["parity", "merge"] and len(submitted["jobs"]) == 1
+    part = out / "nodes" / "node-0" / RUN_FILE
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (part.exists() and json.loads(part.read_text()).get("status") == "complete"):
+        time.sleep(0.5)
+    assert part.exists(), "the job never wrote its run"
+    merged = parity(*submitted["gather"][1:], cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    records, _ = read_records(out / MEASUREMENTS_FILE)
+    assert len(records) == 14 and {r["status"] for r in records} == {"ok"}

@@ -6,7 +6,6 @@ corrupt run folder) gets one line on stderr and exit status 2, never a traceback
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
@@ -26,7 +25,6 @@ from parity.harness.core.priors import PriorError
 EXIT_USAGE = 2
 EXIT_CASES_FAILED = 1
 EXIT_INTERRUPTED = 130
-DEFAULT_RUNS_DIR = Path("runs")  # ignored by git: a user's runs never land in the repository
 
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
@@ -80,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--json", action="store_true", help="print the detection as JSON")
 
-    sub.add_parser("list", help="suites, implementations, presets")
+    p = sub.add_parser("list", help="suites, implementations, presets")
+    p.add_argument("--json", action="store_true", help="print the suites as JSON")
 
     p = sub.add_parser("run", help="run suites (default: the quick preset of every suite)")
     p.add_argument("suites", nargs="*", help="suites to run (default: all)")
@@ -109,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-min", type=int, default=60, help="time limit of each job, minutes (default 60)")
     p.add_argument("--gpus-per-node", type=int, help="GPUs to ask for on each node")
     p.add_argument("--cpus-per-task", type=int, help="CPUs to ask for on each node")
+    p.add_argument("--no-wait", action="store_true", help="submit and return; gather later with parity merge")
     p.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: the arguments of parity run on each node")
 
     p = sub.add_parser("merge", help="gather runs (of several nodes, e.g. from sbatch) into one run folder")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="two runs of one device, case by case, with a significance test")
     p.add_argument("base", type=_path, help="run folder: the reference")
     p.add_argument("new", type=_path, help="run folder: the candidate")
-    p.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    p.add_argument("--format", choices=("text", "md", "csv", "json"), default="text")
     p.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 1 when a case is significantly slower by more than PCT %% (or broke)")
     p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney test (default 0.001)")
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("specs", help="the spec database, or every figure of one spec with its sources")
     p.add_argument("spec", nargs="?", help="a spec id, e.g. h200 or mi455x")
+    p.add_argument("--json", action="store_true", help="every figure with its range, sources and confidence, as JSON")
+    p.add_argument("--check", type=_path, metavar="FILE", help="check one spec file against the schema")
 
     p = sub.add_parser("project", help="what a run would do on another device")
     p.add_argument("run", type=_path, nargs="?", help="run folder (a GPU run)")
@@ -163,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="SPEC,...", help="target spec ids (default: every spec)")
     p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
     p.add_argument("--out", type=_path, metavar="FILE", help="write the output to FILE (html needs one)")
+
+    p = sub.add_parser("history", help="each case's trend over the published runs of a device, with compare verdicts")
+    p.add_argument("results", nargs="?", type=_path, default=Path("results"), help="results folder (default results)")
+    p.add_argument("--device", help="the device name (default: every device, a table each)")
+    p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
+    p.add_argument("--out", type=_path, metavar="FILE", help="write to FILE (html needs one)")
 
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
@@ -204,6 +212,10 @@ def _detect(index: int, select: bool = True):
     from parity.harness.core import device as device_mod
 
     return device_mod.detect(index, select)
+
+
+def _warn(line: str) -> None:
+    print(f"parity: warning: {line}", file=sys.stderr)
 
 
 def _require_triton() -> None:
@@ -251,15 +263,26 @@ def cmd_list(args, argv) -> int:
     device = _detect(0)
     _require_triton()
     from parity.harness.core import registry
+    from parity.harness.reporting import machine
 
     suites = registry.load_all()
+    for line in registry.problems():
+        _warn(line)
+    if args.json:
+        print(json.dumps(machine.suites_json(suites, device), indent=2))
+        return 0
     name_w = max((len(op.name) for suite in suites for op in suite.ops), default=8)
     text_w = max((len(op.description) for suite in suites for op in suite.ops), default=34)
     for suite in suites:
         print(f"{suite.name}: {suite.description}")
+        print(f"  from:    {registry.origin(suite.name)}")
         for op in suite.ops:
             impls = [i.name for i in suite.impls if i.op == op.name]
             print(f"  {op.name:<{name_w}} {op.description:<{text_w}} impls: {', '.join(impls)}")
+            for impl in impls:
+                where = registry.origin(suite.name, impl)
+                if where != registry.origin(suite.name):  # an implementation another package adds
+                    print(f"  {'':<{name_w}} {'':<{text_w}}   {impl} from {where}")
         counts = ", ".join(f"{p} ({len(suite.cases(p, device))} cases here)" for p in suite.presets)
         print(f"  presets: {counts}")
         print(f"  dtypes:  {', '.join(suite.dtypes)}")
@@ -270,16 +293,9 @@ def cmd_list(args, argv) -> int:
     return 0
 
 
-def _default_out(device) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()[:40] or "device"
-    return DEFAULT_RUNS_DIR / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{slug}"
-
-
 def cmd_run(args, argv) -> int:
-    from parity.harness.scaleout import distributed, multigpu
-    from parity.harness.core import registry
-    from parity.harness.reporting import report
-    from parity.harness.measurement import runner
+    from parity.harness import api
+    from parity.harness.reporting import report, spread
     from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
@@ -292,57 +308,33 @@ def cmd_run(args, argv) -> int:
         raise UsageError("--settle-s must be a number of seconds, 0 or more")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
-    # A rank uses its LOCAL_RANK's GPU. Not made current yet: this process may only start others.
-    device = _detect(distributed.local_index(args.device), select=False)
-    if args.device != 0 and not device.is_gpu:
-        raise UsageError(f"--device {args.device}: there is no GPU here (the CPU is the only device)")
-    _require_triton()
-    if args.resume:
-        out, resume = args.resume, True
-        read_run(out)  # a missing or corrupt folder is refused before anything runs
-    else:
-        out, resume = args.out or _default_out(device), False
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file, not a folder")
-        if (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
-            raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
-    plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset or "quick",
-                          impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
-                          time_cap_s=args.time_cap_s, settle_s=args.settle_s,
-                          ranks=args.ranks, shapes=shapes)
-    if not device.is_gpu:
-        from parity.harness.core import capability
-
-        older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
-        if older:
-            print(f"parity: warning: {older}", file=sys.stderr)
-    unmatched = runner.unmatched_note(device, runner.Flush(device) if device.is_gpu else None)
-    if unmatched:  # also in run.json's spec_note
-        print(f"parity: warning: {unmatched}", file=sys.stderr)
-    if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
-        return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
-    early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
-    if early is not None:
-        return early
+    device = api.run_device(args.device)
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
-    with _Progress(note) as progress:
+    with _Progress(note) as progress, _GpuBars(cpu=args.cpu_workers is not None) as bars:
         try:
-            outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress,
-                                     case_runner=distributed.case_runner())
-        except KeyboardInterrupt:
+            outcome = api.run_command(device, suites=_names(args.suites), preset=args.preset, impls=_names(args.impl),
+                                      dtypes=_names(args.dtype), sizes=sizes, shapes=shapes, out=args.out,
+                                      resume=args.resume, time_cap_s=args.time_cap_s, settle_s=args.settle_s,
+                                      ranks=args.ranks, all_gpus=args.all_gpus, cpu_workers=args.cpu_workers,
+                                      rank_timeout_s=args.rank_timeout_s, command=["parity", *argv],
+                                      progress=progress, console=_console(), warn=_warn, gpu_progress=bars)
+        except api.RunInterrupted as exc:
             progress.close()
-            print(f"parity: interrupted; finished cases are kept in {out}; continue with "
-                  f"parity run --resume {out}", file=sys.stderr)
+            bars.close()
+            print(f"parity: interrupted; finished cases are kept in {exc.path}; continue with "
+                  f"parity run --resume {exc.path}", file=sys.stderr)
             return EXIT_INTERRUPTED
+    if outcome.reported or not outcome.finished:  # the multi-GPU runner reported itself; or ranks ran it
+        return outcome.code
+    out = outcome.path
     run = read_run(out)
     report.print_tables(report.frame([run]), _console())
-    multigpu.print_extra([run], _console())  # collectives' bandwidths
+    spread.print_extra([run], _console())  # collectives' bandwidths
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "nothing new"
     extra = f" ({outcome.skipped_existing} already done)" if outcome.skipped_existing else ""
     print(f"parity: {counts}{extra}; results in {out}", file=sys.stderr)
-    bad = outcome.counts.get("failed", 0) + outcome.counts.get("invalid", 0)
-    return EXIT_CASES_FAILED if bad else 0
+    return outcome.code
 
 
 def cmd_report(args, argv) -> int:
@@ -473,6 +465,10 @@ def cmd_compare(args, argv) -> int:
         print(f"parity: warning: {note}", file=sys.stderr)
     if args.format == "csv":
         sys.stdout.write(compare.to_csv(result))
+    elif args.format == "json":
+        from parity.harness.reporting import machine
+
+        sys.stdout.write(machine.dumps(machine.compare_json(result)))
     else:
         text = report.render(compare.tables(result), args.format, _console())
         if text:
@@ -538,6 +534,35 @@ class _Progress:
             self._bar.update(self._task, completed=i, total=total)  # a follow-up may add cases
 
 
+class _GpuBars(_Progress):
+    """--all-gpus and --cpu-workers: a bar per GPU (or worker) from its records on a terminal; a line
+    when a worker's count grows otherwise. (Opening and closing as _Progress.)"""
+
+    def __init__(self, cpu: bool = False):
+        super().__init__()
+        self._what = "worker" if cpu else "GPU"
+        self._tasks: dict[int, int] = {}
+        self._shown: dict[int, int] = {}
+
+    def __call__(self, done: dict[int, int], total: int):
+        if not self._tty:
+            for i, n in sorted(done.items()):
+                if n != self._shown.get(i):
+                    self._shown[i] = n
+                    print(f"parity: {self._what} {i}: {n}/{total} cases", file=sys.stderr, flush=True)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+            self._bar.start()
+        for i, n in sorted(done.items()):
+            if i not in self._tasks:
+                self._tasks[i] = self._bar.add_task(f"{self._what} {i}", total=total)
+            self._bar.update(self._tasks[i], completed=n, total=max(total, n))  # follow-ups may add cases
+
+
 def _figure_text(fig) -> str:
     if fig is None:
         return "-"
@@ -555,6 +580,19 @@ def cmd_specs(args, argv) -> int:
     from parity.harness.reporting import report
     from parity.harness.core import specs
 
+    if args.check is not None:
+        if args.spec is not None or args.json:
+            raise UsageError("--check checks one file: give no spec id and no --json")
+        spec = specs.parse(args.check)
+        print(f"parity: {args.check}: a valid spec ({spec.id}, {spec.name}: {len(spec.figures)} figures, "
+              f"{len(spec.peaks)} peaks)", file=sys.stderr)
+        return 0
+    if args.json:
+        from parity.harness.reporting import machine
+
+        chosen = [specs.get(args.spec)] if args.spec else list(specs.load_all().values())
+        sys.stdout.write(machine.dumps(machine.specs_json(chosen)))
+        return 0
     if args.spec is None:
         rows = [{"id": s.id, "name": s.name, "status": s.status, "arch": s.arch,
                  "bf16 TFLOPS": _figure_text(s.peaks.get("bf16")), "fp8 TFLOPS": _figure_text(s.peaks.get("fp8")),
@@ -746,10 +784,17 @@ def cmd_submit(args, argv) -> int:
     from parity.harness.scaleout import submit
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    suites = ()
+    if run_args:  # the run's own arguments are parsed here, where every option of parity run is known
+        run = build_parser().parse_args(["run", *run_args])
+        if run.out or run.resume:
+            raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
+        suites = _names(run.suites)
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
                   "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
                   "slurm_partition": args.partition, "slurm_account": args.account}
-    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console())
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _console(), suites,
+                         wait=not args.no_wait)
 
 
 def cmd_merge(args, argv) -> int:
@@ -771,6 +816,41 @@ def cmd_merge(args, argv) -> int:
     return 0
 
 
+def cmd_history(args, argv) -> int:
+    from parity.harness.reporting import history, machine, report
+
+    groups = history.by_device(history.find_runs(args.results))
+    if args.device is not None:
+        if args.device not in groups:
+            raise UsageError(f"no published run of {args.device!r} in {args.results} "
+                             f"(devices: {', '.join(sorted(groups)) or 'none'})")
+        groups = {args.device: groups[args.device]}
+    if not groups:
+        print(f"parity: no published run in {args.results}", file=sys.stderr)
+        return 0
+    trends = {device: history.trend(runs) for device, runs in groups.items()}
+    if args.format == "html":
+        from parity.harness.reporting import plots
+
+        if args.out is None:
+            raise UsageError("--format html writes a file: give --out FILE")
+        if plots.problem():
+            raise UsageError(plots.problem())
+        _emit(history.page(groups, trends), args.out)
+        return 0
+    if args.format == "json":
+        sys.stdout.write(machine.dumps({"schema": "parity.history/1", "devices": [
+            {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}))
+        return 0
+    tables = [(f"{device}: median ms over {len(groups[device])} run(s), oldest first; faster/slower against the "
+               "previous run (compare's verdict)", history.rows(t)) for device, t in trends.items()]
+    text = report.render(tables, args.format, _console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
             "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge,
-            "selfcheck": cmd_selfcheck, "compare": cmd_compare, "estimate": cmd_estimate}
+            "selfcheck": cmd_selfcheck, "compare": cmd_compare, "estimate": cmd_estimate,
+            "history": cmd_history}

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from parity.harness.core import specs
+from parity.harness.core.specschema import MATCH_KEYS as _SCHEMA_MATCH_KEYS
 
 GIB = 2**30
 HARDWARE_KEYS = ("compute_units", "memory_gib_min", "memory_gib_max")
-MATCH_KEYS = ("backend", "arch", "name_regex", "market_names") + HARDWARE_KEYS
+MATCH_KEYS = tuple(_SCHEMA_MATCH_KEYS)  # one list: the schema's
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,18 @@ and a range. Only this module and the data files know peaks; the report asks for
 from __future__ import annotations
 
 import functools
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import specschema
 from parity.harness.core.model import UsageError
 
 SPEC_DIR = Path(__file__).with_name("specs")
+SPECS_PATH_ENV = "PARITY_SPECS_PATH"  # more folders of spec files, ':'-separated (os.pathsep)
 PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp8", "fp6", "fp4", "int8")
 CONFIDENCES = ("datasheet", "announced", "projected")
 # Math dtypes of work that share a peak: fp16 runs at the bf16 rate on every part in the database.
@@ -116,11 +119,17 @@ class DeviceSpec:
 
 
 def parse(path: Path) -> DeviceSpec:
+    where = path.name if path.parent == SPEC_DIR else str(path)  # a file from outside: its whole path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path.name}: not valid TOML ({exc})") from None
-    where = path.name
+        raise SpecError(f"{where}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        specschema.check(data, where)
+    except specschema.SchemaError as exc:
+        raise SpecError(str(exc)) from None
     try:
         match = data["match"]
         spec = DeviceSpec(
@@ -153,10 +162,30 @@ def parse(path: Path) -> DeviceSpec:
     return spec
 
 
+def search_path() -> tuple[Path, ...]:
+    """The package's spec folder, then the folders in PARITY_SPECS_PATH, in order."""
+    extra = [Path(p) for p in os.environ.get(SPECS_PATH_ENV, "").split(os.pathsep) if p.strip()]
+    for folder in extra:
+        if not folder.is_dir():
+            raise SpecError(f"{SPECS_PATH_ENV}: {folder} is not a folder")
+    return (SPEC_DIR, *extra)
+
+
+def load_all(directory: Path | None = None) -> dict[str, DeviceSpec]:
+    """Every spec by id: of one folder, or of the package and PARITY_SPECS_PATH."""
+    return _load((directory,) if directory is not None else search_path())
+
+
 @functools.lru_cache(maxsize=None)
-def load_all(directory: Path = SPEC_DIR) -> dict[str, DeviceSpec]:
-    specs = [parse(p) for p in sorted(directory.glob("*.toml"))]
-    return {s.id: s for s in specs}
+def _load(folders: tuple[Path, ...]) -> dict[str, DeviceSpec]:
+    out: dict[str, DeviceSpec] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")):
+            spec = parse(path)
+            if spec.id in out:
+                raise SpecError(f"{path}: spec id {spec.id!r} is already defined by {out[spec.id].path}")
+            out[spec.id] = spec
+    return out
 
 
 def get(spec_id: str) -> DeviceSpec:

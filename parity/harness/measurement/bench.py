@@ -85,7 +85,8 @@ def collect(settings: Settings):
     problem = registry.triton_problem()
     if problem:
         raise UsageError(problem)
-    plan = runner.RunPlan(suites=settings.suites or tuple(registry.suite_names()), preset=settings.preset,
+    every = tuple(suite.name for suite in registry.load_all())  # a plugin that does not load is left out
+    plan = runner.RunPlan(suites=settings.suites or every, preset=settings.preset,
                           impls=settings.impls, dtypes=settings.dtypes, time_cap_s=settings.time_cap_s)
     return device, runner.plan_cases(plan, device)
 
@@ -146,7 +147,7 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     if not check.passed:
         info["status"] = "invalid"
         pytest.fail(f"invalid output: {check.error}")
-    flush = runner.Flush(device).buffer() if op.cache == "cold" and device.is_gpu else None
+    flush = timing.Flush(device).buffer() if op.cache == "cold" and device.is_gpu else None
     policy = timing.Policy.for_timing(kind, settings.time_cap_s)
     estimate_ms = timing.warm_up(thunk, kind, policy)
     rounds = int(min(max(policy.time_cap_s * 1e3 / max(estimate_ms, 1e-3), policy.min_samples), policy.max_samples))

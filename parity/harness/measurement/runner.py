@@ -18,7 +18,7 @@ from parity.harness.core import provenance, registry, runlock
 from parity.harness.measurement import telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
 from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
-from parity.harness.measurement.timing import Policy, flush_bytes, measure
+from parity.harness.measurement.timing import Flush, Policy, measure
 
 REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
 
@@ -110,22 +110,6 @@ def plan_cases(plan: RunPlan, device) -> list[tuple[Suite, Case]]:
             if dtype not in all_dtypes:
                 raise UsageError(f"unknown dtype {dtype!r} (dtypes: {', '.join(sorted(all_dtypes))})")
     return cases
-
-
-class Flush:
-    """The cache-flush buffer, allocated on first use (only cold ops on a GPU need it)."""
-
-    def __init__(self, device):
-        self.device = device
-        self.bytes = flush_bytes(device.llc_bytes, spec_known=getattr(device, "spec_id", None) is not None)
-        self._buffer = None
-
-    def buffer(self):
-        if self._buffer is None:
-            import torch
-
-            self._buffer = torch.empty(self.bytes, dtype=torch.uint8, device=f"cuda:{self.device.index}")
-        return self._buffer
 
 
 def _now() -> str:

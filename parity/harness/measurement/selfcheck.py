@@ -174,7 +174,7 @@ class _Harness:
     """Times thunks as `parity run` does: a settle pause, the sampler around `measure`."""
 
     def __init__(self, device, reader, settle_s: float | None):
-        from parity.harness.measurement.runner import Flush
+        from parity.harness.measurement.timing import Flush
 
         self.device = device
         self.reader = reader

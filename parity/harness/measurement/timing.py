@@ -143,6 +143,22 @@ def flush_bytes(llc_bytes: int | None, spec_known: bool = True) -> int:
     return 2 * llc_bytes if spec_known else max(2 * llc_bytes, FLUSH_UNKNOWN_LLC_BYTES)
 
 
+class Flush:
+    """The cache-flush buffer, allocated on first use (only cold ops on a GPU need it)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.bytes = flush_bytes(device.llc_bytes, spec_known=getattr(device, "spec_id", None) is not None)
+        self._buffer = None
+
+    def buffer(self):
+        if self._buffer is None:
+            import torch
+
+            self._buffer = torch.empty(self.bytes, dtype=torch.uint8, device=f"cuda:{self.device.index}")
+        return self._buffer
+
+
 def hold_ms(k: int, host_ms_per_sample: float, cap_ms: float = HOLD_CAP_MS) -> float:
     """How long to keep the device busy while the host queues k samples: 1.5x the host's own
     queueing time, capped. Without it a kernel shorter than its launch finds the stream idle, and

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from parity.harness.reporting import crosstab, report
-from parity.harness.scaleout import multigpu
+from parity.harness.reporting.spread import extra_tables
 from parity.harness.core import specs
 from parity.harness.reporting.plots import Plot
 from parity.harness.core.results import Run
@@ -169,7 +169,7 @@ def page(runs: list[Run], df: pd.DataFrame, plots: list[Plot], title: str | None
     devices = list(dict.fromkeys(str((r.meta.get("device") or {}).get("name")) for r in runs))
     title = title or f"parity report: {', '.join(devices)}"
     sections = [(t, report.display_rows(g)) for t, g in report.sections(df)] if not df.empty else []
-    side = crosstab.side_by_side(df) + multigpu.extra_tables(runs)  # + spread between GPUs, collectives
+    side = crosstab.side_by_side(df) + extra_tables(runs)  # + spread between GPUs, collectives
     spec_ids = sorted(df["spec_id"].dropna().unique()) if not df.empty else []
     parts = [
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",

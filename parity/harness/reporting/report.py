@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from parity.harness.core import roofline, specs
-from parity.harness.scaleout.multigpu import device_label
+from parity.harness.reporting.spread import device_label
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import Run
 
@@ -50,6 +50,7 @@ def spec_for(run: Run, to_spec=None):
     """The spec a run is normalized against: the one asked for, else the one its device matches."""
     if to_spec is not None:
         return to_spec
+    specs.load_all()  # a broken spec file (PARITY_SPECS_PATH) is one error line, never a silent loss of normalization
     try:
         return specs.match_device(run.meta.get("device", {}))
     except specs.SpecError:

@@ -13,7 +13,6 @@ merged all the same. `merge` also gathers the runs of several nodes (submit.py, 
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 import subprocess
 import sys
 import time
@@ -25,10 +24,13 @@ from typing import Any
 from parity.harness.reporting import collective_report
 from parity.harness.scaleout import distributed
 from parity.harness.core import registry, runlock
-from parity.harness.core.model import TIMING_INTERPRET, UsageError
+from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
+# The spread between GPUs is a report section: it lives in reporting/spread.py (the report reads
+# results only, never this runner); its names stay importable from here.
+from parity.harness.reporting.spread import (BEHIND_THRESHOLD, device_label, extra_tables,  # noqa: F401
+                                            gpu_label, print_extra, spread, spread_warnings)
 
-BEHIND_THRESHOLD = 0.03  # a GPU more than 3 % slower than the median of its peers is called out
 GPUS_DIR = "gpus"
 COLLECTIVES_DIR = "collectives"
 
@@ -56,15 +58,17 @@ def worker_count(device, cpu_workers: int | None) -> int:
 
 
 def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
-            console) -> int:
+            console, progress=None) -> int:
     """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report,
-    holding OUT's lock throughout (each worker holds its own part's)."""
+    holding OUT's lock throughout (each worker holds its own part's). `progress(done, total)` (if
+    given) hears each worker's record count as it grows: done maps the GPU index to its records so
+    far, total is the cases each worker has to run."""
     with runlock.hold(out, "resume" if resume else "run", fresh=not resume):
-        return _run_all(plan, device, out, resume, cpu_workers, timeout_s, console)
+        return _run_all(plan, device, out, resume, cpu_workers, timeout_s, console, progress)
 
 
 def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
-             console) -> int:
+             console, progress=None) -> int:
     from parity.harness.reporting import report
     from parity.harness.measurement.runner import plan_cases
 
@@ -82,18 +86,20 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
     n = worker_count(device, cpu_workers)
     plan_cases(plan, device)  # bad input fails here, before anything starts
     suites = [registry.load(name) for name in plan.suites]
-    local = replace(plan, suites=tuple(s.name for s in suites if not s.collective))
-    collective = replace(plan, suites=tuple(s.name for s in suites if s.collective))
+    local = narrowed(plan, [s for s in suites if not s.collective])
+    collective = narrowed(plan, [s for s in suites if s.collective])
     started = _now()
     (out / GPUS_DIR).mkdir(parents=True, exist_ok=True)
     parts: list[tuple[Path, int | None]] = []
     error = None
-    if local.suites:
+    if local is not None:
         parts = [(out / GPUS_DIR / f"gpu-{i}", i) for i in range(n)]
         print(f"parity: {len(local.suites)} suite(s) on {n} {'CPU worker' if cpu_workers else 'GPU'}(s) at once; "
               f"logs in {out / GPUS_DIR}", file=sys.stderr, flush=True)
-        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s)
-    if collective.suites and error is None:
+        total = len(plan_cases(local, device))
+        watch = (lambda done: progress(done, total)) if progress is not None else None
+        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch)
+    if collective is not None and error is None:
         part = out / COLLECTIVES_DIR
         ranks = collective.ranks or (max(n, 2) if cpu_workers else None)
         parts.append((part, None))
@@ -117,7 +123,7 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
     return 1 if counts.get("failed") or counts.get("invalid") else 0
 
 
-def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str | None:
+def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=None) -> str | None:
     """Start one worker per part, all at once; None when all ended, else what went wrong."""
     procs, logs = [], []
     for folder, i in parts:
@@ -131,15 +137,16 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float) -> str 
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:
-        return _watch_workers(procs, parts, timeout_s)
+        return _watch_workers(procs, parts, timeout_s, watch)
     finally:
         distributed.stop_processes(procs)
         for log in logs:
             log.close()
 
 
-def _watch_workers(procs, parts, timeout_s: float) -> str | None:
+def _watch_workers(procs, parts, timeout_s: float, watch=None) -> str | None:
     sizes = [-1] * len(procs)
+    done = {i: 0 for _, i in parts}  # records each worker has written, for the progress display
     changed = [time.monotonic()] * len(procs)
     while True:
         codes = [p.poll() for p in procs]
@@ -148,6 +155,8 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
                 return f"the worker of GPU {i} {how} (see {folder.with_suffix('.log')})"
         if all(code is not None for code in codes):
+            if watch is not None:  # the last records, written since the previous poll
+                watch({i: _count(folder / MEASUREMENTS_FILE) for folder, i in parts})
             return None
         now = time.monotonic()
         for k, ((folder, i), code) in enumerate(zip(parts, codes)):
@@ -155,10 +164,35 @@ def _watch_workers(procs, parts, timeout_s: float) -> str | None:
             size = path.stat().st_size if path.exists() else 0
             if size != sizes[k]:
                 sizes[k], changed[k] = size, now
+                if watch is not None:
+                    done[i] = _count(path)
+                    watch(dict(done))
             elif code is None and now - changed[k] > timeout_s:
                 return (f"the worker of GPU {i} wrote no record for {timeout_s:g} s (hung?; --rank-timeout-s "
                         f"sets the limit; see {folder.with_suffix('.log')})")
         time.sleep(0.05)
+
+
+def _count(path: Path) -> int:
+    """Records in a worker's file so far (whole lines)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def narrowed(plan, suites: list) -> Any:
+    """The part of a multi-suite plan that `suites` run, read as `runner.plan_cases` reads it: a
+    dtype, size or shape given for the other suites stays with them (a child `parity run` of these
+    suites alone would refuse it); None where these suites have nothing to run."""
+    if not suites:
+        return None
+    names = tuple(s.name for s in suites)
+    if len(names) == len(plan.suites):
+        return replace(plan, suites=names)
+    dtypes = tuple(d for d in plan.dtypes if any(d in s.dtypes for s in suites))
+    sizes = plan.sizes_bytes if any(s.check_sizes for s in suites) else ()
+    shapes = plan.shapes if any(s.check_shapes for s in suites) else ()
+    if (plan.dtypes and not dtypes) or ((plan.sizes_bytes or plan.shapes) and not (sizes or shapes)):
+        return None
+    return replace(plan, suites=names, dtypes=dtypes, sizes_bytes=sizes, shapes=shapes)
 
 
 def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
@@ -233,89 +267,3 @@ class _Record:
 
     def to_dict(self) -> dict[str, Any]:
         return self.data
-
-
-
-# --- the spread between GPUs -------------------------------------------------------------------------
-
-
-def device_label(rec: dict[str, Any]) -> str | None:
-    """The device column of the report: the name, and which GPU (and host) in a run over several."""
-    if rec.get("gpu_index") is None:
-        return rec.get("device")
-    return f"{rec.get('device')} [{gpu_label(rec, 2)}]"  # host only where the run names it
-
-
-def gpu_label(rec: dict[str, Any], hosts: int = 1) -> str:
-    gpu = f"GPU {rec.get('gpu_index')}"
-    return f"{rec.get('host')} {gpu}" if hosts > 1 and rec.get("host") else gpu
-
-
-def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str, str]], list[str]]:
-    """Per case run on two or more GPUs: min, median and max time and the GPUs more than
-    `threshold` behind the median (rate lost: 1 - t_median / t_gpu); per GPU, the median of that
-    over the cases, called out above the threshold. Interpreter timings are no performance: left out."""
-    from parity.harness.reporting.report import params_text
-
-    by_case: dict[str, dict[str, Any]] = {}
-    hosts = len({r.get("host") for r in records if r.get("gpu_index") is not None})
-    for rec in records:
-        t = (rec.get("time_ms") or {}).get("median")
-        if rec.get("gpu_index") is None or rec.get("status") != "ok" or not t or rec.get("timing") == TIMING_INTERPRET:
-            continue
-        entry = by_case.setdefault(rec["key"], {"rec": rec, "times": {}})
-        entry["times"][gpu_label(rec, hosts)] = t
-    rows, behind_by_gpu = [], {}
-    for entry in by_case.values():
-        times = entry["times"]
-        if len(times) < 2:
-            continue
-        med = statistics.median(times.values())
-        behind = {gpu: 1 - med / t for gpu, t in times.items()}
-        for gpu, b in behind.items():
-            behind_by_gpu.setdefault(gpu, []).append(b)
-        late = sorted((b, gpu) for gpu, b in behind.items() if b > threshold)
-        rec = entry["rec"]
-        rows.append({"suite": rec["suite"], "op": rec["op"], "impl": rec["impl"],
-                     "dtype": (rec.get("params") or {}).get("dtype") or "", "case": params_text(rec.get("params") or {}),
-                     "GPUs": str(len(times)),
-                     "time ms (min / median / max)": f"{min(times.values()):.4g} / {med:.4g} / {max(times.values()):.4g}",
-                     "spread": f"{100 * (max(times.values()) - min(times.values())) / med:.1f} %",
-                     f"behind > {100 * threshold:g} %": ", ".join(f"{gpu} ({100 * b:.1f} %)" for b, gpu in reversed(late))})
-    callouts = []
-    for gpu, values in sorted(behind_by_gpu.items()):
-        typical = statistics.median(values)
-        if typical > threshold:
-            late = sum(v > threshold for v in values)
-            callouts.append(f"{gpu} runs {100 * typical:.1f} % behind the median of its peers "
-                            f"(median over {len(values)} cases; more than {100 * threshold:g} % behind in {late})")
-    return rows, callouts
-
-
-def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
-    """The sections a run over several GPUs adds to the report: the spread, then collectives."""
-    from parity.harness.reporting import collective_report
-
-    tables = []
-    for run in runs:
-        rows, callouts = spread(run.records)
-        if rows:
-            title = f"Spread between GPUs ({run.meta.get('run_id')}): the same case on every GPU"
-            if callouts:
-                title += "; " + "; ".join(callouts)
-            tables.append((title, rows))
-    return tables + collective_report.tables(runs)
-
-
-def print_extra(runs, console) -> None:
-    """After a run: the spread and collectives tables on the console, the GPUs behind on stderr."""
-    from parity.harness.reporting import report
-
-    report.render(extra_tables(runs), "text", console)
-    for line in spread_warnings(runs):
-        print(f"parity: warning: {line}", file=sys.stderr)
-
-
-def spread_warnings(runs) -> list[str]:
-    """The GPUs called out for being behind their peers, one line each, over all the runs."""
-    return [line for run in runs for line in spread(run.records)[1]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,37 +21,30 @@ from parity.harness.core.model import UsageError
 
 NODES_DIR = "nodes"
 SLURM_DIR = "slurm"
+SUBMITTED_FILE = "submitted.json"  # --no-wait: the jobs and the command that gathers them
 
 
 def node_job(run_args: list[str], part: str) -> dict[str, Any]:
-    """What each job runs on its node: `parity run ARGS --out PART`, in this process."""
-    from parity.harness.cli import main
-
-    code = main(["run", *run_args, "--out", part])
+    """What each job runs on its node: `parity run ARGS --out PART`, as a child process, as the
+    multi-GPU runner starts its workers (process machinery never calls back into the CLI)."""
+    code = subprocess.call([sys.executable, "-m", "parity", "run", *run_args, "--out", part])
     return {"part": part, "code": code, "host": socket.gethostname()}
 
 
-def check_run_args(run_args: list[str]) -> None:
-    """The arguments must make a valid `parity run`, without an --out or --resume of their own."""
-    from parity.harness.cli import build_parser
-
-    if not run_args:
-        raise UsageError("give the run's arguments after --, e.g. parity submit --nodes 2 -- --all-gpus")
-    args = build_parser().parse_args(["run", *run_args])
-    if args.out or args.resume:
-        raise UsageError("parity submit chooses each node's folder: give --out to parity submit, before --")
-    # Names are checked here, before a job waits in the queue; presets, dtypes and sizes are checked
-    # on the node (they live in the suite modules, which import the kernels: not on a login node).
+def check_suites(names: tuple[str, ...]) -> None:
+    """Suite names are checked here, before a job waits in the queue; presets, dtypes and sizes are
+    checked on the node (they live in the suite modules, which import the kernels: not on a login
+    node). The CLI has checked the rest of the run's arguments."""
     from parity.harness.core import registry
-    from parity.harness.cli import _names
 
     known = registry.suite_names()
-    for name in _names(args.suites):
+    for name in names:
         if name not in known:
             raise UsageError(f"unknown suite {name!r} (suites: {', '.join(known)})")
 
 
-def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console) -> int:
+def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console,
+           suites: tuple[str, ...] = (), wait: bool = True) -> int:
     try:
         import submitit
     except ImportError:
@@ -59,7 +53,9 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
 
     if nodes < 1:
         raise UsageError("--nodes must be 1 or more")
-    check_run_args(run_args)
+    if not run_args:
+        raise UsageError("give the run's arguments after --, e.g. parity submit --nodes 2 -- --all-gpus")
+    check_suites(suites)
     if not local and shutil.which("sbatch") is None:
         raise UsageError("no Slurm here (sbatch is not on PATH): submit from a login node, or --local to run "
                          "the jobs on this machine")
@@ -71,6 +67,8 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
     jobs = executor.map_array(node_job, [run_args] * nodes, [str(p) for p in parts])
     print(f"parity: submitted {nodes} job(s): {', '.join(job.job_id for job in jobs)}; logs in {out / SLURM_DIR}",
           file=sys.stderr, flush=True)
+    if not wait:
+        return _leave(out, parts, jobs, run_args)
     failures, done = [], []
     for i, job in enumerate(jobs):
         try:
@@ -97,6 +95,18 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
     if failures:
         return multigpu.distributed.EXIT_RANK
     print(f"parity: {nodes} node(s) gathered in {out}", file=sys.stderr)
+    return 0
+
+
+def _leave(out: Path, parts: list[Path], jobs, run_args: list[str]) -> int:
+    """--no-wait: note what was submitted in OUT/submitted.json and say how to gather it later."""
+    from parity.harness.core.results import write_json_atomic
+
+    gather = ["parity", "merge", *map(str, parts), "--out", str(out)]
+    write_json_atomic(out / SUBMITTED_FILE, {"jobs": [job.job_id for job in jobs], "parts": [str(p) for p in parts],
+                                             "run_args": list(run_args), "gather": gather})
+    print(f"parity: not waiting; when the jobs are done ({out / SUBMITTED_FILE}), gather them with: "
+          f"{' '.join(gather)}", file=sys.stderr)
     return 0
 
 
