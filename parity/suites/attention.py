@@ -348,7 +348,8 @@ def _triton_tma_details(device, p) -> dict[str, Any]:
     hopper_up = device.backend == "cuda" and torch.cuda.get_device_capability(_torch_device(device))[0] >= 9
     return {"config": triton_attention_tma.best_config(p["head_dim"]),
             "tensor_descriptors": "TMA" if hopper_up else "lowered to loads",
-            "warp_specialize": triton_attention_tma.warp_specialize(_torch_device(device)),
+            "warp_specialize": triton_attention_tma.warp_specialize(
+                _torch_device(device), triton_attention._block_d(p["head_dim"])),
             "causal_order": "heaviest tile first" if p["causal"] else "row order"}
 
 

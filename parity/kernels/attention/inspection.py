@@ -135,8 +135,8 @@ def cases(arch: str, head_dims=(64, 128, 256), kernels=configs.KERNELS, causal: 
                           else _prefill_values(name, head_dim, block_d, causal))
                 meta = {k: v for k, v in cfg.kwargs.items() if k in ("BLOCK_M", "BLOCK_N")}
                 values.update(meta)
-                if name == "fwd_tma" and arch == "sm_100a":
-                    values["WARP_SPECIALIZE"] = True
+                if name == "fwd_tma":
+                    values["WARP_SPECIALIZE"] = arch == "sm_100a" and block_d <= triton_attention_tma.WS_MAX_BLOCK_D
                 kernel = KERNEL_OBJECTS[name]
                 sig, const, attrs = signature(kernel, values)
                 options = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages,

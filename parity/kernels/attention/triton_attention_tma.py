@@ -17,8 +17,8 @@ differs in how it moves data and orders work, so the tutorial-style row stays co
   axis fastest, so every head's heaviest tile starts before any light one (longest-processing-time
   order; FlashAttention-2 and FA3 schedule the same way), and the short tiles fill the tail.
 - Warp specialization (`tl.range(..., warp_specialize=True)`: a producer warp issues the TMA
-  copies while the others compute) is on for Blackwell, as in Triton's own fused-attention tutorial,
-  where the compiler supports it; off on Hopper (the tutorial turned it off there, Triton PR #7108).
+  copies while the others compute) is on for Blackwell up to head_dim 128, as in Triton's own
+  fused-attention tutorial; off on Hopper (the tutorial turned it off there, Triton PR #7108).
 
 TMA requires a contiguous head dimension and 16-byte aligned row strides and base addresses
 (`check_layout`).
@@ -36,6 +36,7 @@ from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _blo
 from parity.kernels.launch import Launcher, as_config
 
 INTERPRETER_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1}
+WS_MAX_BLOCK_D = 128
 TMA_ALIGN_BYTES = 16  # cuTensorMapEncodeTiled: global address and every stride but the last, in bytes
 
 
@@ -154,10 +155,12 @@ def check_layout(*tensors: torch.Tensor) -> None:
                              f"(strides {tuple(t.stride())} of {item}-byte elements)")
 
 
-def warp_specialize(device) -> bool:
-    """Warp specialization on Blackwell (compute capability 10+), as Triton's tutorial does."""
+def warp_specialize(device, block_d: int) -> bool:
+    """Warp specialization on Blackwell (compute capability 10+), as Triton's tutorial does, up to
+    BLOCK_D 128: at 256 the specialized partitions' register budgets spill (triton 3.9, sm_100a)."""
     device = torch.device(device)
-    return bool(device.type == "cuda" and not torch.version.hip and torch.cuda.get_device_capability(device)[0] >= 10)
+    return bool(device.type == "cuda" and not torch.version.hip and block_d <= WS_MAX_BLOCK_D
+                and torch.cuda.get_device_capability(device)[0] >= 10)
 
 
 def _scratch(size: int, alignment: int, stream):
@@ -184,7 +187,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fa
     args = (q, k, v, out, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             heads, heads // kv_heads, seq_q, seq_k, head_dim, sm_scale * LOG2E)
     kwargs = dict(CAUSAL=bool(causal), BLOCK_D=block_d, UPCAST=q.device.type == "cpu",
-                  WARP_SPECIALIZE=warp_specialize(q.device))
+                  WARP_SPECIALIZE=warp_specialize(q.device, block_d))
     grid = lambda meta: (batch * heads, triton.cdiv(seq_q, meta["BLOCK_M"]))  # noqa: E731
     _launcher(block_d)(grid, *args, like=q, cfg=config, **kwargs)
     return out, lse
