@@ -213,3 +213,12 @@ def test_lead_configs_compile_for_sm90a_without_spills_within_shared_memory():
         assert 0 < row["shared"] <= configs.SHARED_LIMIT_BYTES["sm_90a"], row
         assert row["wgmma"], row
     assert rows["fwd_tma"]["tma"] and not rows["fwd"]["tma"]
+
+
+def test_an_older_triton_is_a_skip_with_its_reason(cpu_device, monkeypatch):
+    assert triton_attention_tma.unavailable() is None
+    monkeypatch.delattr(tl, "make_tensor_descriptor")
+    reason = triton_attention_tma.unavailable()
+    assert "make_tensor_descriptor" in reason
+    tma = next(i for i in attention.SUITE.impls if i.name == "triton-tma")
+    assert tma.supports(cpu_device, attention.params(1, 2, 2, 100, 100, 64, False, "bf16")) == reason

@@ -327,6 +327,9 @@ def _triton_details(device, p) -> dict[str, Any]:
 def _tma_supports(device, p) -> str | None:
     if p["direction"] != "fwd":
         return "triton-tma is a forward kernel; the backward is the triton row's"
+    reason = triton_attention_tma.unavailable()
+    if reason:
+        return reason
     if p["dtype"] not in TORCH_DTYPES:
         return f"triton-tma takes bf16 and fp16, not {p['dtype']} (FP8 runs in the triton row)"
     if p["head_dim"] > triton_attention.MAX_HEAD_DIM:

@@ -25,6 +25,7 @@ TMA requires a contiguous head dimension and 16-byte aligned row strides and bas
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -163,8 +164,14 @@ def warp_specialize(device, block_d: int) -> bool:
                 and torch.cuda.get_device_capability(device)[0] >= 10)
 
 
-def _scratch(size: int, alignment: int, stream):
-    return torch.empty(size, dtype=torch.int8, device="cuda")
+def unavailable() -> str | None:
+    """Why this Triton cannot build the kernel (device-made tensor descriptors and `tl.range`'s
+    warp_specialize came in triton 3.3-3.4), or None."""
+    if not hasattr(tl, "make_tensor_descriptor"):
+        return f"triton {triton.__version__} has no tl.make_tensor_descriptor"
+    if "warp_specialize" not in inspect.signature(tl.range).parameters:
+        return f"triton {triton.__version__}'s tl.range has no warp_specialize"
+    return None
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
@@ -183,7 +190,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fa
     lse = torch.empty((batch, heads, seq_q), dtype=torch.float32, device=q.device)
     block_d = _block_d(head_dim)
     if q.is_cuda:
-        triton.set_allocator(_scratch)  # device-made descriptors live in global scratch memory
+        # Device-made descriptors live in global scratch memory, allocated per launch on q's device.
+        triton.set_allocator(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device=q.device))
     args = (q, k, v, out, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             heads, heads // kv_heads, seq_q, seq_k, head_dim, sm_scale * LOG2E)
     kwargs = dict(CAUSAL=bool(causal), BLOCK_D=block_d, UPCAST=q.device.type == "cpu",
