@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,22 +17,9 @@ import triton.language as tl
 from parity.kernels.attention import configs, inspection, triton_attention, triton_attention_tma, triton_decode
 from parity.suites import attention
 
-from conftest import HAS_GPU
+from test_attention_kernels import DEVICE, check_forward, qkv
 
-DEVICE = "cuda" if HAS_GPU else "cpu"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def qkv(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype=torch.float16, seed=0):
-    gen = torch.Generator(device=DEVICE).manual_seed(seed)
-    make = lambda h, s: torch.randn((batch, h, s, head_dim), generator=gen, device=DEVICE).to(dtype)  # noqa: E731
-    return make(heads, seq_q), make(kv_heads, seq_k), make(kv_heads, seq_k)
-
-
-def check(out, q, k, v, causal, dtype="fp16"):
-    p = attention.params(q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], causal, dtype)
-    x = {"q": q, "k": k, "v": v}
-    return attention._check(out, attention._reference(x, p), x, p)
 
 
 # --- the TMA forward in the interpreter -----------------------------------------------------------
@@ -57,7 +42,7 @@ def test_tma_forward_matches_the_reference_and_the_pointer_kernel(shape):
     q, k, v = qkv(*dims)
     config = {"BLOCK_M": block, "BLOCK_N": block}
     out, lse = triton_attention_tma.forward(q, k, v, causal, config=config)
-    result = check(out, q, k, v, causal)
+    result = check_forward(out, q, k, v, causal)
     assert result.passed, result.error
     want_out, want_lse = triton_attention.forward(q, k, v, causal, config=config)
     seen = torch.isfinite(want_lse)
@@ -70,17 +55,17 @@ def test_tma_forward_bf16_default_config():
     q, k, v = qkv(1, 4, 2, 70, 70, 64, torch.bfloat16, seed=4)
     out, _ = triton_attention_tma.forward(q, k, v, causal=True)
     assert out.dtype == torch.bfloat16
-    assert check(out, q, k, v, True, "bf16").passed
+    assert check_forward(out, q, k, v, True, "bf16").passed
 
 
 def test_tma_forward_wrong_mask_or_perturbation_is_caught():
     q, k, v = qkv(1, 2, 2, 37, 37, 32)
     out, _ = triton_attention_tma.forward(q, k, v, causal=False, config={"BLOCK_M": 16, "BLOCK_N": 16})
-    assert not check(out, q, k, v, causal=True).passed  # a non-causal result is not a causal one
+    assert not check_forward(out, q, k, v, causal=True).passed  # a non-causal result is not a causal one
     out, _ = triton_attention_tma.forward(q, k, v, causal=True, config={"BLOCK_M": 16, "BLOCK_N": 16})
-    assert check(out, q, k, v, causal=True).passed
+    assert check_forward(out, q, k, v, causal=True).passed
     out[0, 1, 36, 5] += 0.05
-    assert not check(out, q, k, v, causal=True).passed
+    assert not check_forward(out, q, k, v, causal=True).passed
 
 
 def test_tma_forward_refuses_what_tma_cannot_address():
@@ -190,19 +175,21 @@ for c in inspection.cases("sm_90a", head_dims=(128,), lead_only=True):
     rows.append({"kernel": c.kernel_name, "shared": ck.metadata.shared,
                  "registers": int(re.search(r"Used (\d+) registers", log).group(1)),
                  "spill": int(re.search(r"(\d+) bytes spill stores", log).group(1)),
-                 "tma": "cp.async.bulk.tensor" in ck.asm["ptx"], "wgmma": "wgmma.mma_async" in ck.asm["ptx"]})
+                 "tma": "cp.async.bulk.tensor" in ck.asm["ptx"], "wgmma": "wgmma.mma_async" in ck.asm["ptx"],
+                 "mma": "mma.sync" in ck.asm["ptx"]})
 print(json.dumps(rows))
 """
 
 
 def test_lead_configs_compile_for_sm90a_without_spills_within_shared_memory():
     """Compiled offline for sm_90a at head_dim 128 (no GPU): each kernel's lead config fits 227 KiB,
-    does not spill and uses wgmma; the TMA forward uses TMA and the pointer forward does not."""
+    does not spill and uses the tensor cores (wgmma; mma.sync for decoding's 16-row tile); the TMA
+    forward uses TMA and the pointer forward does not."""
     ptxas_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     if not any((ptxas_dir / name).exists() for name in ("ptxas", "ptxas-blackwell")):
         pytest.skip(f"triton {triton.__version__} ships no ptxas in {ptxas_dir}: no offline NVIDIA compile")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(ROOT), TRITON_DEFAULT_FP_FUSION="1", TRITON_CACHE_DIR=tempfile.mkdtemp())
+    env.update(PYTHONPATH=str(ROOT), TRITON_DEFAULT_FP_FUSION="1")
     proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -211,7 +198,8 @@ def test_lead_configs_compile_for_sm90a_without_spills_within_shared_memory():
     for name, row in rows.items():
         assert row["spill"] == 0, row
         assert 0 < row["shared"] <= configs.SHARED_LIMIT_BYTES["sm_90a"], row
-        assert row["wgmma"], row
+        # Decoding's tile is 16 query rows here, below wgmma's 64: it runs mma.sync (memory-bound).
+        assert row["mma"] if name == "decode" else row["wgmma"], row
     assert rows["fwd_tma"]["tma"] and not rows["fwd"]["tma"]
 
 
