@@ -146,7 +146,12 @@ def test_lists_refuse_unknowns_and_launchers_use_the_head_dim_bucket():
 
 def test_compile_cases_cover_every_kernel_and_match_the_signature():
     cases = inspection.cases("sm_90a", head_dims=(128,), lead_only=True)
-    assert [c.kernel_name for c in cases] == list(configs.KERNELS) and all(c.lead for c in cases)
+    assert [(c.kernel_name, c.dtype) for c in cases] == [("fwd", "bf16"), ("fwd", "fp8")] + [
+        (name, "bf16") for name in configs.KERNELS[1:]]
+    assert all(c.lead for c in cases)
+    fp8 = cases[1]
+    assert fp8.signature["Q"] == "*fp8e4nv" and fp8.constexprs["FP8"] is True and fp8.constexprs["stride_vn"] == 1
+    assert inspection.cases("gfx942", head_dims=(128,), kernels=("fwd",), lead_only=True)[1].signature["V"] == "*fp8e4b8"
     for c in cases:
         assert set(c.signature) == set(c.kernel.arg_names)
         assert {n for n, t in c.signature.items() if t == "constexpr"} == set(c.constexprs)
@@ -172,7 +177,7 @@ for c in inspection.cases("sm_90a", head_dims=(128,), lead_only=True):
         r = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", os.path.join(d, "k.ptx"), "-o", os.path.join(d, "k.o")],
                            capture_output=True, text=True)
     log = r.stdout + r.stderr
-    rows.append({"kernel": c.kernel_name, "shared": ck.metadata.shared,
+    rows.append({"kernel": c.kernel_name + "/" + c.dtype, "shared": ck.metadata.shared,
                  "registers": int(re.search(r"Used (\d+) registers", log).group(1)),
                  "spill": int(re.search(r"(\d+) bytes spill stores", log).group(1)),
                  "tma": "cp.async.bulk.tensor" in ck.asm["ptx"], "wgmma": "wgmma.mma_async" in ck.asm["ptx"],
@@ -194,13 +199,13 @@ def test_lead_configs_compile_for_sm90a_without_spills_within_shared_memory():
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["kernel"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
-    assert set(rows) == set(configs.KERNELS)
+    assert set(rows) == {f"{name}/bf16" for name in configs.KERNELS} | {"fwd/fp8"}
     for name, row in rows.items():
         assert row["spill"] == 0, row
         assert 0 < row["shared"] <= configs.SHARED_LIMIT_BYTES["sm_90a"], row
         # Decoding's tile is 16 query rows here, below wgmma's 64: it runs mma.sync (memory-bound).
-        assert row["mma"] if name == "decode" else row["wgmma"], row
-    assert rows["fwd_tma"]["tma"] and not rows["fwd"]["tma"]
+        assert row["mma"] if name == "decode/bf16" else row["wgmma"], row
+    assert rows["fwd_tma/bf16"]["tma"] and not rows["fwd/bf16"]["tma"]
 
 
 def test_an_older_triton_is_a_skip_with_its_reason(cpu_device, monkeypatch):

@@ -19,6 +19,8 @@ BATCH, HEADS, SEQ = 4, 16, 4096
 DECODE_HEADS, DECODE_KV_HEADS, DECODE_SEQ = 32, 8, 65536
 IMPLS = {"fwd": "triton", "fwd_tma": "triton-tma", "dkdv": "triton", "dq": "triton", "decode": "triton"}
 OPS = {"fwd": "prefill", "fwd_tma": "prefill", "dkdv": "prefill", "dq": "prefill", "decode": "decode"}
+# Triton's names for each architecture's e4m3 (FNUZ on gfx942, OCP elsewhere); only `fwd` takes FP8.
+FP8_TYPES = {"sm_90a": "fp8e4nv", "sm_100a": "fp8e4nv", "gfx942": "fp8e4b8", "gfx950": "fp8e4nv"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class CompileCase:
     op: str  # the suite's op
     arch: str  # sm_90a, sm_100a, gfx942, gfx950
     head_dim: int
+    dtype: str  # bf16 or fp8
     config: str  # "BLOCK_M=128 BLOCK_N=64 warps=8 stages=3 ..."
     lead: bool  # the list's first config: held to "no spill"
     kernel: Any = field(repr=False)  # the triton.jit function
@@ -47,6 +50,13 @@ def _bhsd(prefix: str, heads: int, seq: int, head_dim: int, names: str = "bhmd")
     """Strides of a contiguous (batch, heads, seq, head_dim) tensor under the kernel's names."""
     strides = (heads * seq * head_dim, seq * head_dim, head_dim, 1)
     return {f"{prefix}{n}": s for n, s in zip(names, strides)}
+
+
+def _fp8(values: dict[str, Any], arch: str) -> dict[str, Any]:
+    """The FP8 forward's arguments: e4m3 Q, K, V, and V with its sequence dimension contiguous (the
+    suite's FP8 layout, for Hopper's K-major second operand)."""
+    e4m3 = _ptr(FP8_TYPES[arch])
+    return {**values, "Q": e4m3, "K": e4m3, "V": e4m3, "stride_vn": 1, "stride_vd": SEQ, "FP8": True}
 
 
 def _prefill_values(kernel_name: str, head_dim: int, block_d: int, causal: bool) -> dict[str, Any]:
@@ -121,18 +131,21 @@ def _describe(cfg) -> str:
 
 
 def cases(arch: str, head_dims=(64, 128, 256), kernels=configs.KERNELS, causal: bool = True,
-          lead_only: bool = False) -> list[CompileCase]:
-    """Every config of every attention kernel's list for `arch`, at each head_dim."""
+          lead_only: bool = False, dtypes=("bf16", "fp8")) -> list[CompileCase]:
+    """Every config of every attention kernel's list for `arch`, at each head_dim, in BF16 and (the
+    pointer forward only) FP8."""
     target = configs.target_of(arch)
     out = []
     for head_dim in head_dims:
         block_d = triton_attention._block_d(head_dim)
-        for name in kernels:
+        for name, dtype in ((n, d) for n in kernels for d in dtypes if d == "bf16" or n == "fwd"):
             for i, cfg in enumerate(configs.lists(name, target, block_d)):
                 if lead_only and i:
                     break
                 values = (_decode_values(head_dim, block_d) if name == "decode"
                           else _prefill_values(name, head_dim, block_d, causal))
+                if dtype == "fp8":
+                    values = _fp8(values, arch)
                 meta = {k: v for k, v in cfg.kwargs.items() if k in ("BLOCK_M", "BLOCK_N")}
                 values.update(meta)
                 if name == "fwd_tma":
@@ -141,6 +154,6 @@ def cases(arch: str, head_dims=(64, 128, 256), kernels=configs.KERNELS, causal: 
                 sig, const, attrs = signature(kernel, values)
                 options = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages,
                            **{k: v for k, v in cfg.kwargs.items() if k not in meta}}
-                out.append(CompileCase(name, IMPLS[name], OPS[name], arch, head_dim, _describe(cfg), i == 0,
+                out.append(CompileCase(name, IMPLS[name], OPS[name], arch, head_dim, dtype, _describe(cfg), i == 0,
                                        kernel, sig, const, attrs, options))
     return out
