@@ -58,7 +58,7 @@ _TABLE: dict[tuple[str, str, int], list[tuple]] = {
                          (64, 64, 4, 1, {"waves_per_eu": 2})],
     ("fwd", "hip", 128): [(128, 64, 8, 1, {"waves_per_eu": 2}), (128, 64, 8, 1, {"waves_per_eu": 1}),
                           (64, 64, 4, 1, {"waves_per_eu": 1})],
-    ("fwd", "hip", 256): [(64, 32, 4, 1, {"waves_per_eu": 1}), (128, 32, 8, 1, {"waves_per_eu": 1})],
+    ("fwd", "hip", 256): [(64, 32, 4, 1, {"waves_per_eu": 1}), (64, 32, 8, 1, {"waves_per_eu": 1})],
     # --- forward with tensor descriptors (TMA on sm_90+) ---
     ("fwd_tma", "cuda", 64): [(128, 64, 4, 3, {}), (128, 128, 8, 3, {}), (64, 64, 4, 4, {})],
     ("fwd_tma", "cuda", 128): [(128, 64, 8, 3, {}), (128, 128, 8, 2, {}), (64, 64, 4, 4, {})],
