@@ -2,25 +2,28 @@
 
 Every list holds only configurations that load on every architecture of their target at the
 head_dims they serve: shared memory (LDS on AMD) within the per-block limit, and no register
-spills. Checked by compiling offline for sm_90a, sm_100a, gfx942 and gfx950 (triton.compile with a
-`GPUTarget`, no GPU needed; see `inspection.py` and tests/test_attention_configs.py). The first entry
-of a list is its lead configuration, the one `parity inspect` holds to "no spill".
+spills. Every list was compiled offline for sm_90a, sm_100a, gfx942 and gfx950 with triton 3.9
+(triton.compile with a `GPUTarget`, no GPU needed; BF16, and FP8 for the pointer forward), the
+compile cases being `inspection.py`'s; tests/test_attention_configs.py recompiles the sm_90a lead
+configs. The first entry of a list is its lead configuration, the one `parity inspect` holds to
+"no spill".
 
 head_dim is served in buckets of BLOCK_D (the next power of two, at least 16): a config's shared
 memory grows with BLOCK_D (Q, K and V tiles are BLOCK x BLOCK_D), so what fits at 64 can be over
-the limit at 256 (five of the seven former forward configs were, on sm_90a).
+the limit at 256 (five of the seven former forward configs were, on sm_90a with triton 3.6).
 
 Why these tiles:
 - CUDA forward at head_dim 128: 8 warps over a 128-row tile (two warpgroups, 64 rows each for
   wgmma) keep the fp32 accumulator at 64 registers a thread; 4 warps over 128 rows need 128 for it
   and spilled (332 B with triton 3.9 on sm_90a, 816 B on sm_100a). head_dim 256 halves BLOCK_N and
   the stages so that K and V tiles fit 227 KiB.
-- dK/dV: the kernel holds K, V, dK, dV (4 x BLOCK_N x BLOCK_D) across its loop; at head_dim 128
-  only BLOCK_N 64 with 8 warps, or BLOCK_N 32, keeps that in registers.
+- dK/dV holds K, V, dK and dV (4 x BLOCK_N x BLOCK_D) across its loop: the former BLOCK_N 128
+  configs spilled at head_dim 128; BLOCK_N 64 and below do not.
 - AMD (one stage, as AMD's Triton guide advises for CDNA): waves_per_eu caps registers per wave;
   a cap below what the tile needs spills, so the caps here are the ones that compiled clean.
-- Decode: its tile is up to 128 query rows (GQA group x tokens) by BLOCK_N keys; BLOCK_N 256
-  with 3 stages needed 268 KiB at head_dim 128 and could never load.
+- Decode: its tile is up to 128 query rows (GQA group x tokens) by BLOCK_N keys. BLOCK_N 256
+  with 3 stages needed 268 KiB at head_dim 128 and could never load; 128-row tiles on 4 warps
+  spilled (28-2188 B on sm_90a at head_dim 128-256), hence 8 warps there.
 """
 from __future__ import annotations
 
