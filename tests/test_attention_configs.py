@@ -47,8 +47,9 @@ def test_tma_forward_matches_the_reference_and_the_pointer_kernel(shape):
     want_out, want_lse = triton_attention.forward(q, k, v, causal, config=config)
     seen = torch.isfinite(want_lse)
     assert torch.equal(seen, torch.isfinite(lse))  # the same rows see no key (+inf)
-    assert torch.allclose(lse[seen], want_lse[seen], rtol=1e-5, atol=1e-5)
-    assert (out.float() - want_out.float()).abs().max() <= 1e-3
+    # The same algorithm: equal up to summation order (fp32) and one fp16 rounding of the output.
+    assert torch.allclose(lse[seen], want_lse[seen], rtol=1e-4, atol=1e-4)
+    assert torch.allclose(out.float(), want_out.float(), rtol=2e-3, atol=2e-3)
 
 
 def test_tma_forward_bf16_default_config():
