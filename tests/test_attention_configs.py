@@ -216,3 +216,14 @@ def test_an_older_triton_is_a_skip_with_its_reason(cpu_device, monkeypatch):
     assert "make_tensor_descriptor" in reason
     tma = next(i for i in attention.SUITE.impls if i.name == "triton-tma")
     assert tma.supports(cpu_device, attention.params(1, 2, 2, 100, 100, 64, False, "bf16")) == reason
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_tma_forward_at_a_benchmark_shape(causal):
+    """Autotuned over the device's list, TMA (Hopper, Blackwell) or ordinary loads (elsewhere)."""
+    q, k, v = qkv(2, 16, 4, 1024, 1024, 128, torch.bfloat16)
+    out, _ = triton_attention_tma.forward(q, k, v, causal)
+    result = check_forward(out, q, k, v, causal, "bf16")
+    assert result.passed, result.error
+    assert triton_attention_tma.best_config(128) is not None
