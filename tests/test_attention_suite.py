@@ -215,7 +215,7 @@ def test_smoke_run_through_the_cli(tmp_path):
     """The smoke preset without FlexAttention (inductor compiles every shape for seconds on a CPU;
     the eager binding is tested above)."""
     out = tmp_path / "run"
-    impls = "triton,sdpa-flash,sdpa-efficient,sdpa-cudnn,sdpa-math"
+    impls = "triton,triton-tma,sdpa-flash,sdpa-efficient,sdpa-cudnn,sdpa-math"
     proc = parity("run", "attention", "--preset", "smoke", "--impl", impls, "--time-cap-s", "0.2", "--out", out,
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -228,12 +228,12 @@ def test_smoke_run_through_the_cli(tmp_path):
     assert all(r["reason"] for r in by_status.get("skipped", []))
     ran = {(r["impl"], r["op"], r["params"]["direction"], r["params"]["dtype"]) for r in by_status["ok"]}
     assert {("triton", "prefill", "fwd", "bf16"), ("triton", "prefill", "bwd", "bf16"), ("triton", "prefill", "fwd", "fp8"),
-            ("triton", "decode", "fwd", "bf16")} <= ran
+            ("triton", "decode", "fwd", "bf16"), ("triton-tma", "prefill", "fwd", "bf16")} <= ran
     for rec in by_status["ok"]:
         assert rec["validation"]["passed"] and rec["work"]["flops_fa"] > 0
         if rec["impl"].startswith("sdpa-"):
             assert rec["extra"]["sdpa_backend"] and rec["extra"]["aten_op"].startswith("aten::")
-        if rec["impl"] == "triton":
+        if rec["impl"] in ("triton", "triton-tma"):
             assert rec["timing"] == ("events" if torch.cuda.is_available() else "wall-interpret")
             assert "config" in json.dumps(rec["extra"])
         if rec["params"]["dtype"] == "fp8":

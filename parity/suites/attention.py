@@ -39,7 +39,8 @@ import torch
 
 from parity.harness.core import capability
 from parity.harness.core.model import Check, Impl, Op, Suite, Work
-from parity.kernels.attention import fp8, reference, torch_attention, triton_attention, triton_decode
+from parity.kernels.attention import (fp8, reference, torch_attention, triton_attention, triton_attention_tma,
+                                      triton_decode)
 
 DTYPES = ("bf16", "fp16", "fp8")
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -317,13 +318,46 @@ def _triton_decode(x, p):
 def _triton_details(device, p) -> dict[str, Any]:
     if device.interpreter:
         return {"config": str(triton_attention.INTERPRETER_CONFIG)}
+    d = p["head_dim"]
     if p["direction"] == "bwd":
-        return {"config_dkdv": triton_attention.best_config("dkdv"), "config_dq": triton_attention.best_config("dq")}
-    return {"config": triton_attention.best_config("fwd")}
+        return {"config_dkdv": triton_attention.best_config("dkdv", d), "config_dq": triton_attention.best_config("dq", d)}
+    return {"config": triton_attention.best_config("fwd", d)}
+
+
+def _tma_supports(device, p) -> str | None:
+    if p["direction"] != "fwd":
+        return "triton-tma is a forward kernel; the backward is the triton row's"
+    reason = triton_attention_tma.unavailable()
+    if reason:
+        return reason
+    if p["dtype"] not in TORCH_DTYPES:
+        return f"triton-tma takes bf16 and fp16, not {p['dtype']} (FP8 runs in the triton row)"
+    if p["head_dim"] > triton_attention.MAX_HEAD_DIM:
+        return f"head_dim {p['head_dim']} > {triton_attention.MAX_HEAD_DIM}"
+    if p["head_dim"] * 2 % triton_attention_tma.TMA_ALIGN_BYTES:
+        return (f"a head_dim of {p['head_dim']} makes rows of {p['head_dim'] * 2} bytes; TMA needs "
+                f"{triton_attention_tma.TMA_ALIGN_BYTES}-byte aligned strides")
+    return None
+
+
+def _triton_tma_prefill(x, p):
+    q, k, v, causal = x["q"], x["k"], x["v"], p["causal"]
+    return lambda: triton_attention_tma.forward(q, k, v, causal)[0]
+
+
+def _triton_tma_details(device, p) -> dict[str, Any]:
+    if device.interpreter:
+        return {"config": str(triton_attention_tma.INTERPRETER_CONFIG), "tensor_descriptors": "interpreter"}
+    hopper_up = device.backend == "cuda" and torch.cuda.get_device_capability(_torch_device(device))[0] >= 9
+    return {"config": triton_attention_tma.best_config(p["head_dim"]),
+            "tensor_descriptors": "TMA" if hopper_up else "lowered to loads",
+            "warp_specialize": triton_attention_tma.warp_specialize(
+                _torch_device(device), triton_attention._block_d(p["head_dim"])),
+            "causal_order": "heaviest tile first" if p["causal"] else "row order"}
 
 
 def _triton_decode_details(device, p) -> dict[str, Any]:
-    config = triton_decode.INTERPRETER_CONFIG if device.interpreter else triton_decode.best_config()
+    config = triton_decode.INTERPRETER_CONFIG if device.interpreter else triton_decode.best_config(p["head_dim"])
     return {"config": str(config),
             "split_len": triton_decode.split_length(p["batch"], p["kv_heads"], p["seq_k"],
                                                      torch.device(_torch_device(device)))}
@@ -449,15 +483,16 @@ def _flex_details(device, p) -> dict[str, Any]:
 
 
 def _impls(op: str) -> tuple[Impl, ...]:
-    triton_impl = (Impl("triton", op, "triton", _triton_prefill, _triton_supports, _triton_path,
-                        details=_triton_details)
+    triton_impl = ((Impl("triton", op, "triton", _triton_prefill, _triton_supports, _triton_path,
+                         details=_triton_details),
+                    Impl("triton-tma", op, "triton", _triton_tma_prefill, _tma_supports, details=_triton_tma_details))
                    if op == "prefill" else
-                   Impl("triton", op, "triton", _triton_decode, _triton_supports, _triton_path,
-                        details=_triton_decode_details))
+                   (Impl("triton", op, "triton", _triton_decode, _triton_supports, _triton_path,
+                         details=_triton_decode_details),))
     sdpa = tuple(Impl(f"sdpa-{b}", op, "torch", _sdpa_prepare(b), _sdpa_supports(b), _torch_path(b),
                       details=_sdpa_details(b))
                  for b in torch_attention.SDPA_BACKENDS)
-    return (triton_impl, *sdpa,
+    return (*triton_impl, *sdpa,
             Impl("flex", op, "torch", _flex_prepare, _flex_supports, _torch_path("flex"), details=_flex_details))
 
 

@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from parity.kernels.attention import configs
 from parity.kernels.launch import Launcher, as_config
 
 LOG2E = 1.4426950408889634
@@ -368,40 +369,21 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
 # --- configurations -------------------------------------------------------------------------------
 
 
-def _cfg(block_m, block_n, warps, stages, **extra):
-    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, **extra}, num_warps=warps, num_stages=stages)
-
-
-def _configs(kernel: str, target: str) -> list:
-    """Per-target candidates, after the tutorial's lists: CUDA pipelines loads over 2-4 stages;
-    AMD's stream-K-less CDNA path wants one or two stages and an occupancy hint (waves_per_eu)."""
-    if target == "hip":
-        if kernel == "fwd":
-            return [_cfg(128, 64, 4, 1, waves_per_eu=2), _cfg(128, 64, 8, 1, waves_per_eu=2),
-                    _cfg(128, 32, 4, 1, waves_per_eu=3), _cfg(64, 64, 4, 1, waves_per_eu=3),
-                    _cfg(128, 128, 8, 1, waves_per_eu=1), _cfg(256, 64, 8, 1, waves_per_eu=1)]
-        if kernel == "dkdv":
-            return [_cfg(32, 128, 4, 1), _cfg(64, 128, 8, 1), _cfg(32, 64, 4, 1), _cfg(64, 64, 4, 1)]
-        return [_cfg(128, 32, 4, 1), _cfg(128, 64, 8, 1), _cfg(64, 32, 4, 1), _cfg(64, 64, 4, 1)]
-    if kernel == "fwd":
-        return [_cfg(128, 64, 4, 3), _cfg(128, 64, 8, 3), _cfg(128, 128, 8, 3), _cfg(128, 128, 8, 2),
-                _cfg(128, 32, 4, 4), _cfg(64, 64, 4, 4), _cfg(64, 32, 4, 3)]
-    if kernel == "dkdv":
-        return [_cfg(32, 128, 4, 5), _cfg(64, 128, 8, 3), _cfg(32, 64, 4, 4), _cfg(64, 64, 4, 3)]
-    return [_cfg(128, 32, 4, 5), _cfg(128, 64, 8, 3), _cfg(64, 32, 4, 4), _cfg(64, 64, 4, 3)]
-
-
 _KERNELS = {"fwd": _attn_fwd, "dkdv": _attn_bwd_dkdv, "dq": _attn_bwd_dq}
 _TUNING_KEYS = ["seq_q", "seq_k", "head_dim", "group", "CAUSAL", "FP8"]
-_LAUNCHERS = {name: Launcher(kernel, {"cuda": _configs(name, "cuda"), "hip": _configs(name, "hip"),
-                                      "interpret": [as_config(INTERPRETER_CONFIG)]},
-                             key=[k for k in _TUNING_KEYS if k != "FP8" or name == "fwd"])
-              for name, kernel in _KERNELS.items()}
+# One launcher per kernel and BLOCK_D: each head_dim bucket has its own list (`configs.py`), so no
+# config that cannot load at that head_dim is ever tried.
+_LAUNCHERS = {(name, block_d): Launcher(kernel, {"cuda": configs.lists(name, "cuda", block_d),
+                                                 "hip": configs.lists(name, "hip", block_d),
+                                                 "interpret": [as_config(INTERPRETER_CONFIG)]},
+                                        key=[k for k in _TUNING_KEYS if k != "FP8" or name == "fwd"])
+              for name, kernel in _KERNELS.items() for block_d in configs.BLOCK_DS}
 
 
-def best_config(kernel: str = "fwd") -> str | None:
-    """The configuration the autotuner chose at its last call ("fwd", "dkdv", "dq"); None before."""
-    return _LAUNCHERS[kernel].best_config()
+def best_config(kernel: str = "fwd", head_dim: int = 128) -> str | None:
+    """The configuration the autotuner chose at its last call ("fwd", "dkdv", "dq") at this
+    head_dim; None before."""
+    return _LAUNCHERS[(kernel, _block_d(head_dim))].best_config()
 
 
 # --- launchers ------------------------------------------------------------------------------------
@@ -459,7 +441,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fa
             sm_scale * LOG2E * dq_ * dk_, p_scale, float(FP8_MIN_EXPONENT.get(v.dtype, 0)), dv_ / p_scale)
     kwargs = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting, FP8=fp8)
     grid = lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-    _LAUNCHERS["fwd"](grid, *args, like=q, cfg=config, **kwargs)
+    _LAUNCHERS[("fwd", block_d)](grid, *args, like=q, cfg=config, **kwargs)
     return out, lse
 
 
@@ -488,11 +470,11 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     _bwd_delta[(triton.cdiv(seq_q, pre_block), batch * heads)](
         o, do, delta, *_strides(o), *_strides(do), heads, seq_q, head_dim, BLOCK_M=pre_block, BLOCK_D=block_d)
     common = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting)
-    _LAUNCHERS["dkdv"](lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
+    _LAUNCHERS[("dkdv", block_d)](lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
                        q, k, v, do, dk, dv, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
                        *_strides(dk), *_strides(dv), heads, kv_heads, group, seq_q, seq_k, head_dim, sm_scale,
                        sm_scale * LOG2E, like=q, cfg=dkdv_config or config, **common)
-    _LAUNCHERS["dq"](lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads),
+    _LAUNCHERS[("dq", block_d)](lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads),
                      q, k, v, do, dq, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
                      *_strides(dq), heads, group, seq_q, seq_k, head_dim, sm_scale, sm_scale * LOG2E,
                      like=q, cfg=config, **common)

@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks, _strides
+from parity.kernels.attention import configs
 from parity.kernels.launch import Launcher, as_config
 
 MAX_ROWS = 128  # group x seq_q rows in one tile; more is prefill, for triton_attention.forward
@@ -87,18 +88,15 @@ def _decode_merge(PO, PL, O, stride_ob, stride_oh, stride_om, stride_od,
              out.to(O.dtype.element_ty), mask=offs_d < head_dim)
 
 
-def _configs(target: str) -> list:
-    stages = 1 if target == "hip" else 3
-    return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=stages) for n, w in ((64, 4), (128, 4), (128, 8), (256, 8))]
+_LAUNCHERS = {block_d: Launcher(_decode_split, {"cuda": configs.lists("decode", "cuda", block_d),
+                                                "hip": configs.lists("decode", "hip", block_d),
+                                                "interpret": [as_config(INTERPRETER_CONFIG)]},
+                                key=["seq_q", "seq_k", "head_dim", "group", "split_len"])
+              for block_d in configs.BLOCK_DS}
 
 
-_LAUNCH = Launcher(_decode_split, {"cuda": _configs("cuda"), "hip": _configs("hip"),
-                                   "interpret": [as_config(INTERPRETER_CONFIG)]},
-                   key=["seq_q", "seq_k", "head_dim", "group", "split_len"])
-
-
-def best_config() -> str | None:
-    return _LAUNCH.best_config()
+def best_config(head_dim: int = 128) -> str | None:
+    return _LAUNCHERS[_block_d(head_dim)].best_config()
 
 
 def split_length(batch: int, kv_heads: int, seq_k: int, device: torch.device, splits: int | None = None) -> int:
@@ -145,7 +143,7 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Fal
                   UPCAST=interpreting)
     if config is not None and split_len % config["BLOCK_N"]:
         raise ValueError(f"split_len {split_len} is not a multiple of BLOCK_N {config['BLOCK_N']}")
-    _LAUNCH(lambda meta: (splits, batch * kv_heads), *args, like=q, cfg=config, **kwargs)
+    _LAUNCHERS[block_d](lambda meta: (splits, batch * kv_heads), *args, like=q, cfg=config, **kwargs)
     _decode_merge[(batch * kv_heads, group * seq_q)](
         partial_o, partial_lse, out, *_strides(out), kv_heads, group, seq_q, seq_k, head_dim, splits,
         CAUSAL=bool(causal), BLOCK_R=block_r, BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_D=block_d)
