@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=_path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
-    p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timed compute case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--min-time-s", type=float,
+                   help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU)")
     p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
     p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
@@ -259,13 +261,16 @@ def cmd_run(args, argv) -> int:
     from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
-                        or args.preset or args.time_cap_s is not None or args.settle_s is not None):
+                        or args.preset or args.time_cap_s is not None or args.settle_s is not None
+                        or args.min_time_s is not None):
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
-                         "--dtype, --size, --shape, --time-cap-s or --settle-s")
+                         "--dtype, --size, --shape, --time-cap-s, --settle-s or --min-time-s")
     if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
         raise UsageError("--time-cap-s must be a positive number of seconds")
     if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
         raise UsageError("--settle-s must be a number of seconds, 0 or more")
+    if args.min_time_s is not None and not (math.isfinite(args.min_time_s) and args.min_time_s >= 0):
+        raise UsageError("--min-time-s must be a number of seconds, 0 or more")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
     # A rank uses its LOCAL_RANK's GPU. Not made current yet: this process may only start others.
@@ -285,7 +290,7 @@ def cmd_run(args, argv) -> int:
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset or "quick",
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
-                          ranks=args.ranks, shapes=shapes)
+                          ranks=args.ranks, shapes=shapes, min_time_s=args.min_time_s)
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
