@@ -265,9 +265,12 @@ class EventSampler:
 
     A spin kernel queued first holds the stream while the host queues the batch, so samples follow
     each other on the device with no host time between a start event and its kernel. The hold is
-    sized from the host's time to queue a whole sample (flush, events, launches), and the gaps
-    between consecutive samples are checked: a batch with a host stall is taken again with a
-    longer hold (up to MAX_RETAKES times; `retaken` and `stalled` count them). A kernel whose
+    sized from the host's time to queue a whole sample (flush, events, launches), and each batch
+    is checked twice: the gaps between consecutive samples (a gap well above the usual is the
+    device waiting for the host), and, against an event recorded before the hold, whether the
+    device reached a sample's start before the host had queued its launches. A batch with a host
+    stall is taken again with a longer hold (up to MAX_RETAKES times; `retaken` and `stalled`
+    count them). A kernel whose
     one-launch samples are under SMALL_KERNEL_MS is timed `launches` calls per event pair; a cold
     sample is always one launch (a second launch would find the cache warm).
 
@@ -296,33 +299,43 @@ class EventSampler:
     def mode(self) -> str:
         return MODE_BACK_TO_BACK if (self.launches or 1) > 1 else MODE_SINGLE
 
-    def _sample(self, start, end, launches: int) -> None:
+    def _sample(self, start, end, launches: int, t0: float = 0.0) -> float:
+        """Queue one sample; returns the host time (ms since t0) when its last launch was queued."""
         if self.flush is not None:
             self.flush()  # outside the event pair: the flush is not timed
         start.record()
         for _ in range(launches):
             self.thunk()
+        queued_ms = (self.clock() - t0) * 1e3
         end.record()
+        return queued_ms
 
     def _events(self, k: int):
         return ([self.cuda.Event(enable_timing=True) for _ in range(k)],
                 [self.cuda.Event(enable_timing=True) for _ in range(k)])
 
-    def _batch(self, k: int, launches: int) -> tuple[list[float], list[float]]:
-        """(samples in ms per launch, gaps in ms between consecutive samples)."""
+    def _batch(self, k: int, launches: int) -> tuple[list[float], list[float], list[int]]:
+        """(samples in ms per launch, gaps in ms between consecutive samples, the samples the
+        device reached before the host had queued their launches)."""
         if self.before_batch is not None:
             self.before_batch()
         starts, ends = self._events(k)
+        origin = self.cuda.Event(enable_timing=True)
+        origin.record()  # the stream is idle: the device reaches it as the host queues it
+        t0 = self.clock()
         if self._cycles_per_ms:
             self.cuda._sleep(int(hold_ms(k, self.host_ms) * self._cycles_per_ms))
-        t0 = self.clock()
-        for start, end in zip(starts, ends):
-            self._sample(start, end, launches)
+        queued = [self._sample(start, end, launches, t0) for start, end in zip(starts, ends)]
         self.host_ms = self.agree([(self.clock() - t0) * 1e3 / k])[0]
         ends[-1].synchronize()
         samples = [s.elapsed_time(e) / launches for s, e in zip(starts, ends)]
         gaps = [e.elapsed_time(s) for e, s in zip(ends, starts[1:])]
-        return samples, gaps
+        # The device reached start i at origin + reached[i]; if the host was still queueing that
+        # sample's launches then, the sample holds host time (the hold ran out).
+        # No slack: a clean batch is held for 1.5x its queueing time, far ahead of the host; a
+        # device that lags its origin event's queueing only makes this test stricter.
+        late = [i for i, (q, start) in enumerate(zip(queued, starts)) if q > origin.elapsed_time(start)]
+        return samples, gaps, late
 
     def _size_hold(self) -> None:
         """One whole untimed sample, queued on an idle stream: what queueing a sample costs the host."""
@@ -337,13 +350,13 @@ class EventSampler:
         if self.host_ms is None:
             self._size_hold()
         if self.launches is None:  # judge the kernel on one-launch samples, then time it as it needs
-            probe, _ = self._batch(PROBE_SAMPLES, 1)
+            probe, _, _ = self._batch(PROBE_SAMPLES, 1)
             self.launches = int(self.agree([float(launches_for(quantile(sorted(probe), 0.5)))])[0])
             if self.launches > 1:
                 self._size_hold()  # a sample now holds several launches: queueing it costs more
         for attempt in range(MAX_RETAKES + 1):
-            samples, gaps = self._batch(k, self.launches)
-            stalled = bool(self.agree([float(bool(host_stalls(gaps)))])[0])
+            samples, gaps, late = self._batch(k, self.launches)
+            stalled = bool(self.agree([float(bool(host_stalls(gaps) or late))])[0])
             if not stalled:
                 break
             if attempt < MAX_RETAKES:
