@@ -61,6 +61,11 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _paths(text: str) -> tuple[Path, ...]:
+    """One path, or several separated by commas (`parity compare A1,A2,A3 B1,B2,B3`)."""
+    return tuple(_path(part) for part in text.split(","))
+
+
 def _names(values: list[str] | None) -> tuple[str, ...]:
     """Repeated and comma-separated options, in order, without duplicates."""
     out: list[str] = []
@@ -125,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=_path, default=Path("results"), metavar="DIR",
                    help="the results folder --publish works on (default results)")
 
-    p = sub.add_parser("compare", help="two runs of one device, case by case, with a significance test")
-    p.add_argument("base", type=_path, help="run folder: the reference")
-    p.add_argument("new", type=_path, help="run folder: the candidate")
+    p = sub.add_parser("compare", help="two runs (or sets of runs) of one device, case by case, with a significance test")
+    p.add_argument("base", type=_paths, help="run folder(s), comma-separated: the reference (several runs: "
+                                             "the verdict rests on run-to-run variance)")
+    p.add_argument("new", type=_paths, help="run folder(s), comma-separated: the candidate")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
     p.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 1 when a case is significantly slower by more than PCT %% (or broke)")
@@ -440,7 +446,8 @@ def cmd_compare(args, argv) -> int:
         raise UsageError("--fail-on-regression takes a percentage of zero or more")
     settings = compare.Settings(alpha=compare.ALPHA if args.alpha is None else args.alpha,
                                 same_within=compare.SAME_WITHIN if args.same_within is None else args.same_within / 100)
-    result = compare.compare(read_run(args.base), read_run(args.new), settings, ignore_devices=args.ignore_devices)
+    result = compare.compare([read_run(p) for p in args.base], [read_run(p) for p in args.new], settings,
+                             ignore_devices=args.ignore_devices)
     for note in result.notes:
         print(f"parity: warning: {note}", file=sys.stderr)
     if args.format == "csv":
