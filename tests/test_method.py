@@ -321,3 +321,22 @@ def test_the_report_withholds_power_figures_below_the_duty_floor():
     assert by["copy"]["W"] == "-" and by["copy"]["per W"] == "-" and by["copy"]["J/call"] == "-"
     assert "duty 30%" in by["copy"]["status"]
     assert by["scale"]["W"] == "500" and by["scale"]["per W"] != "-"
+    hot = record(op="add", bytes_read=10**9, telemetry={**tel, "duty": 0.95, "clock_state": "burst"})
+    (row,) = report.display_rows(report.frame([run([hot])]))
+    assert "the clock fell during the window" in row["status"]
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_a_small_copy_is_timed_back_to_back_and_the_clean_flush_runs():
+    import torch
+
+    x = torch.randn(16 << 10, device="cuda")  # 64 KiB
+    y = torch.empty_like(x)
+    take = EventSampler(lambda: y.copy_(x))
+    samples = take(16)
+    assert take.launches > 1 and take.mode == MODE_BACK_TO_BACK, samples
+    assert sorted(samples)[8] < timing.SMALL_KERNEL_MS
+    buffer = torch.full((64 << 20,), 3, dtype=torch.uint8, device="cuda")
+    timing.clean_flush(buffer)()
+    torch.cuda.synchronize()
+    assert int(buffer.max()) == 0

@@ -210,6 +210,8 @@ def _outcome(row) -> str:
         text += f"; throttled in {throttled:.0%} of telemetry samples ({row['throttle_reasons']})"
     if row.get("power_withheld") is True:
         text += f"; power withheld: duty {row['duty']:.0%} (< {DUTY_MIN:.0%})"
+    if row.get("clock_state") == "burst":
+        text += "; the clock fell during the window: not all in the sustained state"
     return text if _missing(row["flag"]) else f"{text}; {row['flag']}"
 
 
