@@ -270,9 +270,8 @@ class EventSampler:
     device waiting for the host), and, against an event recorded before the hold, whether the
     device reached a sample's start before the host had queued its launches. A batch with a host
     stall is taken again with a longer hold (up to MAX_RETAKES times; `retaken` and `stalled`
-    count them). A kernel whose
-    one-launch samples are under SMALL_KERNEL_MS is timed `launches` calls per event pair; a cold
-    sample is always one launch (a second launch would find the cache warm).
+    count them). A kernel whose one-launch samples are under SMALL_KERNEL_MS is timed `launches`
+    calls per event pair; a cold sample is always one launch (a second would find the cache warm).
 
     `cuda` is torch.cuda (a fake in the tests); `clock` the host clock; `before_batch` runs before
     each batch (a barrier, for collectives); `agree` maps a list of numbers to their maximum over
