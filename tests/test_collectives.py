@@ -321,7 +321,8 @@ def test_in_step_small_messages_are_timed_several_calls_per_sample_with_a_barrie
     monkeypatch.setattr(distributed, "_barrier", lambda: barriers.append(1))
     policy = Policy(warmup_ms=1.0, min_samples=5, max_samples=40, noise_target=0.0, time_cap_s=0.05)
     stats = distributed.measure_in_step(lambda: None, "wall", policy)
-    assert stats.launches_per_sample == launches_for(1e-4) > 1 and stats.timing_mode == MODE_BACK_TO_BACK
+    # an empty call takes well under a microsecond: many per sample (how many depends on the host's load)
+    assert 1 < stats.launches_per_sample <= launches_for(0.0) and stats.timing_mode == MODE_BACK_TO_BACK
     assert len(barriers) == len(stats.batches) >= 1
     slow = distributed.measure_in_step(lambda: sum(range(20_000)), "wall", policy)  # ~0.3 ms a call
     assert slow.launches_per_sample == 1
@@ -337,7 +338,8 @@ def test_every_rank_holds_its_stream_for_the_slowest_ranks_queueing():
     holds, barriers = [], []
     real_sleep = tl._sleep
     tl._sleep = lambda cycles: holds.append(cycles / tl.cycles_per_ms) or real_sleep(cycles)
-    agree = lambda values: [max(v, 0.4) for v in values]  # noqa: E731 - the other rank's figures
+    # The other rank: 0.4 ms to queue a sample; no stall (a flag, 0 or 1, passes as this rank's).
+    agree = lambda values: [v if v in (0.0, 1.0) else max(v, 0.4) for v in values]  # noqa: E731
     take = EventSampler(lambda: tl.kernel(0.001), flush=lambda: tl.kernel(0.001), cuda=tl, clock=tl.clock,
                         before_batch=lambda: barriers.append(tl.host_ms), agree=agree)
     take(16)
