@@ -252,6 +252,7 @@ def test_two_ranks_every_collective_validated(gloo_runs):
         assert rec["params"]["ranks"] == 2 and rec["work"]["bytes_over"] == "interconnect"
         assert rec["work"]["bytes_read"] == pytest.approx(coll.bus_bytes(rec["op"], rec["params"]["size_bytes"], 2))
         assert rec["time_ms"]["n"] >= 5
+        assert rec["time_ms"]["launches_per_sample"] >= 1 and len(rec["time_ms"]["batches"]) >= 1
     meta = json.loads((d / "two" / RUN_FILE).read_text())
     assert meta["plan"]["ranks"] == 2 and meta["status"] == "complete"
     assert "nccl-tests" in proc.stdout and "no spec" in proc.stdout  # the collectives table, unnormalized
@@ -305,3 +306,43 @@ def test_one_rank_is_refused(tmp_path):
     proc = parity("run", "collectives", *FAST, "--ranks", "1", "--out", tmp_path / "x", cwd=tmp_path)
     assert proc.returncode == 2 and "two or more" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+# --- timing in step (issue 13, point 8) ---------------------------------------------------------------
+
+
+def test_in_step_small_messages_are_timed_several_calls_per_sample_with_a_barrier_per_batch(monkeypatch):
+    """One rank's view, the others faked: the agreed maximum is the rank's own value. A call of a
+    few microseconds is timed nccl-tests' way, many calls per sample; each batch starts at a barrier."""
+    from parity.harness.measurement.timing import MODE_BACK_TO_BACK, Policy, launches_for
+
+    barriers = []
+    monkeypatch.setattr(distributed, "_agree_max", lambda values: list(values))
+    monkeypatch.setattr(distributed, "_barrier", lambda: barriers.append(1))
+    policy = Policy(warmup_ms=1.0, min_samples=5, max_samples=40, noise_target=0.0, time_cap_s=0.05)
+    stats = distributed.measure_in_step(lambda: None, "wall", policy)
+    # an empty call takes well under a microsecond: many per sample (how many depends on the host's load)
+    assert 1 < stats.launches_per_sample <= launches_for(0.0) and stats.timing_mode == MODE_BACK_TO_BACK
+    assert len(barriers) == len(stats.batches) >= 1
+    slow = distributed.measure_in_step(lambda: sum(range(20_000)), "wall", policy)  # ~0.3 ms a call
+    assert slow.launches_per_sample == 1
+
+
+def test_every_rank_holds_its_stream_for_the_slowest_ranks_queueing():
+    """Rank 0 queues a sample in 14 us; another rank took 0.4 ms. The hold is sized from the
+    slowest, so that rank's first sample carries no skew; the barrier runs before every batch."""
+    from fakes.timeline import Timeline
+    from parity.harness.measurement.timing import EventSampler, hold_ms
+
+    tl = Timeline(launch_ms=0.005, record_ms=0.002)
+    holds, barriers = [], []
+    real_sleep = tl._sleep
+    tl._sleep = lambda cycles: holds.append(cycles / tl.cycles_per_ms) or real_sleep(cycles)
+    # The other rank: 0.4 ms to queue a sample; no stall (a flag, 0 or 1, passes as this rank's).
+    agree = lambda values: [v if v in (0.0, 1.0) else max(v, 0.4) for v in values]  # noqa: E731
+    take = EventSampler(lambda: tl.kernel(0.001), flush=lambda: tl.kernel(0.001), cuda=tl, clock=tl.clock,
+                        before_batch=lambda: barriers.append(tl.host_ms), agree=agree)
+    take(16)
+    take(16)
+    assert holds[-1] == pytest.approx(hold_ms(16, 0.4))  # not hold_ms(16, 0.014)
+    assert len(barriers) == 2 and take.retaken == 0

@@ -178,7 +178,7 @@ def test_different_devices_are_refused_unless_asked():
 
 
 GOLDEN = """\
-### NVIDIA H200 (base) -> NVIDIA H200 (new): GPU, timed with device events; time ratio new/base with its 95% interval, Mann-Whitney p, verdict at alpha 0.001, same within 1 %
+### NVIDIA H200 (base) -> NVIDIA H200 (new): GPU, timed with device events; time ratio new/base with its 95% interval, verdict at alpha 0.001, same within 1 %; within-run only: one run per side, interval by block bootstrap over batches, Mann-Whitney p; drift between runs is not seen (give several runs per side: A1,A2,A3 B1,B2,B3)
 
 | suite | op | impl | dtype | case | base ms | new ms | new/base | interval | p | n | verdict | note |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
@@ -233,8 +233,8 @@ def test_cli_compare_exit_codes(tmp_path):
         proc = {name: f.result() for name, f in futures.items()}
     assert proc["md"].returncode == 0, proc["md"].stderr
     assert "| slower |" in proc["md"].stdout and "geometric mean" in proc["md"].stdout
-    assert ("5 case(s) in both runs: 1 faster, 1 slower, 1 same, 2 not compared; 1 only in BASE, 1 only in NEW"
-            in proc["md"].stderr)
+    assert ("5 case(s) in both runs: 1 faster, 1 slower, 1 same, 2 not compared; 1 only in BASE, 1 only in NEW; "
+            "verdicts within-run only (one run per side)" in proc["md"].stderr)
     assert proc["gate5"].returncode == 1, proc["gate5"].stderr
     assert "parity: regression: stream/copy/torch/" in proc["gate5"].stderr
     assert "Traceback" not in proc["gate5"].stderr and "scale" not in proc["gate5"].stderr
@@ -251,3 +251,110 @@ def test_cli_a_case_that_broke_fails_the_gate(tmp_path):
     n = write_run(tmp_path / "n", bad, run_id="n")
     proc = parity("compare", b, n, "--fail-on-regression", "5", cwd=tmp_path)
     assert proc.returncode == 1 and "status ok -> invalid" in proc.stderr
+
+
+# --- run-to-run variance (issue 13) ------------------------------------------------------------------
+
+
+def test_student_t_matches_textbook_values():
+    # scipy.stats.ttest_ind([1, 2, 3], [4, 5, 6]): t = -3.674, p = 0.02131 (df 4)
+    assert compare.t_two_sided_p(3.6742346, 4) == pytest.approx(0.021311641, rel=1e-6)
+    assert compare.t_quantile(0.975, 4) == pytest.approx(2.7764451, rel=1e-6)
+    assert compare.t_quantile(0.975, 1) == pytest.approx(12.7062047, rel=1e-6)
+    v = compare.judge_runs([1.0, 1.0, 1.0], [1.0, 1.0])  # identical runs: the same, surely
+    assert v.verdict == "same" and v.p == 1.0
+
+
+def batched_run(rng, n_batches=15, batch=32, level=1.0, batch_sd=0.01, sample_sd=0.001):
+    """Samples of one run taken in batches: each batch has its own offset (clock, heat, the host),
+    so the samples inside a batch are correlated."""
+    out = []
+    for _ in range(n_batches):
+        offset = level * (1 + batch_sd * rng.standard_normal())
+        out.extend(offset * (1 + sample_sd * rng.standard_normal(batch)))
+    return np.asarray(out)
+
+
+def test_batch_correlated_samples_fool_the_iid_test_but_not_the_block_bootstrap():
+    iid, blocked = [], []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        a, b = batched_run(rng, n_batches=6, batch_sd=0.03), batched_run(rng, n_batches=6, batch_sd=0.03)
+        iid.append(compare.judge(a, b).verdict)
+        blocked.append(compare.judge(a, b, base_block=32, new_block=32).verdict)
+    assert iid.count("slower") + iid.count("faster") >= 3  # the old test sees a change in noise (5 of 30 seeds)
+    assert "slower" not in blocked and "faster" not in blocked
+    rng = np.random.default_rng(1)
+    v = compare.judge(batched_run(rng, batch_sd=0.002), batched_run(rng, level=1.1, batch_sd=0.002), base_block=32,
+                      new_block=32)
+    assert v.verdict == "slower"  # a real 10 % change is still found
+
+
+def drifting_runs(rng, count, level=1.0, drift_sd=0.015, n=400):
+    """Runs of one build one after another on a busy host: each run sits at its own level."""
+    return [level * (1 + drift_sd * rng.standard_normal()) * (1 + 0.002 * rng.standard_normal(n))
+            for _ in range(count)]
+
+
+def timed_run(samples, run_id, batches=None):
+    from synthetic import run as make_run
+
+    rec = timed("copy", samples)
+    if batches:
+        rec["time_ms"]["batches"] = batches
+    return make_run([rec], run_id=run_id)
+
+
+def test_a_same_build_drift_is_not_called_a_change_with_several_runs_per_side():
+    single, several = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        base, new = drifting_runs(rng, 3), drifting_runs(rng, 3)
+        one = compare.compare(timed_run(base[0], "a1"), timed_run(new[0], "b1"))
+        single.append(one.rows.iloc[0]["verdict"])
+        assert one.rows.iloc[0]["basis"] == "within-run" and one.within_run_only
+        many = compare.compare([timed_run(s, f"a{i}") for i, s in enumerate(base)],
+                               [timed_run(s, f"b{i}") for i, s in enumerate(new)])
+        assert many.rows.iloc[0]["basis"] == "runs" and not many.within_run_only
+        several.append(many.rows.iloc[0]["verdict"])
+    assert single.count("slower") + single.count("faster") >= 10  # one run per side: drift looks like change
+    assert "slower" not in several and "faster" not in several
+
+
+def test_a_real_change_is_found_across_several_runs():
+    rng = np.random.default_rng(5)
+    base = drifting_runs(rng, 4, drift_sd=0.003)
+    new = drifting_runs(rng, 4, level=1.10, drift_sd=0.003)
+    c = compare.compare([timed_run(s, f"a{i}") for i, s in enumerate(base)],
+                        [timed_run(s, f"b{i}") for i, s in enumerate(new)])
+    row = c.rows.iloc[0]
+    assert row["verdict"] == "slower" and row["base_n"] == 4 and row["p"] < 0.001
+    assert row["ci_low"] < row["ratio"] < row["ci_high"] and abs(row["ratio"] - 1.10) < 0.01
+    table = report.render(compare.tables(c), "md")
+    assert "| 4/4 runs |" in table and "from run-to-run variance over 4/4 runs" in table
+
+
+def test_recorded_batches_set_the_bootstrap_block():
+    assert compare.block_length([10, 32, 32, 32, 7]) == 32 and compare.block_length(None) == 1
+    rng = np.random.default_rng(2)
+    a, b = batched_run(rng), batched_run(rng, level=1.004)
+    plain = compare.compare(timed_run(a, "a"), timed_run(b, "b")).rows.iloc[0]
+    blocked = compare.compare(timed_run(a, "a", [32] * 15), timed_run(b, "b", [32] * 15)).rows.iloc[0]
+    assert blocked["ci_high"] - blocked["ci_low"] > 2 * (plain["ci_high"] - plain["ci_low"])
+
+
+def test_cli_compare_several_runs_per_side(tmp_path):
+    rng = np.random.default_rng(9)
+    folders = {}
+    for side, level in (("a", 1.0), ("b", 1.0)):
+        folders[side] = [write_run(tmp_path / f"{side}{i}", [timed("copy", list(s))], run_id=f"{side}{i}")
+                         for i, s in enumerate(drifting_runs(rng, 3, level=level))]
+    joined = {side: ",".join(str(f) for f in fs) for side, fs in folders.items()}
+    proc = parity("compare", joined["a"], joined["b"], "--format", "md", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 3/3 runs |" in proc.stdout and "(a0, a1, a2) -> NVIDIA H200 (b0, b1, b2)" in proc.stdout
+    assert "within-run only" not in proc.stderr
+    bad = parity("compare", joined["a"] + ",", joined["b"], cwd=tmp_path)
+    assert_one_error_line(bad, "empty path")
+    missing = parity("compare", joined["a"] + "," + str(tmp_path / "nope"), joined["b"], cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope" in missing.stderr

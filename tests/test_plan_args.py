@@ -28,6 +28,7 @@ SAMPLES = {
     "sizes_bytes": (4096, 1 << 20),
     "time_cap_s": 0.25,
     "settle_s": 0.125,
+    "min_time_s": 0.0625,
     "ranks": 3,
     "shapes": ((24, 40, 56), (7, 9, 11)),
 }

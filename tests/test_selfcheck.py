@@ -89,9 +89,10 @@ def test_run_on_the_cpu(cpu_device, monkeypatch):
     real_loop = selfcheck.loop_ms
     monkeypatch.setattr(selfcheck, "loop_ms", lambda thunk: seen.append(torch.get_num_threads()) or real_loop(thunk))
     results = selfcheck.run(cpu_device, repeats=3, settle_s=0.0)
-    assert seen == [1, 1] and torch.get_num_threads() == threads  # one thread only while checking
+    assert seen == [1] * 2 * selfcheck.AGREEMENT_ROUNDS and torch.get_num_threads() == threads  # one thread only
     by = {(r.check, r.subject.split()[0]): r for r in results}
-    assert [r.check for r in results] == ["agreement", "agreement", "spread", "flush", "telemetry"]
+    assert [r.check for r in results] == ["agreement", "agreement", "spread", "flush", "dirty-lines", "clock",
+                                          "small-kernel", "telemetry"]
     for key in (("agreement", "copy"), ("agreement", "matmul"), ("spread", "copy")):
         r = by[key]
         assert r.status in (PASS, FAIL) and r.value is not None and r.value >= 0
@@ -100,6 +101,9 @@ def test_run_on_the_cpu(cpu_device, monkeypatch):
     assert by[("agreement", "copy")].detail["independent"] == "plain loop"
     assert len(by[("spread", "copy")].detail["medians_ms"]) == 3
     assert by[("flush", "cold")].status == SKIP and "only on a GPU" in by[("flush", "cold")].figure
+    for check in ("dirty-lines", "clock", "small-kernel"):
+        (r,) = [r for r in results if r.check == check]
+        assert r.status == SKIP and "GPU only" in r.figure
     assert by[("telemetry", "clocks,")].status == SKIP and "no GPU" in by[("telemetry", "clocks,")].figure
 
 
@@ -146,7 +150,8 @@ def test_selfcheck_through_the_entry_point(tmp_path):
     assert data["schema"] == "parity.selfcheck/1" and data["device"]["backend"]
     assert proc.returncode == (0 if data["passed"] else 1), proc.stderr
     assert data["passed"] == all(c["status"] != FAIL for c in data["checks"])
-    assert {c["check"] for c in data["checks"]} == {"agreement", "spread", "flush", "telemetry"}
+    assert {c["check"] for c in data["checks"]} == {"agreement", "spread", "flush", "dirty-lines", "clock",
+                                                    "small-kernel", "telemetry"}
     assert "| check | subject | figure | threshold | result |" in proc.stdout
     for check in data["checks"]:
         assert f"| {check['status']} |" in proc.stdout
@@ -171,3 +176,54 @@ def test_selfcheck_on_a_gpu(cpu_device):
     by = {r.check: r for r in results}
     assert by["flush"].status != SKIP and by["telemetry"].status == PASS, by["telemetry"].figure
     assert all(r.status != SKIP for r in results if r.check == "agreement"), [r.figure for r in results]
+
+
+# --- issue 13: interleaving, the warm buffer, flush variants, clock, small kernels, duty ------------
+
+
+def test_the_harness_and_the_independent_timer_interleave(cpu_device, monkeypatch):
+    from parity.harness.measurement.timing import summarize
+
+    order = []
+    monkeypatch.setattr(selfcheck, "measure", lambda thunk, timing, policy, flush, window: (
+        order.append("harness"), window.start(), window.stop(5, busy_s=0.0), summarize([1.0] * 5, "noise"))[-1])
+    monkeypatch.setattr(selfcheck, "loop_ms", lambda thunk: order.append("loop") or 1.01)
+    monkeypatch.setattr(selfcheck, "do_bench_ms", lambda thunk: order.append("loop") or 1.01)  # on a GPU host
+    harness = selfcheck._Harness(cpu_device, selfcheck.telemetry.Unavailable("test"), 0.0)
+    result = selfcheck._agreement(harness, "copy", lambda: None, rounds=3)
+    assert order == ["harness", "loop"] * 3  # A B A B A B, not A A A B B B
+    assert result.detail["order"] == ["harness", result.detail["independent"]] * 3 and result.value == pytest.approx(0.01 / 1.01)
+
+
+def test_the_warm_read_is_a_quarter_of_the_llc():
+    assert selfcheck.warm_read_bytes(50 << 20) == 12.5 * (1 << 20)
+    assert selfcheck.warm_read_bytes(256 << 20) == 64 << 20
+
+
+def test_flush_reports_both_variants():
+    r = selfcheck.judge_flush("read", 0.010, 0.016, 1.2, dirty_cold_ms=0.019)
+    assert r.status == PASS and r.value == pytest.approx(1.6)
+    assert "(memset flush: cold 0.019 ms, cold/warm 1.90)" in r.figure and r.detail["ratio_dirty"] == pytest.approx(1.9)
+
+
+def test_dirty_lines_clock_and_small_kernel_are_information():
+    dirty = selfcheck.judge_dirty_lines("gemm", 0.020, 0.030)
+    assert dirty.status == selfcheck.INFO and dirty.value == pytest.approx(0.5)
+    assert "dirty lines add 10 us (+50.0 %)" in dirty.figure
+    clock = selfcheck.judge_clock("mm", {"sm_clock_mhz_first": 1980.0, "sm_clock_mhz_last": 1650.0,
+                                         "clock_state": "burst"})
+    assert clock.status == selfcheck.INFO and "1980 MHz" in clock.figure and "records burst" in clock.figure
+    assert selfcheck.judge_clock("mm", {"reason": "no nvml"}).status == SKIP
+    from parity.harness.measurement.timing import summarize
+
+    single = summarize([0.0025] * 20, "time-cap")
+    several = summarize([0.0023] * 20, "noise", launches_per_sample=40, timing_mode="back-to-back")
+    small = selfcheck.judge_launches("copy 64 KiB", single, several)
+    assert small.status == selfcheck.INFO and "40 back-to-back: 2.3 us" in small.figure
+    assert not selfcheck.failed([dirty, clock, small])
+
+
+def test_telemetry_text_shows_duty_and_clock_state():
+    text = selfcheck._tel_text({"source": "nvml", "sm_clock_mhz_median": 1755.0, "duty": 0.42,
+                                "clock_state": "sustained"})
+    assert text == " (1755 MHz, duty 42%, clock sustained)"

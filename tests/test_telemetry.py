@@ -347,7 +347,7 @@ def test_measure_opens_the_window_after_warm_up_and_closes_it_with_the_call_coun
         def start(self):
             events.append(("start", len(calls)))
 
-        def stop(self, n):
+        def stop(self, n, busy_s=None):
             events.append(("stop", len(calls), n))
 
     policy = Policy(warmup_ms=5.0, min_samples=5, max_samples=12, noise_target=0.0, time_cap_s=10.0)
@@ -364,7 +364,7 @@ def test_measure_closes_the_window_when_the_thunk_raises():
         def start(self):
             events.append("start")
 
-        def stop(self, n):
+        def stop(self, n, busy_s=None):
             events.append(("stop", n))
 
     def thunk():

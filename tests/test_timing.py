@@ -314,12 +314,29 @@ def test_warm_up_runs_at_least_once_with_no_budget():
     assert est == pytest.approx(3.0)
 
 
-def test_warm_up_stops_after_a_bounded_number_of_calls_when_time_does_not_move():
+def test_warm_up_ends_when_the_clock_does_not_move():
     clock = FakeClock()
     calls = []
     est = warm_up(lambda: calls.append(1), TIMING_WALL, policy(warmup_ms=10.0), clock=clock)
-    assert 1 <= len(calls) <= 1000
+    assert 1 <= len(calls) <= 1 + 10_000  # one batch of 10 ms at the 1 us floor, then it stops
     assert est == 0.0
+
+
+def test_warm_up_is_by_time_with_batched_queueing_and_no_call_cap():
+    """A 2 us call and a 100 ms budget: 50,000 calls (the old warm-up stopped at 1,000, after 2 ms),
+    queued in batches of about WARMUP_QUEUE_MS with one synchronize each, not one per call."""
+    clock = FakeClock()
+    calls, syncs = [], []
+
+    def thunk():
+        calls.append(1)
+        clock.t += 2e-6
+
+    est = warm_up(thunk, TIMING_EVENTS, policy(warmup_ms=100.0), clock=clock, sync=lambda: syncs.append(len(calls)))
+    assert len(calls) >= 49_000 and (clock.t - 1000.0) * 1e3 >= 100.0
+    assert est == pytest.approx(0.002)
+    assert len(syncs) <= 1 + 100.0 / timing.WARMUP_QUEUE_MS + 2  # the first call, then ~20 ms batches
+    assert syncs[0] == 1 and max(b - a for a, b in zip(syncs, syncs[1:])) >= 9_000
 
 
 # --- policies ------------------------------------------------------------------------------------------
@@ -332,7 +349,9 @@ def test_policy_for_each_timing_label_is_sane(label):
     assert 0 < pol.noise_target < 1
     assert pol.time_cap_s > 0
     assert pol.warmup_ms >= 0
-    assert set(pol.to_dict()) == {"warmup_ms", "min_samples", "max_samples", "noise_target", "time_cap_s"}
+    assert set(pol.to_dict()) == {"warmup_ms", "min_samples", "max_samples", "noise_target", "time_cap_s",
+                                  "min_time_s", "resolution_ms"}
+    assert 0 <= pol.min_time_s <= pol.time_cap_s
 
 
 @pytest.mark.parametrize("label", [TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET])
@@ -342,6 +361,7 @@ def test_policy_time_cap_override_changes_only_the_cap(label):
     assert capped.time_cap_s == 0.2
     assert (capped.warmup_ms, capped.min_samples, capped.max_samples, capped.noise_target) == \
         (base.warmup_ms, base.min_samples, base.max_samples, base.noise_target)
+    assert capped.min_time_s == min(base.min_time_s, 0.2)  # a short cap asked for wins over the least time
 
 
 def test_policies_differ_by_timing_label():

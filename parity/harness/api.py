@@ -235,7 +235,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     del output
     kind = TIMING_EVENTS if dev.is_gpu else TIMING_WALL
     policy = timing.Policy.for_timing(kind, time_cap_s)
-    flush = timing.Flush(dev).buffer() if cache == "cold" and dev.is_gpu else None
+    flush = timing.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
     reader = telemetry.open_reader(dev)
     try:
         sampler = telemetry.Sampler(reader)
@@ -328,7 +328,7 @@ def _warn(line: str) -> None:
 
 
 def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=(), out: Path | None = None,
-                resume: Path | None = None, time_cap_s=None, settle_s=None, ranks=None, all_gpus=False,
+                resume: Path | None = None, time_cap_s=None, settle_s=None, min_time_s=None, ranks=None, all_gpus=False,
                 cpu_workers=None, rank_timeout_s=None, command=(), progress=None, console=None,
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
@@ -351,7 +351,8 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     chosen = names(suites) or tuple(suite.name for suite in registry.load_all())
     plan = runner.RunPlan(suites=chosen, preset=preset or "quick",
                           impls=names(impls), dtypes=names(dtypes), sizes_bytes=tuple(sizes),
-                          time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes))
+                          time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes),
+                          min_time_s=min_time_s)
     if resume is None:
         runner.plan_cases(plan, device)  # bad input fails here, before anything starts
     for line in registry.problems():

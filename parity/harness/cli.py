@@ -62,6 +62,11 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _paths(text: str) -> tuple[Path, ...]:
+    """One path, or several separated by commas (`parity compare A1,A2,A3 B1,B2,B3`)."""
+    return tuple(_path(part) for part in text.split(","))
+
+
 def _names(values: list[str] | None) -> tuple[str, ...]:
     """Repeated and comma-separated options, in order, without duplicates."""
     out: list[str] = []
@@ -92,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=_path, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
     p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
-    p.add_argument("--settle-s", type=float, help="idle seconds before each timed case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timed compute case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--min-time-s", type=float,
+                   help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU)")
     p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
     p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
@@ -126,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=_path, default=Path("results"), metavar="DIR",
                    help="the results folder --publish works on (default results)")
 
-    p = sub.add_parser("compare", help="two runs of one device, case by case, with a significance test")
-    p.add_argument("base", type=_path, help="run folder: the reference")
-    p.add_argument("new", type=_path, help="run folder: the candidate")
+    p = sub.add_parser("compare", help="two runs (or sets of runs) of one device, case by case, with a significance test")
+    p.add_argument("base", type=_paths, help="run folder(s), comma-separated: the reference (several runs: "
+                                             "the verdict rests on run-to-run variance)")
+    p.add_argument("new", type=_paths, help="run folder(s), comma-separated: the candidate")
     p.add_argument("--format", choices=("text", "md", "csv", "json"), default="text")
     p.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 1 when a case is significantly slower by more than PCT %% (or broke)")
@@ -299,13 +307,16 @@ def cmd_run(args, argv) -> int:
     from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
-                        or args.preset or args.time_cap_s is not None or args.settle_s is not None):
+                        or args.preset or args.time_cap_s is not None or args.settle_s is not None
+                        or args.min_time_s is not None):
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
-                         "--dtype, --size, --shape, --time-cap-s or --settle-s")
+                         "--dtype, --size, --shape, --time-cap-s, --settle-s or --min-time-s")
     if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
         raise UsageError("--time-cap-s must be a positive number of seconds")
     if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
         raise UsageError("--settle-s must be a number of seconds, 0 or more")
+    if args.min_time_s is not None and not (math.isfinite(args.min_time_s) and args.min_time_s >= 0):
+        raise UsageError("--min-time-s must be a number of seconds, 0 or more")
     sizes = tuple(parse_size(s) for s in _names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in _names(args.shape)))
     device = api.run_device(args.device)
@@ -316,6 +327,7 @@ def cmd_run(args, argv) -> int:
             outcome = api.run_command(device, suites=_names(args.suites), preset=args.preset, impls=_names(args.impl),
                                       dtypes=_names(args.dtype), sizes=sizes, shapes=shapes, out=args.out,
                                       resume=args.resume, time_cap_s=args.time_cap_s, settle_s=args.settle_s,
+                                      min_time_s=args.min_time_s,
                                       ranks=args.ranks, all_gpus=args.all_gpus, cpu_workers=args.cpu_workers,
                                       rank_timeout_s=args.rank_timeout_s, command=["parity", *argv],
                                       progress=progress, console=_console(), warn=_warn, gpu_progress=bars)
@@ -460,7 +472,8 @@ def cmd_compare(args, argv) -> int:
         raise UsageError("--fail-on-regression takes a percentage of zero or more")
     settings = compare.Settings(alpha=compare.ALPHA if args.alpha is None else args.alpha,
                                 same_within=compare.SAME_WITHIN if args.same_within is None else args.same_within / 100)
-    result = compare.compare(read_run(args.base), read_run(args.new), settings, ignore_devices=args.ignore_devices)
+    result = compare.compare([read_run(p) for p in args.base], [read_run(p) for p in args.new], settings,
+                             ignore_devices=args.ignore_devices)
     for note in result.notes:
         print(f"parity: warning: {note}", file=sys.stderr)
     if args.format == "csv":

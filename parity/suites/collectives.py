@@ -13,7 +13,9 @@ interconnect (`Work.bytes_over`), so the report's rate is the bus bandwidth and 
 normalized against its spec's interconnect bandwidth per direction. Algorithm bandwidth is derived
 from `size_bytes` (collective_report.py). Every rank runs every case at once; the harness starts
 the ranks (distributed.py) or torchrun does. Each case is timed on every rank and each sample is
-the slowest rank's time (distributed.measure_in_step).
+the slowest rank's time (distributed.measure_in_step); as in nccl-tests, a small message is timed
+several calls per event pair (its record's `time_ms.launches_per_sample`), and the ranks meet at a
+barrier before each batch.
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ class RunPlan:
     settle_s: float | None = None  # idle before each timed case; None: telemetry.settle_seconds decides
     ranks: int | None = None  # processes of a collective suite (None: one per GPU, 2 on the CPU)
     shapes: tuple[tuple[int, ...], ...] = ()  # e.g. GEMM (M, N, K), replacing a preset's shapes
+    min_time_s: float | None = None  # least sampling time per case; None: the timing policy's (0.5 s on a GPU)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -63,7 +64,7 @@ class RunPlan:
             if not all(isinstance(v, list) and all(isinstance(d, int) and d > 0 for d in v)
                        for v in data.get("shapes") or ()):
                 problem = "its shapes are not lists of dimensions"
-            for name in ("time_cap_s", "settle_s"):
+            for name in ("time_cap_s", "settle_s", "min_time_s"):
                 if data.get(name) is not None and not isinstance(data[name], (int, float)):
                     problem = f"its {name} is not a number"
             if not isinstance(data.get("preset", "quick"), str):
@@ -170,12 +171,13 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
         return record("invalid", check.error, validation=check.to_dict())
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
-        policy = Policy.for_timing(timing, plan.time_cap_s)
+        policy = Policy.for_timing(timing, plan.time_cap_s, plan.min_time_s)
         if case.policy:
             policy = dataclasses.replace(policy, **case.policy)
-        time.sleep(telemetry.settle_seconds(plan.settle_s, device))  # let the last case's heat and power drain
+        # let the last case's heat and power drain before a compute case
+        time.sleep(telemetry.settle_seconds(plan.settle_s, device, op.metric))
         sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
-        stats = (impl.measure or measure)(thunk, timing, policy, flush.buffer() if cold else None, window=sampler)
+        stats = (impl.measure or measure)(thunk, timing, policy, flush.evict if cold else None, window=sampler)
     except Exception as exc:  # noqa: BLE001
         return record("failed", _one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)
@@ -204,11 +206,13 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> 
         "versions": provenance.versions(device),
         "git": provenance.git_revision(),
         "host": provenance.host(),
-        "timing": {kind: Policy.for_timing(kind, plan.time_cap_s).to_dict()
+        "timing": {kind: Policy.for_timing(kind, plan.time_cap_s, plan.min_time_s).to_dict()
                    for kind in (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)},
         "flush_bytes": flush.bytes if flush else None,  # None: no device, nothing is flushed
         "spec_note": unmatched_note(device, flush),
-        "settle_s": telemetry.settle_seconds(plan.settle_s, device),
+        "flush_method": flush.method if flush else None,
+        "settle_s": telemetry.settle_seconds(plan.settle_s, device),  # before compute cases
+        "settle_s_memory": telemetry.settle_seconds(plan.settle_s, device, "GB/s"),
     }
 
 

@@ -4,7 +4,11 @@ A `Sampler` polls the device from a background thread every 20 ms (the survey's 
 power and energy counters update every 20-100 ms, so faster polling buys nothing) while
 `timing.measure` takes its samples, and summarizes the window into the record's `telemetry` dict.
 The window starts after the warm-up and ends after the last timed sample has finished, so it
-holds exactly the timed calls and, for cold ops, their cache flushes.
+holds exactly the timed calls and, for cold ops, their cache flushes. It also holds the holds,
+flushes, synchronizations and host work between batches, so the summary records the duty, the
+timed device time over the window: below DUTY_MIN the power, energy and perf-per-watt figures of
+the window describe a part-idle GPU, and the report withholds them. It records whether the clock
+was in its sustained state (`clock_state`): a clock that fell during the window began it in burst.
 
 Sources (../shared/reference/harness-method.md, section 3), each optional:
 - NVIDIA, NVML through `nvidia-ml-py` (`import pynvml`): clocks in MHz, power in mW (instant
@@ -32,7 +36,11 @@ from typing import Any, Callable
 from parity.harness.measurement.timing import quantile
 
 DEFAULT_INTERVAL_S = 0.02
-DEFAULT_SETTLE_GPU_S = 0.5  # idle before each timed case on a GPU: power capping acts on sub-second averages
+DEFAULT_SETTLE_GPU_S = 0.5  # idle before each compute case on a GPU: power capping acts on sub-second averages
+DUTY_MIN = 0.8  # below this share of busy time in the window, power-derived figures are withheld
+CLOCK_EDGE_S = 0.1  # the clock at the window's start and end: the median over this long
+CLOCK_STATE_MIN_S = 0.3  # a shorter window cannot tell burst from sustained
+CLOCK_DROP = 0.02  # a clock 2 % lower at the end than at the start fell during the window: burst
 ENERGY_MIN_SPAN_S = 0.2  # the counter must be seen to advance over at least this long to be used
 SERIES_MAX = 600  # telemetry samples kept per record (30 s at 20 ms); longer windows are decimated
 
@@ -55,6 +63,7 @@ SUMMARY_KEYS = (
     "sm_clock_mhz_median", "sm_clock_mhz_min", "mem_clock_mhz_median", "power_w_median", "power_kind",
     "temp_c_max", "energy_j", "energy_j_per_call", "energy_method", "throttled_fraction",
     "throttle_reasons", "clock_event_reasons", "unsupported", "series",
+    "busy_s", "duty", "sm_clock_mhz_first", "sm_clock_mhz_last", "clock_state",
 )
 
 
@@ -336,11 +345,15 @@ def open_reader(device, import_module: Callable[[str], Any] = importlib.import_m
         return Unavailable(f"{module} could not open GPU {device.index}: {_error_text(exc)}")
 
 
-def settle_seconds(settle_s: float | None, device) -> float:
-    """The pause before each timed case: as asked, else 0.5 s on a GPU and none on the CPU."""
+def settle_seconds(settle_s: float | None, device, metric: str | None = "TFLOPS") -> float:
+    """The pause before each timed case: as asked, else 0.5 s before a compute case (metric
+    TFLOPS) on a GPU, and none before memory-bound cases or on the CPU. The pause serves cases
+    that the power limiter acts on: each starts from the same state whatever ran before it, and
+    the warm-up and `min_time_s` bring it to its sustained state. A memory-bound case draws far
+    less power; a pause would only let its clocks drop to idle before it."""
     if settle_s is not None:
         return settle_s
-    return DEFAULT_SETTLE_GPU_S if device.is_gpu else 0.0
+    return DEFAULT_SETTLE_GPU_S if device.is_gpu and metric == "TFLOPS" else 0.0
 
 
 class Sampler:
@@ -376,14 +389,14 @@ class Sampler:
         while not self._stop.wait(self.interval_s):
             self._samples.append(self.reader.read())
 
-    def stop(self, calls: int) -> dict[str, Any]:
+    def stop(self, calls: int, busy_s: float | None = None) -> dict[str, Any]:
         window_s = time.monotonic() - self._t0
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
             self._samples.append(self.reader.read())
-        self.summary = summarize(self._samples, calls, window_s, self.reader, self.interval_s)
+        self.summary = summarize(self._samples, calls, window_s, self.reader, self.interval_s, busy_s)
         return self.summary
 
 
@@ -420,15 +433,44 @@ def _series(samples: list[Sample]) -> dict[str, list]:
             "throttled": [None if s.throttle is None else bool(s.throttle) for s in kept]}
 
 
+def duty(busy_s: float | None, window_s: float) -> float | None:
+    """The share of the window the device spent in timed calls (at most 1: events and the host
+    clock disagree by microseconds)."""
+    if busy_s is None or window_s <= 0:
+        return None
+    return min(max(busy_s, 0.0) / window_s, 1.0)
+
+
+def clock_state(samples: list[Sample]) -> tuple[float | None, float | None, str | None]:
+    """(SM clock over the window's first CLOCK_EDGE_S, over its last, "sustained" or "burst").
+
+    GPUs boost for the first tens of milliseconds after idle, until the power limiter's average
+    catches up; a clock that fell by CLOCK_DROP or more during the window began it in burst state,
+    and figures from it are not the sustained ones. A window shorter than CLOCK_STATE_MIN_S, or
+    without clocks at both ends, is None: it cannot tell."""
+    clocked = [s for s in samples if s.sm_clock_mhz is not None]
+    if len(clocked) < 2:
+        return None, None, None
+    t0, t1 = clocked[0].t_s, clocked[-1].t_s
+    first = _median([s.sm_clock_mhz for s in clocked if s.t_s <= t0 + CLOCK_EDGE_S])
+    last = _median([s.sm_clock_mhz for s in clocked if s.t_s >= t1 - CLOCK_EDGE_S])
+    if t1 - t0 < CLOCK_STATE_MIN_S:
+        return first, last, None
+    return first, last, "burst" if last < first * (1 - CLOCK_DROP) else "sustained"
+
+
 def summarize(samples: list[Sample], calls: int, window_s: float, reader: _Probed,
-              interval_s: float = DEFAULT_INTERVAL_S) -> dict[str, Any]:
+              interval_s: float = DEFAULT_INTERVAL_S, busy_s: float | None = None) -> dict[str, Any]:
     """The record's `telemetry`: medians and extremes over the window, energy per timed call,
-    and the fraction of samples taken while the clock was throttled."""
+    the fraction of samples taken while the clock was throttled, the duty (timed device time
+    over the window) and whether the clock was the sustained one."""
     out: dict[str, Any] = dict.fromkeys(SUMMARY_KEYS)
     out.update(reader.describe())
-    out.update(interval_ms=interval_s * 1e3, samples=len(samples), window_s=round(window_s, 6), calls=calls)
+    out.update(interval_ms=interval_s * 1e3, samples=len(samples), window_s=round(window_s, 6), calls=calls,
+               busy_s=None if busy_s is None else round(busy_s, 6), duty=duty(busy_s, window_s))
     if not samples:
         return out
+    out["sm_clock_mhz_first"], out["sm_clock_mhz_last"], out["clock_state"] = clock_state(samples)
     sm = [s.sm_clock_mhz for s in samples if s.sm_clock_mhz is not None]
     mem = [s.mem_clock_mhz for s in samples if s.mem_clock_mhz is not None]
     power = [s.power_w for s in samples if s.power_w is not None]

@@ -1,5 +1,17 @@
-"""Two runs, case by case: the ratio of median times, a significance test on the raw samples, and
-a verdict (`faster`, `slower`, `same`, `uncertain`), with the geometric mean per suite.
+"""Two runs (or two sets of runs), case by case: the ratio of median times, a significance test,
+and a verdict (`faster`, `slower`, `same`, `uncertain`), with the geometric mean per suite.
+
+Samples of one run are not independent: a run drifts (clocks, temperature, other processes), and
+two runs of one build differ by a percent or two that no sample of either shows. So:
+- with several runs per side (`parity compare A1,A2,A3 B1,B2,B3`), the verdict rests on the
+  run-to-run variance: each run's median is one observation, and the test is Student's two-sample
+  t-test on their logarithms (pooled variance: one machine, one case), with its t interval of the
+  ratio (`basis` "runs");
+- with one run per side, on the samples, with the dependence inside a run respected: the interval
+  is a block bootstrap whose blocks are the batches the samples were taken in (Kuensch 1989; a
+  batch is queued and read as one), and the Mann-Whitney test compares batch medians (the method
+  of batch means). Such a verdict is within-run only (`basis` "within-run"), and says so: it
+  cannot see drift between runs.
 
 The test is Mann-Whitney U (two-sided, normal approximation with the tie correction and a
 continuity correction; Mann and Whitney 1947, the tie term as in Lehmann, "Nonparametrics", 1975,
@@ -86,14 +98,39 @@ def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
     return math.erfc(z / math.sqrt(2.0))  # 2 * (1 - Phi(z))
 
 
-def ratio_interval(base: Sequence[float], new: Sequence[float], settings: Settings = Settings()) -> tuple[float, float]:
+def block_length(batches: Sequence[int] | None) -> int:
+    """The bootstrap's block: the usual batch size (1, i.e. independent samples, where unknown)."""
+    sizes = [int(b) for b in batches or () if int(b) > 0]
+    return max(1, int(np.median(sizes))) if sizes else 1
+
+
+def _resampled_medians(values: np.ndarray, block: int, rng, count: int) -> np.ndarray:
+    """Medians of `count` bootstrap resamples of `values` in blocks of `block` consecutive samples
+    (the batches, when the samples were taken in batches of that size); circular at the end."""
+    n = len(values)
+    if block <= 1:
+        return np.median(values[rng.integers(0, n, (count, n))], axis=1)
+    starts = np.arange(0, n, block)
+    drawn = starts[rng.integers(0, len(starts), (count, len(starts)))]
+    index = (drawn[:, :, None] + np.arange(block)).reshape(count, -1)[:, :n] % n
+    return np.median(values[index], axis=1)
+
+
+def block_medians(values: Sequence[float], block: int) -> np.ndarray:
+    """The median of each block of `block` consecutive samples: one value per batch."""
+    values = np.asarray(values, dtype=float)
+    return np.array([np.median(values[i:i + block]) for i in range(0, len(values), block)])
+
+
+def ratio_interval(base: Sequence[float], new: Sequence[float], settings: Settings = Settings(),
+                   base_block: int = 1, new_block: int = 1) -> tuple[float, float]:
     """Percentile bootstrap interval of median(new) / median(base), resampling both with a fixed
-    seed. The bounds are bootstrap ratios themselves (the outer order statistics), never
-    interpolated between them."""
+    seed, in blocks of the given lengths (1: independent samples). The bounds are bootstrap
+    ratios themselves (the outer order statistics), never interpolated between them."""
     rng = np.random.default_rng(settings.seed)
     base, new = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
-    base_medians = np.median(base[rng.integers(0, len(base), (settings.bootstrap, len(base)))], axis=1)
-    new_medians = np.median(new[rng.integers(0, len(new), (settings.bootstrap, len(new)))], axis=1)
+    base_medians = _resampled_medians(base, base_block, rng, settings.bootstrap)
+    new_medians = _resampled_medians(new, new_block, rng, settings.bootstrap)
     ratios = new_medians / base_medians
     tail = (1 - settings.confidence) / 2
     return float(np.quantile(ratios, tail, method="lower")), float(np.quantile(ratios, 1 - tail, method="higher"))
@@ -108,11 +145,20 @@ class Verdict:
     verdict: str
 
 
-def judge(base: Sequence[float], new: Sequence[float], settings: Settings = Settings()) -> Verdict:
-    """The verdict on two samples of times of the same case (see the module docstring)."""
+def judge(base: Sequence[float], new: Sequence[float], settings: Settings = Settings(),
+          base_block: int = 1, new_block: int = 1) -> Verdict:
+    """The within-run verdict on two samples of times of the same case, taken in batches of the
+    given sizes (see the module docstring)."""
     ratio = float(np.median(new)) / float(np.median(base))
-    low, high = ratio_interval(base, new, settings)
-    p = mann_whitney_p(base, new)
+    low, high = ratio_interval(base, new, settings, base_block, new_block)
+    if base_block > 1 or new_block > 1:
+        p = mann_whitney_p(block_medians(base, base_block), block_medians(new, new_block))
+    else:
+        p = mann_whitney_p(base, new)
+    return _verdict(ratio, low, high, p, settings)
+
+
+def _verdict(ratio: float, low: float, high: float, p: float, settings: Settings) -> Verdict:
     band = 1 + settings.same_within
     if p < settings.alpha and (low > band or high < 1 / band):
         verdict = "slower" if ratio > 1 else "faster"
@@ -123,6 +169,71 @@ def judge(base: Sequence[float], new: Sequence[float], settings: Settings = Sett
     return Verdict(ratio=ratio, low=low, high=high, p=p, verdict=verdict)
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz; Press et al., Numerical Recipes, 3rd ed., section 6.4)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * f
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with df degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
+    if math.isinf(t):
+        return 0.0
+    return _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The q quantile (q > 0.5) of Student's t, by bisection on the two-sided tail."""
+    lo, hi = 0.0, 1.0
+    while t_two_sided_p(hi, df) > 2 * (1 - q):
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_two_sided_p(mid, df) > 2 * (1 - q) else (lo, mid)
+    return (lo + hi) / 2
+
+
+def judge_runs(base_medians: Sequence[float], new_medians: Sequence[float], settings: Settings = Settings()) -> Verdict:
+    """The verdict from run-to-run variance: each run's median is one observation; Student's
+    pooled two-sample t-test on their logarithms (a time ratio is a difference of logarithms),
+    with its interval at `confidence`. Needs three runs in all (one degree of freedom)."""
+    a, b = np.log(np.asarray(base_medians, dtype=float)), np.log(np.asarray(new_medians, dtype=float))
+    n1, n2 = len(a), len(b)
+    if n1 < 1 or n2 < 1 or n1 + n2 < 3:
+        raise ValueError("a run-level verdict needs at least one run per side and three in all")
+    df = n1 + n2 - 2
+    diff = float(b.mean() - a.mean())
+    pooled = (float(((a - a.mean()) ** 2).sum()) + float(((b - b.mean()) ** 2).sum())) / df
+    se = math.sqrt(pooled * (1 / n1 + 1 / n2))
+    ratio = math.exp(diff)
+    if se == 0:  # runs that agree exactly within each side
+        p = 1.0 if diff == 0 else 0.0
+        return _verdict(ratio, ratio, ratio, p, settings)
+    half = t_quantile(1 - (1 - settings.confidence) / 2, df) * se
+    return _verdict(ratio, math.exp(diff - half), math.exp(diff + half), t_two_sided_p(diff / se, df), settings)
+
+
 def is_regression(row: dict[str, Any] | pd.Series, pct: float, settings: Settings) -> bool:
     """A significant slow-down larger than `pct` percent: p below alpha and the whole interval
     above 1 + pct/100. Interpreter times are not performance and never count."""
@@ -131,15 +242,26 @@ def is_regression(row: dict[str, Any] | pd.Series, pct: float, settings: Setting
     return row["p"] < settings.alpha and row["ci_low"] > 1 + pct / 100
 
 
+BASIS_RUNS, BASIS_WITHIN = "runs", "within-run"
+
+
 @dataclass
 class Comparison:
-    base: Run
+    base: Run  # the first run of each side (its device and id head the tables)
     new: Run
     settings: Settings
-    rows: pd.DataFrame  # one row per case present in both runs
+    rows: pd.DataFrame  # one row per case present in both sides
     only_base: pd.DataFrame  # suite, op, impl, dtype, case, timing: cases missing from NEW
     only_new: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    base_runs: tuple[Run, ...] = ()
+    new_runs: tuple[Run, ...] = ()
+
+    @property
+    def within_run_only(self) -> bool:
+        """Whether every verdict rests on one run per side (so none sees drift between runs)."""
+        judged = self.rows[self.rows["verdict"] != NOT_COMPARED] if not self.rows.empty else self.rows
+        return judged.empty or bool((judged["basis"] == BASIS_WITHIN).all())
 
     def geomeans(self) -> pd.DataFrame:
         """Per suite and timing kind: the geometric mean of the time ratios of the cases timed in
@@ -170,6 +292,10 @@ def _samples(rec: dict[str, Any]) -> list[float]:
     return [float(s) for s in t.get("samples") or ()] or ([float(t["median"])] if t.get("median") else [])
 
 
+def _block(rec: dict[str, Any]) -> int:
+    return block_length((rec.get("time_ms") or {}).get("batches"))
+
+
 def _describe(rec: dict[str, Any]) -> dict[str, Any]:
     params = rec.get("params") or {}
     return {"key": rec.get("key"), "suite": rec.get("suite"), "op": rec.get("op"), "impl": rec.get("impl"),
@@ -181,49 +307,94 @@ def _device(run: Run) -> tuple[str | None, str | None]:
     return device.get("name"), device.get("backend")
 
 
-def compare(base: Run, new: Run, settings: Settings = Settings(), ignore_devices: bool = False) -> Comparison:
-    """Every case of BASE against the same case (same key) of NEW."""
-    if _device(base) != _device(new) and not ignore_devices:
-        raise UsageError(f"{base.path} ran on {_device(base)[0]}, {new.path} on {_device(new)[0]}: compare is "
-                         "for one device across software versions; use parity report BASE NEW for devices "
-                         "side by side, or --ignore-devices")
-    base_recs = {r["key"]: r for r in base.records if "key" in r}
-    new_recs = {r["key"]: r for r in new.records if "key" in r}
+def _runs(side: Run | Sequence[Run]) -> tuple[Run, ...]:
+    return (side,) if isinstance(side, Run) else tuple(side)
+
+
+def _judge_case(bs_recs: list[dict], ns_recs: list[dict], settings: Settings) -> dict[str, Any]:
+    """The row's figures for one case with `ok` records on both sides: run-level with three runs
+    or more in all, else within-run."""
+    if len(bs_recs) + len(ns_recs) >= 3:
+        base_meds = [float(np.median(_samples(r))) for r in bs_recs]
+        new_meds = [float(np.median(_samples(r))) for r in ns_recs]
+        v = judge_runs(base_meds, new_meds, settings)
+        return dict(base_ms=float(np.median(base_meds)), new_ms=float(np.median(new_meds)), ratio=v.ratio,
+                    ci_low=v.low, ci_high=v.high, p=v.p, base_n=len(bs_recs), new_n=len(ns_recs),
+                    verdict=v.verdict, basis=BASIS_RUNS)
+    (b,), (n,) = bs_recs, ns_recs
+    bs, ns = _samples(b), _samples(n)
+    v = judge(bs, ns, settings, _block(b), _block(n))
+    return dict(base_ms=float(np.median(bs)), new_ms=float(np.median(ns)), ratio=v.ratio, ci_low=v.low,
+                ci_high=v.high, p=v.p, base_n=len(bs), new_n=len(ns), verdict=v.verdict, basis=BASIS_WITHIN)
+
+
+def compare(base: Run | Sequence[Run], new: Run | Sequence[Run], settings: Settings = Settings(),
+            ignore_devices: bool = False) -> Comparison:
+    """Every case of BASE against the same case (same key) of NEW; each side one run or several
+    runs of one build (see the module docstring for how several runs are judged)."""
+    base_runs, new_runs = _runs(base), _runs(new)
+    if not base_runs or not new_runs:
+        raise UsageError("compare needs at least one run on each side")
+    devices = {_device(r) for r in base_runs + new_runs}
+    side_devices = [{_device(r) for r in side} for side in (base_runs, new_runs)]
+    if any(len(d) > 1 for d in side_devices) and not ignore_devices:
+        raise UsageError("the runs of one side ran on different devices: " + ", ".join(
+            f"{r.path} on {_device(r)[0]}" for r in base_runs + new_runs))
+    if len(devices) > 1 and not ignore_devices:
+        raise UsageError(f"{base_runs[0].path} ran on {_device(base_runs[0])[0]}, {new_runs[0].path} on "
+                         f"{_device(new_runs[0])[0]}: compare is for one device across software versions; use "
+                         "parity report BASE NEW for devices side by side, or --ignore-devices")
+    base_by = _by_key(base_runs)
+    new_by = _by_key(new_runs)
     rows = []
-    for key, b in base_recs.items():
-        n = new_recs.get(key)
-        if n is None:
+    for key, b_all in base_by.items():
+        n_all = new_by.get(key)
+        if n_all is None:
             continue
+        b, n = b_all[0], n_all[0]
         row = {**_describe(b), "base_status": b.get("status"), "new_status": n.get("status"),
                "new_timing": n.get("timing"), "base_ms": None, "new_ms": None, "ratio": math.nan,
                "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "base_n": 0, "new_n": 0,
-               "verdict": NOT_COMPARED, "note": None}
-        bs, ns = _samples(b), _samples(n)
-        if b.get("timing") != n.get("timing"):
+               "verdict": NOT_COMPARED, "basis": None, "note": None}
+        timings = {r.get("timing") for r in b_all + n_all}
+        b_ok = [r for r in b_all if r.get("status") == "ok" and _samples(r)]
+        n_ok = [r for r in n_all if r.get("status") == "ok" and _samples(r)]
+        bad = next((r for r in n_all + b_all if r.get("status") != "ok"), None)
+        if len(timings) > 1:
             row["note"] = f"timed differently ({b.get('timing')} vs {n.get('timing')}): not compared"
-        elif b.get("status") != "ok" or n.get("status") != "ok":
-            row["note"] = f"status {b.get('status')} -> {n.get('status')}"
-            why = n.get("reason") if n.get("status") != "ok" else b.get("reason")
+        elif bad is not None:
+            b_bad = next((r for r in b_all if r.get("status") != "ok"), b)
+            n_bad = next((r for r in n_all if r.get("status") != "ok"), n)
+            row.update(base_status=b_bad.get("status"), new_status=n_bad.get("status"))
+            row["note"] = f"status {b_bad.get('status')} -> {n_bad.get('status')}"
+            why = n_bad.get("reason") if n_bad.get("status") != "ok" else b_bad.get("reason")
             if why:
                 row["note"] += f": {why}"
-        elif not bs or not ns:
+        elif not b_ok or not n_ok or len(b_ok) < len(b_all) or len(n_ok) < len(n_all):
             row["note"] = "no samples recorded"
         else:
-            v = judge(bs, ns, settings)
-            row.update(base_ms=float(np.median(bs)), new_ms=float(np.median(ns)), ratio=v.ratio, ci_low=v.low,
-                       ci_high=v.high, p=v.p, base_n=len(bs), new_n=len(ns), verdict=v.verdict)
+            row.update(_judge_case(b_ok, n_ok, settings))
             if b.get("timing") == TIMING_INTERPRET:
                 row["note"] = "interpreter times: not performance"
         rows.append(row)
     columns = ["key", "suite", "op", "impl", "dtype", "case", "timing"]
     row_columns = columns + ["base_status", "new_status", "new_timing", "base_ms", "new_ms", "ratio", "ci_low",
-                             "ci_high", "p", "base_n", "new_n", "verdict", "note"]
-    only_base = pd.DataFrame([_describe(r) for k, r in base_recs.items() if k not in new_recs], columns=columns)
-    only_new = pd.DataFrame([_describe(r) for k, r in new_recs.items() if k not in base_recs], columns=columns)
-    notes = [w for run in (base, new) for w in run.warnings]  # each names its file already
-    return Comparison(base=base, new=new, settings=settings, rows=pd.DataFrame(rows, columns=row_columns),
-                      only_base=only_base,
-                      only_new=only_new, notes=notes)
+                             "ci_high", "p", "base_n", "new_n", "verdict", "basis", "note"]
+    only_base = pd.DataFrame([_describe(r[0]) for k, r in base_by.items() if k not in new_by], columns=columns)
+    only_new = pd.DataFrame([_describe(r[0]) for k, r in new_by.items() if k not in base_by], columns=columns)
+    notes = [w for run in base_runs + new_runs for w in run.warnings]  # each names its file already
+    return Comparison(base=base_runs[0], new=new_runs[0], settings=settings,
+                      rows=pd.DataFrame(rows, columns=row_columns), only_base=only_base, only_new=only_new,
+                      notes=notes, base_runs=base_runs, new_runs=new_runs)
+
+
+def _by_key(runs: tuple[Run, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Each case's records, one per run that holds it, in the runs' order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        for r in {r["key"]: r for r in run.records if "key" in r}.values():
+            out.setdefault(r["key"], []).append(r)
+    return out
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -240,30 +411,41 @@ def _change(ratio: float) -> str:
     return f"{1 / ratio:.3g}x faster"
 
 
-def _label(run: Run) -> str:
-    return f"{_device(run)[0]} ({run.meta.get('run_id')})"
+def _label(run: Run, runs: tuple[Run, ...] = ()) -> str:
+    ids = [r.meta.get("run_id") for r in runs] if len(runs) > 1 else [run.meta.get("run_id")]
+    return f"{_device(run)[0]} ({', '.join(str(i) for i in ids)})"
+
+
+def _basis_text(c: Comparison) -> str:
+    """How the verdicts were reached, for the tables' titles."""
+    if c.within_run_only:
+        return ("within-run only: one run per side, interval by block bootstrap over batches, "
+                "Mann-Whitney p; drift between runs is not seen (give several runs per side: A1,A2,A3 B1,B2,B3)")
+    return (f"from run-to-run variance over {len(c.base_runs)}/{len(c.new_runs)} runs "
+            "(t-test on log run medians, t interval); cases with one run per side within-run only")
 
 
 def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
     """Titled tables for report.render: cases per timing kind, geometric means, one-sided cases."""
     s = c.settings
     out = []
-    head = f"{_label(c.base)} -> {_label(c.new)}"
+    head = f"{_label(c.base, c.base_runs)} -> {_label(c.new, c.new_runs)}"
     rows = c.rows
     if not rows.empty:
         order = {k: i for i, k in enumerate(SECTION_ORDER)}
         for timing in sorted(rows["timing"].unique(), key=lambda t: (order.get(t, len(order)), str(t))):
             group = rows[rows["timing"] == timing]
             title = (f"{head}: {SECTION_TITLES.get(timing, timing)}; time ratio new/base with its "
-                     f"{s.confidence:.0%} interval, Mann-Whitney p, verdict at alpha {s.alpha:g}, "
-                     f"same within {100 * s.same_within:g} %")
+                     f"{s.confidence:.0%} interval, verdict at alpha {s.alpha:g}, "
+                     f"same within {100 * s.same_within:g} %; {_basis_text(c)}")
             out.append((title, [{
                 "suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": "" if _missing(r["dtype"]) else r["dtype"],
                 "case": r["case"],
                 "base ms": _figure(r["base_ms"], ".4g"), "new ms": _figure(r["new_ms"], ".4g"),
                 "new/base": _figure(r["ratio"], ".3f"),
                 "interval": "-" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                "p": _figure(r["p"], ".2g"), "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}",
+                "p": _figure(r["p"], ".2g"),
+                "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}" + (" runs" if r["basis"] == BASIS_RUNS else ""),
                 "verdict": r["verdict"], "note": "" if _missing(r["note"]) else r["note"],
             } for _, r in group.iterrows()]))
     geo = c.geomeans()
@@ -272,7 +454,8 @@ def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
             "suite": g["suite"], "timing": g["timing"], "cases": str(g["cases"]),
             "geomean new/base": f"{g['geomean']:.3f}", "change": _change(g["geomean"]),
             **{v: str(g[v]) for v in VERDICTS}} for _, g in geo.iterrows()]))
-    for title, frame in ((f"only in BASE {_label(c.base)}", c.only_base), (f"only in NEW {_label(c.new)}", c.only_new)):
+    for title, frame in ((f"only in BASE {_label(c.base, c.base_runs)}", c.only_base),
+                         (f"only in NEW {_label(c.new, c.new_runs)}", c.only_new)):
         if not frame.empty:
             out.append((title, [{k: ("" if _missing(r[k]) else r[k]) for k in ("suite", "op", "impl", "dtype", "case", "timing")}
                                 for _, r in frame.iterrows()]))
@@ -291,4 +474,7 @@ def summary_line(c: Comparison) -> str:
     if counts.get(NOT_COMPARED, 0):
         parts.append(f"{int(counts[NOT_COMPARED])} not compared")
     text = f"{len(rows)} case(s) in both runs" + (f": {', '.join(parts)}" if parts else "")
-    return text + f"; {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW"
+    text += f"; {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW"
+    if c.within_run_only and not rows.empty:
+        text += "; verdicts within-run only (one run per side)"
+    return text

@@ -16,6 +16,7 @@ from parity.harness.core import roofline, specs
 from parity.harness.reporting.spread import device_label
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import Run
+from parity.harness.measurement.telemetry import DUTY_MIN
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -100,13 +101,18 @@ def _cache_resident(work: dict[str, Any], spec) -> bool:
 
 def _telemetry(rec: dict[str, Any], gbps, tflops) -> dict[str, Any]:
     """What the card did while the record was timed, and performance per watt at the median power
-    held over the timed window (GFLOPS/W for compute, GB/s per W for memory)."""
+    held over the timed window (GFLOPS/W for compute, GB/s per W for memory). Where the GPU was
+    busy with timed calls for less than DUTY_MIN of the window (holds, flushes and host work in
+    between), power, energy and per-watt figures describe a part-idle GPU: they are withheld."""
     tel = rec.get("telemetry") or {}
-    watts = tel.get("power_w_median")
+    duty = tel.get("duty")
+    withheld = duty is not None and duty < DUTY_MIN and tel.get("power_w_median") is not None
+    watts = None if withheld else tel.get("power_w_median")
     per_watt = watts is not None and watts > 0 and gbps is not None
     reasons = tel.get("throttle_reasons")
     return {"telemetry_source": tel.get("source"), "sm_clock_mhz_median": tel.get("sm_clock_mhz_median"),
-            "power_w_median": watts, "energy_j_per_call": tel.get("energy_j_per_call"),
+            "power_w_median": watts, "energy_j_per_call": None if withheld else tel.get("energy_j_per_call"),
+            "duty": duty, "power_withheld": withheld, "clock_state": tel.get("clock_state"),
             "temp_c_max": tel.get("temp_c_max"), "throttled_fraction": tel.get("throttled_fraction"),
             "throttle_reasons": ", ".join(reasons) if reasons else None,
             "gflops_per_w": tflops * 1e3 / watts if per_watt else None,
@@ -203,6 +209,10 @@ def _outcome(row) -> str:
     throttled = row.get("throttled_fraction")
     if not _missing(throttled) and throttled > 0:
         text += f"; throttled in {throttled:.0%} of telemetry samples ({row['throttle_reasons']})"
+    if row.get("power_withheld") is True:
+        text += f"; power withheld: duty {row['duty']:.0%} (< {DUTY_MIN:.0%})"
+    if row.get("clock_state") == "burst":
+        text += "; the clock fell during the window: not all in the sustained state"
     return text if _missing(row["flag"]) else f"{text}; {row['flag']}"
 
 
@@ -221,7 +231,8 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     """The columns people read; % of spec only where a spec was matched, at-clock where measured."""
     with_spec = df["spec_id"].notna().any()
     with_clock = df["pct_of_spec_at_clock"].notna().any()
-    with_power = "power_w_median" in df and df["power_w_median"].notna().any()
+    with_power = "power_w_median" in df and (df["power_w_median"].notna().any()
+                                             or ("power_withheld" in df and (df["power_withheld"] == True).any()))  # noqa: E712
     with_fa = "tflops_fa" in df and df["tflops_fa"].notna().any()
     rows = []
     for _, r in df.iterrows():

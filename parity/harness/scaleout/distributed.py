@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from parity.harness.core import device as device_mod
 from parity.harness.core.model import TIMING_EVENTS, Case, UsageError
-from parity.harness.measurement.timing import Policy, Stats, collect_in_window, event_batch, wall_batch
+from parity.harness.measurement.timing import Policy, Stats, collect_in_window, event_batch, launches_for, wall_batch
 
 EXIT_RANK = 3  # a rank failed or hung: the run ended early
 DEFAULT_TIMEOUT_S = 300.0
@@ -121,17 +121,42 @@ class _AgreedClock:
         return self.seconds
 
 
+def _barrier() -> None:
+    """Every rank waits here until all have come: a tiny all-reduce, read back on the host."""
+    _agree_max([0.0])
+
+
+class _InStep:
+    """A rank's sampler whose samples and clock are agreed over the ranks (the maximum of each):
+    every rank gets the same samples, so every rank makes the same stopping decision."""
+
+    def __init__(self, local, began: float, clock: _AgreedClock):
+        self.local, self.began, self.clock = local, began, clock
+
+    def __getattr__(self, name: str):  # launches, mode, retaken, stalled: the local sampler's
+        return getattr(self.local, name)
+
+    def __call__(self, k: int) -> list[float]:
+        agreed = _agree_max(self.local(k) + [time.perf_counter() - self.began])
+        self.clock.seconds = agreed[-1]
+        return agreed[:-1]
+
+
 def measure_in_step(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, window=None) -> Stats:
     """`timing.measure` for work that every rank runs at once (a collective): the same warm-up,
     batches and stopping rule on every rank, each sample the slowest rank's time.
 
     A collective is done when its last rank is; nccl-tests reports the mean over ranks of each
     rank's mean time by default (`-a 1`; `-a 3` takes the maximum; common.cu `BenchTime` and
-    `Allreduce`); the maximum per sample keeps the median and spread of the slowest rank.
+    `Allreduce`); the maximum per sample keeps the median and spread of the slowest rank. As in
+    nccl-tests (`-n`, iterations per timing), a small message is timed several calls per event
+    pair (timing.launches_for, agreed over the ranks), so a sample is not launch latency. Before
+    each batch the ranks meet at a barrier, and each holds its stream for the longest host
+    queueing time of any rank, so the first sample of a batch carries no skew between ranks.
     """
     start = time.perf_counter()
     calls, spent_ms = 0, 0.0
-    while True:  # warm-up in rounds, the budget judged on the slowest rank's clock
+    while True:  # warm-up in rounds, the budget (time only) judged on the slowest rank's clock
         for _ in range(WARMUP_CALLS):
             thunk()
         if timing == TIMING_EVENTS:
@@ -140,18 +165,16 @@ def measure_in_step(thunk: Callable[[], Any], timing: str, policy: Policy, flush
             torch.cuda.synchronize()
         calls += WARMUP_CALLS
         spent_ms = _agree_max([(time.perf_counter() - start) * 1e3])[0]
-        if spent_ms >= policy.warmup_ms or calls >= 1000:
+        if spent_ms >= policy.warmup_ms:
             break
-    local = event_batch(thunk, flush) if timing == TIMING_EVENTS else wall_batch(thunk)
+    estimate_ms = spent_ms / calls
+    if timing == TIMING_EVENTS:  # the sampler judges the call on one-launch samples, agreed over ranks
+        local = event_batch(thunk, flush, before_batch=_barrier, agree=_agree_max)
+    else:
+        local = wall_batch(thunk, launches=launches_for(estimate_ms), before_batch=_barrier)
     clock = _AgreedClock()
-    began = time.perf_counter()
-
-    def take(k: int) -> list[float]:
-        agreed = _agree_max(local(k) + [time.perf_counter() - began])
-        clock.seconds = agreed[-1]
-        return agreed[:-1]
-
-    return collect_in_window(take, policy, spent_ms / calls, window, clock=clock)
+    take = _InStep(local, time.perf_counter(), clock)
+    return collect_in_window(take, policy, estimate_ms, window, clock=clock)
 
 
 # --- one rank's session --------------------------------------------------------------------------
@@ -402,7 +425,8 @@ def plan_args(plan) -> list[str]:
         args += ["--size", ",".join(str(s) for s in plan.sizes_bytes)]
     if plan.shapes:
         args += ["--shape", ",".join("x".join(str(d) for d in shape) for shape in plan.shapes)]
-    for option, value in (("--time-cap-s", plan.time_cap_s), ("--settle-s", plan.settle_s)):
+    for option, value in (("--time-cap-s", plan.time_cap_s), ("--settle-s", plan.settle_s),
+                          ("--min-time-s", plan.min_time_s)):
         if value is not None:
             args += [option, repr(float(value))]
     if plan.ranks is not None:
