@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
                    help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
+    p.add_argument("--case-timeout-s", type=float, metavar="S",
+                   help="wall-clock limit of one case: past it the case is recorded failed and the run goes on "
+                        "(default 900 on a GPU, 300 on the CPU)")
 
     p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
     p.add_argument("--out", type=_path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
@@ -255,13 +258,16 @@ def cmd_run(args, argv) -> int:
     from parity.harness.scaleout import distributed, multigpu
     from parity.harness.core import registry
     from parity.harness.reporting import report
-    from parity.harness.measurement import runner
+    from parity.harness.core import limits
+    from parity.harness.measurement import runner, supervisor
     from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
-                        or args.preset or args.time_cap_s is not None or args.settle_s is not None):
+                        or args.preset or args.time_cap_s is not None or args.settle_s is not None
+                        or args.case_timeout_s is not None):
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
-                         "--dtype, --size, --shape, --time-cap-s or --settle-s")
+                         "--dtype, --size, --shape, --time-cap-s, --settle-s or --case-timeout-s")
+    limits.check_run_numbers(args)
     if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
         raise UsageError("--time-cap-s must be a positive number of seconds")
     if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
@@ -275,6 +281,7 @@ def cmd_run(args, argv) -> int:
     _require_triton()
     if args.resume:
         out, resume = args.resume, True
+        limits.check_resume_folder(out)
         read_run(out)  # a missing or corrupt folder is refused before anything runs
     else:
         out, resume = args.out or _default_out(device), False
@@ -285,7 +292,8 @@ def cmd_run(args, argv) -> int:
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset or "quick",
                           impls=_names(args.impl), dtypes=_names(args.dtype), sizes_bytes=sizes,
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
-                          ranks=args.ranks, shapes=shapes)
+                          ranks=args.ranks, shapes=shapes, case_timeout_s=args.case_timeout_s)
+    limits.check_counts(plan, device, args.cpu_workers)
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
@@ -293,10 +301,11 @@ def cmd_run(args, argv) -> int:
         return early
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
-    with _Progress(note) as progress:
+    timeout_s = supervisor.case_timeout_s(runner.resume_plan(out, device)[0] if resume else plan, device)
+    with _Progress(note) as progress, supervisor.Supervisor(device, timeout_s) as supervised:
         try:
             outcome = runner.execute(plan, device, out, ["parity", *argv], resume=resume, progress=progress,
-                                     case_runner=distributed.case_runner())
+                                     case_runner=distributed.case_runner(supervised))
         except KeyboardInterrupt:
             progress.close()
             print(f"parity: interrupted; finished cases are kept in {out}; continue with "

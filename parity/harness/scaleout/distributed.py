@@ -222,8 +222,9 @@ class Leader:
     """Rank 0's case runner: `runner.run_case` for every case, in step with the other ranks for
     the cases of a collective suite, whose records it merges into one."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, run=None):
         self.session = session
+        self.run = run  # what runs the cases of other suites (the supervisor); None: run_case here
         self.index = 0  # collective cases so far
         self.cases = 0  # all cases so far
         self.closed = False
@@ -236,14 +237,19 @@ class Leader:
         store = self.session.store
         self.cases += 1
         if not suite.collective:
-            result = run_case(suite, case, device, plan, flush, reader)
+            result = (self.run or run_case)(suite, case, device, plan, flush, reader)
             store.set("beat/0", str(self.cases))
             return result
         i = self.index
         self.index += 1
         store.set(f"case/{i}", _task(case, plan))
         store.set("state/0", f"{i}:0")
-        inject_fault(0, i)
+        try:
+            inject_fault(0, i)
+        except Exception as exc:  # noqa: BLE001 - rank 0's own fault ends the run named, like any rank's
+            self.failed = True
+            store.set("error/0", _one_line(exc))
+            raise RankError(f"rank 0 failed {case.label()}: {_one_line(exc)}") from None
         store.set("state/0", f"{i}:1")
         mine = run_case(suite, case, device, plan, flush, reader)
         store.set("state/0", f"{i}:2")
@@ -317,22 +323,12 @@ def merge(case: Case, mine, others: dict[int, dict[str, Any]]):
     return replace(mine, status="invalid", reason=validation["error"], validation=validation, time_ms=None)
 
 
-def case_runner():
-    """What `runner.execute` runs each case with: the Leader on rank 0 of a group; a wrapper that
-    injects PARITY_FAULT into a per-GPU worker; None (plain run_case) otherwise."""
+def case_runner(run=None):
+    """What `runner.execute` runs each case with: the Leader on rank 0 of a group (the collective
+    cases in step here, the others through `run`); `run` (the supervisor, whose worker injects
+    PARITY_FAULT into a per-GPU worker's cases) otherwise."""
     if _SESSION is not None and _SESSION.place.rank == 0:
-        return Leader(_SESSION)
-    worker = os.environ.get(WORKER_ENV)
-    if worker is None or not os.environ.get(FAULT_ENV):
-        return None
-    from parity.harness.measurement.runner import run_case
-
-    count = iter(range(1 << 30))
-
-    def run(suite, case, device, plan, flush, reader=None):
-        inject_fault(int(worker), next(count))
-        return run_case(suite, case, device, plan, flush, reader)
-
+        return Leader(_SESSION, run)
     return run
 
 
