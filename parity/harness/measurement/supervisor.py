@@ -83,8 +83,8 @@ class Supervisor:
     def __exit__(self, *exc):
         self.close()
 
-    def start(self) -> None:
-        """Start a worker now (its imports overlap the run's own set-up); idempotent."""
+    def start(self, suites: tuple[str, ...] = ()) -> None:
+        """Start a worker that loads `suites` before its first case; idempotent."""
         if self._proc is not None:
             return
         to_worker, from_worker = os.pipe(), os.pipe()
@@ -100,7 +100,7 @@ class Supervisor:
         os.close(from_worker[1])
         self._send = Connection(to_worker[1], readable=False)
         self._recv = Connection(from_worker[0], writable=False)
-        self._send.send(("init", self.device))
+        self._send.send(("init", self.device, tuple(suites)))
         self._ready = False
 
     def _wait_ready(self) -> None:
@@ -117,7 +117,7 @@ class Supervisor:
 
         index = self.cases
         self.cases += 1
-        self.start()
+        self.start(tuple(plan.suites))
         started, started_at = time.perf_counter(), _now()
         try:
             self._wait_ready()
@@ -127,7 +127,7 @@ class Supervisor:
                 reply = self._recv.recv()
                 if isinstance(reply, Measurement):
                     return reply
-                reason = f"the worker failed outside the case: {reply[1]}"  # ("error", text)
+                reason = reply[1]  # ("error", text): raised outside run_case's own handling
             else:
                 reason = f"timed out after {self.timeout_s:g} s"
         except (EOFError, OSError) as exc:  # the worker died (its end of the pipes closed), or never started
@@ -187,6 +187,11 @@ def worker_main(recv_fd: int, send_fd: int) -> None:
     from parity.harness.scaleout import distributed
 
     device_mod.use(device)
+    for name in message[2]:  # imports (torch, triton, the kernels) are start-up, not a case's time
+        try:
+            registry.load(name)
+        except Exception:  # noqa: BLE001 - the case that needs it reports the failure
+            pass
     flush = runner.Flush(device) if device.is_gpu else None
     reader = telemetry.open_reader(device)
     worker = os.environ.get(distributed.WORKER_ENV)

@@ -17,7 +17,7 @@ rank 0 names a rank whose record does not come (or that posted an error); the la
 watches the processes (exit status, progress in the store) and names the one that died or fell
 behind. Every record written before stays in the run folder.
 
-`PARITY_FAULT=WHO:KIND[:CASE]` (testing only) makes rank or worker WHO raise, hang or exit at its
+`PARITY_FAULT=WHO:KIND[:CASE]` (testing only) makes rank or worker WHO raise, hang, exit or segv at its
 CASE-th case (default the first), so the tests can check the above for real.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import atexit
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,8 @@ def inject_fault(who: int, at: int) -> None:
         time.sleep(3600)
     if parts[1] == "exit":
         os._exit(17)
+    if parts[1] == "segv":  # as a crashing kernel or driver would end the process
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _get(store, key: str) -> str | None:
