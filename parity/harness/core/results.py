@@ -6,6 +6,7 @@ finished record). Records are frozen once written; a corrected spec re-renders t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -91,13 +92,15 @@ class RunWriter:
         self._file = measurements.open("a", encoding="utf-8")
 
     def append(self, record: Measurement) -> None:
-        self._file.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with _naming(self.path / MEASUREMENTS_FILE):
+            self._file.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def update_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
-        write_json_atomic(self.path / RUN_FILE, self.meta)
+        with _naming(self.path / RUN_FILE):
+            write_json_atomic(self.path / RUN_FILE, self.meta)
 
     def close(self) -> None:
         self._file.close()
@@ -113,6 +116,17 @@ class RunWriter:
             self.update_meta(status="interrupted")
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError of a write (a full disk says ENOSPC without a file name) names the file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _drop_partial_tail(path: Path) -> None:
