@@ -278,6 +278,8 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
     try:
         return _walk(plan, device, out_dir, writer, cases, done, progress, case_runner, flush)
     except OSError as exc:  # the disk filled up, or the folder became read-only, while appending
+        if exc.filename is None or not str(exc.filename).startswith(str(out_dir)):
+            raise  # not the run's own files (RunWriter names them): not a write failure of the run
         writer.abandon()
         raise ResultsError(f"{write_failure(exc, out_dir)}; the records written so far are kept: "
                            f"parity run --resume {out_dir} finishes the run once it can be written") from None
