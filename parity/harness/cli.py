@@ -29,7 +29,24 @@ SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
 
 
+class _StoreOnce(argparse._StoreAction):
+    """An option that takes one value refuses a second (`--out a --out b`): argparse would keep
+    the last one silently, and the user meant one of them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given_once", set())
+        if option_string and self.dest in seen:
+            raise UsageError(f"{'/'.join(self.option_strings)} is given twice: give it once")
+        seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "store", _StoreOnce)
+        self.register("action", None, _StoreOnce)
+
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError(f"{message} (see {self.prog} --help)")
 
@@ -59,6 +76,13 @@ def _path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+def _spec_id(text: str) -> str:
+    """A spec id argument; an empty one (`--to ""`) would silently mean "the matched spec"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty spec id")
+    return text
 
 
 def _names(values: list[str] | None) -> tuple[str, ...]:
@@ -118,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="*", type=_path, help="run folders")
     p.add_argument("--format", choices=("text", "md", "html", "csv", "parquet"), default="text")
-    p.add_argument("--to", metavar="SPEC", help="normalize against this spec instead of the matched one")
+    p.add_argument("--to", metavar="SPEC", type=_spec_id, help="normalize against this spec instead of the matched one")
     p.add_argument("--out", type=_path, metavar="FILE", help="write the report to FILE (parquet needs one)")
     p.add_argument("--plots", type=_path, metavar="DIR", help="also write every plot as DIR/<name>.png")
     p.add_argument("--publish", action="store_true",
@@ -141,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("project", help="what a run would do on another device")
     p.add_argument("run", type=_path, help="run folder (a GPU run)")
-    p.add_argument("--to", metavar="SPEC", required=True, help="target spec id")
+    p.add_argument("--to", metavar="SPEC", type=_spec_id, required=True, help="target spec id")
     p.add_argument("--against", type=_path, metavar="RUN", help="a run measured on the target: check the projection")
     p.add_argument("--format", choices=("text", "md", "csv"), default="text")
 
@@ -287,6 +311,7 @@ def cmd_run(args, argv) -> int:
         out, resume = args.out or _default_out(device), False
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} is a file, not a folder")
+        limits.check_creatable(out, "--out")
         if (out / MEASUREMENTS_FILE).exists() and (out / MEASUREMENTS_FILE).stat().st_size:
             raise UsageError(f"{out} already holds a run: use --resume {out}, or another --out")
     plan = runner.RunPlan(suites=_names(args.suites) or tuple(registry.suite_names()), preset=args.preset or "quick",
@@ -294,6 +319,8 @@ def cmd_run(args, argv) -> int:
                           time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                           ranks=args.ranks, shapes=shapes, case_timeout_s=args.case_timeout_s)
     limits.check_counts(plan, device, args.cpu_workers)
+    if not resume:
+        runner.plan_cases(plan, device)  # names, sizes, shapes and memory: refused before anything starts
     if args.all_gpus or args.cpu_workers is not None or (resume and multigpu.is_multi_gpu(out)):
         return multigpu.run_all(plan, device, out, resume, args.cpu_workers, args.rank_timeout_s, _console())
     early = distributed.dispatch(plan, device, out, resume, args.rank_timeout_s)  # start ranks, or be one
@@ -624,8 +651,10 @@ def cmd_selfcheck(args, argv) -> int:
 
 
 def cmd_submit(args, argv) -> int:
+    from parity.harness.core import limits
     from parity.harness.scaleout import submit
 
+    limits.check_submit_numbers(args)
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
                   "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
