@@ -187,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RankError as exc:
-        print(f"parity: error: {exc}", file=sys.stderr)
+        from parity.harness.scaleout.distributed import launched_by_parity
+
+        if not launched_by_parity():  # else the process that started the ranks says it, once
+            print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_RANK
     except OSError as exc:  # a path the system refuses (a file where a folder belongs, /proc, ...)
         where = f"{exc.filename}: " if exc.filename else ""
