@@ -217,7 +217,7 @@ def gloo_runs(tmp_path_factory):
         # recorded failed; the group is replaced and the run goes on
         "four": ["run", "collectives", *FAST, "--dtype", "fp32", "--size", "4KiB,64KiB", "--ranks", "2",
                  "--rank-timeout-s", "10", "--out", d / "four"],
-        "hang": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "2", "--out", d / "hang"],
+        "hang": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "6", "--out", d / "hang"],
         "rank0": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "10", "--out", d / "rank0"],
         "slow": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "60", "--case-timeout-s", "3",
                  "--out", d / "slow"],

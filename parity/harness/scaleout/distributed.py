@@ -587,17 +587,22 @@ def _watch(procs, store, out: Path, timeout_s: float,
             stop_processes(procs)
             return EXIT_RANK, _fault(store, len(procs), None, idle_limit)
         if case_timeout_s is not None:
-            for r, state in enumerate(progress[1:]):
+            states = progress[1:]  # state/r of every rank
+            for r, state in enumerate(states):
                 if state and not state.endswith(":2"):  # in a collective case (":2": done with it)
                     if running.get(r, ("", 0.0))[0] != state:
                         running[r] = (state, now)
-                    elif now - running[r][1] > case_timeout_s:
-                        stop_processes(procs, grace_s=0.0)
-                        reason = f"timed out after {case_timeout_s:g} s (rank {r})"
-                        return EXIT_RANK, GroupFault(f"rank {r} ran collective case {state.split(':')[0]} "
-                                                     f"past {case_timeout_s:g} s", _task_of(store, state), reason)
                 else:
                     running.pop(r, None)
+            if any(now - since > case_timeout_s for _, since in running.values()):
+                stop_processes(procs, grace_s=0.0)
+                # The rank furthest behind holds the others up (they wait in the collective for it).
+                behind = min(tuple(map(int, state.split(":"))) for state, _ in running.values())
+                late = [r for r, (state, _) in sorted(running.items()) if tuple(map(int, state.split(":"))) == behind]
+                who = f"rank{'s' if len(late) > 1 else ''} {', '.join(map(str, late))}"
+                return EXIT_RANK, GroupFault(f"{who} ran collective case {behind[0]} past {case_timeout_s:g} s",
+                                             _task_of(store, f"{behind[0]}:0"),
+                                             f"timed out after {case_timeout_s:g} s ({who})")
         time.sleep(0.05)
     stop_processes(procs)
     return EXIT_RANK, _fault(store, len(procs), first_dead, idle_limit)
