@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -119,6 +120,14 @@ def test_kill9_at_random_points_then_resume_loses_nothing(tmp_path, cpu_device, 
     assert total_kills >= TRIALS  # the kills really happened, at least one a trial on average
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_kill9_of_a_real_supervised_run_then_resume(tmp_path):
     """The CLI: the supervisor (the writer) killed with SIGKILL mid-run; its worker goes with it;
     `parity run --resume` finishes the run with every case once."""
@@ -133,8 +142,15 @@ def test_kill9_of_a_real_supervised_run_then_resume(tmp_path):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    workers = [int(p) for p in children.read_text().split()] if children.exists() else []
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    for pid in workers:  # the orphaned worker ends itself instead of finishing its case
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        assert not _alive(pid), f"the worker {pid} outlived its supervisor"
     kept, _ = read_records(measurements)
     assert 3 <= len(kept) < 14
     resumed = subprocess.run([sys.executable, "-m", "parity", "run", "--resume", str(out)], cwd=tmp_path,

@@ -172,9 +172,25 @@ class Supervisor:
         self._end()
 
 
+def _end_with_parent(poll_s: float = 1.0) -> None:
+    """A supervisor killed outright (kill -9) cannot end its worker: the worker notices it has been
+    orphaned and ends itself, rather than finish a case of minutes nobody will record."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parity-orphan-watch").start()
+
+
 def worker_main(recv_fd: int, send_fd: int) -> None:
     """The worker: run each case it is given with `runner.run_case`, send back its record."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when the worker ends
+    _end_with_parent()
     recv, send = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
     try:
         message = recv.recv()
