@@ -74,12 +74,13 @@ def _run_in_child(out, device, resume: bool) -> int:
 
 
 def _finish(out, device, rng, kill_within_s: float) -> int:
-    """Start (or resume) the run; kill it at a random moment; repeat until a run ends by itself."""
+    """Start (or resume) the run; kill it at a random moment; repeat until a run ends by itself.
+    The first kill falls within the run's length, later ones within twice it, so resumes finish."""
     kills = 0
     while True:
         resume = (out / RUN_FILE).exists()
         pid = _run_in_child(out, device, resume)
-        deadline = time.monotonic() + rng.uniform(0.0, kill_within_s)
+        deadline = time.monotonic() + rng.uniform(0.0, kill_within_s * (2.0 if kills else 1.0))
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -104,20 +105,22 @@ def test_kill9_at_random_points_then_resume_loses_nothing(tmp_path, cpu_device, 
     if cpu_device.is_gpu:
         pytest.skip("the forked children run on the CPU; a GPU context does not survive fork")
     whole = tmp_path / "whole"
+    began = time.monotonic()
     execute(PLAN, cpu_device, whole, ["parity", "run", "kill9"])
+    run_s = time.monotonic() - began  # kills are drawn within this, so most land mid-run
     expected, meta, _ = _keys_and_meta(whole)
     assert len(expected) == 24 and meta["status"] == "complete"
     rng = random.Random(SEED)
     total_kills = 0
     for trial in range(TRIALS):
         out = tmp_path / f"trial-{trial}"
-        total_kills += _finish(out, cpu_device, rng, kill_within_s=0.6)
+        total_kills += _finish(out, cpu_device, rng, kill_within_s=run_s)
         keys, meta, notes = _keys_and_meta(out)
         assert sorted(keys) == sorted(expected), f"trial {trial}: lost or extra records"
         assert len(keys) == len(set(keys)), f"trial {trial}: a case recorded twice"
         assert meta["status"] == "complete" and meta["counts"] == {"ok": 24}, trial
         assert all("truncated" in n for n in notes), notes
-    assert total_kills >= TRIALS  # the kills really happened, at least one a trial on average
+    assert total_kills >= TRIALS // 2  # the kills really happened, in most trials
 
 
 def _alive(pid: int) -> bool:
