@@ -212,3 +212,25 @@ def test_the_html_report_carries_the_spread_table():
     merged = run(records)
     page = html.page([merged], report.frame([merged]), plots=[])
     assert "Spread between GPUs" in page and "GPU 2 runs" in page
+
+
+def test_a_worker_case_that_kills_its_process_fails_alone(tmp_path):
+    """The per-GPU workers supervise their cases as a single run does: GPU 1's third case kills
+    the process running it; that case is failed with how, and every other case of both GPUs ran."""
+    import os
+
+    from test_cli import clean_env
+
+    env = dict(clean_env(), PARITY_FAULT="1:exit:2")
+    proc = subprocess.run([sys.executable, "-m", "parity", "run", "stream", *FAST, "--cpu-workers", "2",
+                           "--out", str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and os.path.isdir(tmp_path / "run")
+    records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)
+    assert len(records) == 28
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["gpu_index"] == 1
+    assert failed[0]["reason"] == "the worker running it exited with status 17"
+    part, _ = read_records(tmp_path / "run" / "gpus" / "gpu-1" / MEASUREMENTS_FILE)
+    assert part[2]["status"] == "failed"

@@ -328,23 +328,27 @@ def _warn(line: str) -> None:
 
 
 def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=(), out: Path | None = None,
-                resume: Path | None = None, time_cap_s=None, settle_s=None, min_time_s=None, ranks=None, all_gpus=False,
+                resume: Path | None = None, time_cap_s=None, settle_s=None, min_time_s=None, case_timeout_s=None,
+                ranks=None, all_gpus=False,
                 cpu_workers=None, rank_timeout_s=None, command=(), progress=None, console=None,
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
     from parity.harness.core import registry
     from parity.harness.core.results import MEASUREMENTS_FILE, read_run
-    from parity.harness.measurement import runner
+    from parity.harness.core import limits
+    from parity.harness.measurement import runner, supervisor
     from parity.harness.scaleout import distributed, multigpu
 
     if resume is not None:
         folder, again = Path(resume), True
+        limits.check_resume_folder(folder)
         read_run(folder)  # a missing or corrupt folder is refused before anything runs
     else:
         folder, again = Path(out) if out is not None else default_out(device), False
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--out {folder} is a file, not a folder")
+        limits.check_creatable(folder, "--out")
         if (folder / MEASUREMENTS_FILE).exists() and (folder / MEASUREMENTS_FILE).stat().st_size:
             raise UsageError(f"{folder} already holds a run: use --resume {folder}, or another --out")
     # Every suite that loads; a plugin that does not is one warning line, and the rest runs.
@@ -352,7 +356,8 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     plan = runner.RunPlan(suites=chosen, preset=preset or "quick",
                           impls=names(impls), dtypes=names(dtypes), sizes_bytes=tuple(sizes),
                           time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes),
-                          min_time_s=min_time_s)
+                          min_time_s=min_time_s, case_timeout_s=case_timeout_s)
+    limits.check_counts(plan, device, cpu_workers)
     if resume is None:
         runner.plan_cases(plan, device)  # bad input fails here, before anything starts
     for line in registry.problems():
@@ -376,11 +381,16 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     early = distributed.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
     if early is not None:
         return RunOutcome(path=folder, code=early, finished=False)
-    try:
-        outcome = runner.execute(plan, device, folder, list(command), resume=again, progress=progress,
-                                 case_runner=distributed.case_runner())
-    except KeyboardInterrupt:
-        raise RunInterrupted(folder) from None
+    # The cases run in a supervised worker: a case that hangs or kills its process fails alone.
+    # (the recorded plan, read without its checks: the run lock and the device check come in execute)
+    timeout_s = supervisor.case_timeout_s(runner.RunPlan.recorded(read_run(folder).meta, folder) if again else plan,
+                                          device)
+    with supervisor.Supervisor(device, timeout_s) as supervised:
+        try:
+            outcome = runner.execute(plan, device, folder, list(command), resume=again, progress=progress,
+                                     case_runner=distributed.case_runner(supervised))
+        except KeyboardInterrupt:
+            raise RunInterrupted(folder) from None
     bad = outcome.counts.get("failed", 0) + outcome.counts.get("invalid", 0)
     return RunOutcome(path=folder, code=1 if bad else 0, counts=dict(outcome.counts),
                       skipped_existing=outcome.skipped_existing)

@@ -30,7 +30,24 @@ SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
 
 
+class _StoreOnce(argparse._StoreAction):
+    """An option that takes one value refuses a second (`--out a --out b`): argparse would keep
+    the last one silently, and the user meant one of them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given_once", set())
+        if option_string and self.dest in seen:
+            raise UsageError(f"{'/'.join(self.option_strings)} is given twice: give it once")
+        seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "store", _StoreOnce)
+        self.register("action", None, _StoreOnce)
+
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError(f"{message} (see {self.prog} --help)")
 
@@ -65,6 +82,13 @@ def _path(text: str) -> Path:
 def _paths(text: str) -> tuple[Path, ...]:
     """One path, or several separated by commas (`parity compare A1,A2,A3 B1,B2,B3`)."""
     return tuple(_path(part) for part in text.split(","))
+
+
+def _spec_id(text: str) -> str:
+    """A spec id argument; an empty one (`--to ""`) would silently mean "the matched spec"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty spec id")
+    return text
 
 
 def _names(values: list[str] | None) -> tuple[str, ...]:
@@ -105,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
                    help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
+    p.add_argument("--case-timeout-s", type=float, metavar="S",
+                   help="wall-clock limit of one case: past it the case is recorded failed and the run goes on "
+                        "(default 900 on a GPU, 300 on the CPU)")
 
     p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
     p.add_argument("--out", type=_path, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
@@ -125,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print the tables of one or more runs")
     p.add_argument("runs", nargs="*", type=_path, help="run folders")
     p.add_argument("--format", choices=("text", "md", "html", "csv", "parquet"), default="text")
-    p.add_argument("--to", metavar="SPEC", help="normalize against this spec instead of the matched one")
+    p.add_argument("--to", metavar="SPEC", type=_spec_id, help="normalize against this spec instead of the matched one")
     p.add_argument("--out", type=_path, metavar="FILE", help="write the report to FILE (parquet needs one)")
     p.add_argument("--plots", type=_path, metavar="DIR", help="also write every plot as DIR/<name>.png")
     p.add_argument("--publish", action="store_true",
@@ -151,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("project", help="what a run would do on another device")
     p.add_argument("run", type=_path, nargs="?", help="run folder (a GPU run)")
-    p.add_argument("--to", metavar="SPEC", help="target spec id")
+    p.add_argument("--to", metavar="SPEC", type=_spec_id, help="target spec id")
     p.add_argument("--against", type=_path, metavar="RUN", help="a run measured on the target: check the projection")
     p.add_argument("--format", choices=("text", "md", "csv", "json"), default="text")
     p.add_argument("--stack", choices=("carry", "keep"), default="carry",
@@ -198,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RankError as exc:
-        print(f"parity: error: {exc}", file=sys.stderr)
+        from parity.harness.scaleout.distributed import launched_by_parity
+
+        if not launched_by_parity():  # else the process that started the ranks says it, once
+            print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_RANK
     except OSError as exc:  # a path the system refuses (a file where a folder belongs, /proc, ...)
         where = f"{exc.filename}: " if exc.filename else ""
@@ -304,13 +334,15 @@ def cmd_list(args, argv) -> int:
 def cmd_run(args, argv) -> int:
     from parity.harness import api
     from parity.harness.reporting import report, spread
+    from parity.harness.core import limits
     from parity.harness.core.results import read_run
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
                         or args.preset or args.time_cap_s is not None or args.settle_s is not None
-                        or args.min_time_s is not None):
+                        or args.min_time_s is not None or args.case_timeout_s is not None):
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
-                         "--dtype, --size, --shape, --time-cap-s, --settle-s or --min-time-s")
+                         "--dtype, --size, --shape, --time-cap-s, --settle-s, --min-time-s or --case-timeout-s")
+    limits.check_run_numbers(args)
     if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
         raise UsageError("--time-cap-s must be a positive number of seconds")
     if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
@@ -327,7 +359,7 @@ def cmd_run(args, argv) -> int:
             outcome = api.run_command(device, suites=_names(args.suites), preset=args.preset, impls=_names(args.impl),
                                       dtypes=_names(args.dtype), sizes=sizes, shapes=shapes, out=args.out,
                                       resume=args.resume, time_cap_s=args.time_cap_s, settle_s=args.settle_s,
-                                      min_time_s=args.min_time_s,
+                                      min_time_s=args.min_time_s, case_timeout_s=args.case_timeout_s,
                                       ranks=args.ranks, all_gpus=args.all_gpus, cpu_workers=args.cpu_workers,
                                       rank_timeout_s=args.rank_timeout_s, command=["parity", *argv],
                                       progress=progress, console=_console(), warn=_warn, gpu_progress=bars)
@@ -794,8 +826,10 @@ def cmd_selfcheck(args, argv) -> int:
 
 
 def cmd_submit(args, argv) -> int:
+    from parity.harness.core import limits
     from parity.harness.scaleout import submit
 
+    limits.check_submit_numbers(args)
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     suites = ()
     if run_args:  # the run's own arguments are parsed here, where every option of parity run is known

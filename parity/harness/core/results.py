@@ -6,6 +6,7 @@ finished record). Records are frozen once written; a corrected spec re-renders t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -91,16 +92,41 @@ class RunWriter:
         self._file = measurements.open("a", encoding="utf-8")
 
     def append(self, record: Measurement) -> None:
-        self._file.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with _naming(self.path / MEASUREMENTS_FILE):
+            self._file.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def update_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
-        write_json_atomic(self.path / RUN_FILE, self.meta)
+        with _naming(self.path / RUN_FILE):
+            write_json_atomic(self.path / RUN_FILE, self.meta)
 
     def close(self) -> None:
         self._file.close()
+
+    def abandon(self) -> None:
+        """After a write failed (a full disk, a read-only folder): close without raising again, and
+        mark the run interrupted where run.json can still be written, so --resume finishes it."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            self.update_meta(status="interrupted")
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError of a write (a full disk says ENOSPC without a file name) names the file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _drop_partial_tail(path: Path) -> None:
@@ -124,8 +150,91 @@ def _drop_partial_tail(path: Path) -> None:
         f.truncate(cut)
 
 
+STATUSES = ("ok", "skipped", "failed", "invalid")  # as core.model.STATUSES (results imports nothing of the harness)
+_TEXT_FIELDS = ("backend", "reason", "timing", "device", "cache", "metric", "path", "started_at", "host")
+_DICT_FIELDS = ("time_ms", "work", "validation", "telemetry", "extra")
+# Fields the readers do arithmetic with: each a number (or null) where present.
+_NUMBERS = {"time_ms": ("median", "p10", "p90", "min", "max", "mean", "n", "noise_rel"),
+            "work": ("flops", "bytes_read", "bytes_written", "flops_fa"),
+            "validation": ("max_abs_error",),
+            "telemetry": ("sm_clock_mhz_median", "sm_clock_mhz_min", "mem_clock_mhz_median", "power_w_median",
+                          "energy_j_per_call", "temp_c_max", "throttled_fraction")}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a record unusable by the readers (a missing field, a wrong type), or None.
+
+    Kept apart from reading so that every reader applies the same rule and a record that passes
+    cannot end in a traceback deep in a report: the fields checked are the ones readers compute with."""
+    for name in ("suite", "op", "impl", "key"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            return f"no {name}" if name not in record else f"its {name} is not a name"
+    if record.get("status") not in STATUSES:
+        return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+    if not isinstance(record.get("params"), dict):
+        return "no params" if "params" not in record else "its params are not a table"
+    for name in _TEXT_FIELDS:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"its {name} is not text"
+    for name in _DICT_FIELDS:
+        if record.get(name) is not None and not isinstance(record[name], dict):
+            return f"its {name} is not a table"
+    for name, numbers in _NUMBERS.items():
+        for key in numbers:
+            value = (record.get(name) or {}).get(key)
+            if value is not None and not _is_number(value):
+                return f"its {name}.{key} is not a number"
+    if record.get("duration_s") is not None and not _is_number(record["duration_s"]):
+        return "its duration_s is not a number"
+    if record.get("gpu_index") is not None and (not isinstance(record["gpu_index"], int)
+                                                or isinstance(record["gpu_index"], bool)):
+        return "its gpu_index is not an integer"
+    if record["status"] == "ok":
+        median = (record.get("time_ms") or {}).get("median")
+        if not _is_number(median) or not median > 0:
+            return "it is ok but has no positive time_ms.median"
+        if record.get("work") is not None and not isinstance(record["work"].get("math_dtype", ""), str):
+            return "its work.math_dtype is not a name"
+    return None
+
+
+def meta_problem(meta: dict[str, Any]) -> str | None:
+    """What makes a run.json unusable by the readers (the tables they read are not tables), or None."""
+    for name in ("device", "plan", "versions", "host", "timing", "counts"):
+        if meta.get(name) is not None and not isinstance(meta[name], dict):
+            return f"its {name} is not a table"
+    for name in ("status", "run_id", "started_at", "ended_at"):
+        if meta.get(name) is not None and not isinstance(meta[name], str):
+            return f"its {name} is not text"
+    if meta.get("devices") is not None and not (isinstance(meta["devices"], list)
+                                                and all(isinstance(d, dict) for d in meta["devices"])):
+        return "its devices are not a list of tables"
+    return None
+
+
+def valid_records(path: Path, numbered: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records that pass `record_problem`, and one warning per record skipped (naming its line).
+    A file with lines but no valid record is one ResultsError."""
+    records, notes = [], []
+    for number, record in numbered:
+        problem = record_problem(record)
+        if problem:
+            notes.append(f"{path}: line {number} skipped: {problem}")
+        else:
+            records.append(record)
+    if numbered and not records:
+        raise ResultsError(f"{path} holds no valid record ({notes[0].split(': ', 1)[1]}"
+                           f"{f', and {len(notes) - 1} more like it' if len(notes) > 1 else ''})")
+    return records, notes
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records of a measurements file; a truncated last line is dropped with a warning."""
+    """Records of a measurements file; a truncated last line is dropped with a warning, and so is a
+    record the readers cannot use (`record_problem`), naming its line."""
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError:
@@ -149,8 +258,9 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             raise ResultsError(f"{path} is corrupt: line {number} is not valid JSON") from None
         if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
             raise ResultsError(f"{path} is not a parity results file (line {number} has no {RECORD_SCHEMA} schema)")
-        records.append(record)
-    return records, notes
+        records.append((number, record))
+    records, skipped = valid_records(path, records)
+    return records, notes + skipped
 
 
 def read_run(path: Path | str) -> Run:
@@ -168,6 +278,9 @@ def read_run(path: Path | str) -> Run:
         raise ResultsError(f"{meta_path} is corrupt (not valid JSON)") from None
     if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA:
         raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
+    problem = meta_problem(meta)
+    if problem:
+        raise ResultsError(f"{meta_path} is damaged: {problem}")
     measurements = path / MEASUREMENTS_FILE
     records, notes = read_records(measurements) if measurements.exists() else ([], [])
     records, twice = latest_per_case(records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 from parity.harness.core import device as device_mod
 from parity.harness.core import provenance, registry, runlock
-from parity.harness.measurement import telemetry
+from parity.harness.measurement import supervisor, telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
 from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.measurement.timing import Flush, Policy, measure
@@ -37,6 +38,7 @@ class RunPlan:
     ranks: int | None = None  # processes of a collective suite (None: one per GPU, 2 on the CPU)
     shapes: tuple[tuple[int, ...], ...] = ()  # e.g. GEMM (M, N, K), replacing a preset's shapes
     min_time_s: float | None = None  # least sampling time per case; None: the timing policy's (0.5 s on a GPU)
+    case_timeout_s: float | None = None  # wall-clock limit of one case (None: supervisor's default here)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -64,7 +66,7 @@ class RunPlan:
             if not all(isinstance(v, list) and all(isinstance(d, int) and d > 0 for d in v)
                        for v in data.get("shapes") or ()):
                 problem = "its shapes are not lists of dimensions"
-            for name in ("time_cap_s", "settle_s", "min_time_s"):
+            for name in ("time_cap_s", "settle_s", "min_time_s", "case_timeout_s"):
                 if data.get(name) is not None and not isinstance(data[name], (int, float)):
                     problem = f"its {name} is not a number"
             if not isinstance(data.get("preset", "quick"), str):
@@ -140,22 +142,33 @@ def prepare_checked(op, impl, case: Case, device):
     return thunk, check
 
 
-def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None) -> Measurement:
+def make_record(suite: Suite, case: Case, device, status: str, reason: str | None, started_at: str,
+                duration_s: float, **extra) -> Measurement:
+    """The record of one case: what it is (its work, timing kind, path) and what happened to it."""
     impl, op = suite.impl_for(case), suite.op(case.op)
-    timing = impl.timing(device)
-    start, started_at = time.perf_counter(), _now()
     work = op.work(case.params)
     path = impl.path(device, case.params)
     if path == "emulated" and op.emulated_math_dtype:
         work = dataclasses.replace(work, math_dtype=op.emulated_math_dtype)
+    return Measurement(suite=case.suite, op=case.op, impl=case.impl, backend=impl.backend,
+                       params=dict(case.params), status=status, reason=reason, timing=impl.timing(device),
+                       key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
+                       started_at=started_at, duration_s=round(duration_s, 6), metric=op.metric, path=path,
+                       extra=_details(impl, device, case.params) if status in ("ok", "invalid") else {}, **extra)
+
+
+def failed_record(suite: Suite, case: Case, device, reason: str, started_at: str, duration_s: float) -> Measurement:
+    """A case that ended outside run_case (timed out, its worker died): failed, with that reason."""
+    return make_record(suite, case, device, "failed", reason[:REASON_CHARS], started_at, duration_s)
+
+
+def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None) -> Measurement:
+    impl, op = suite.impl_for(case), suite.op(case.op)
+    timing = impl.timing(device)
+    start, started_at = time.perf_counter(), _now()
 
     def record(status: str, reason: str | None = None, **extra) -> Measurement:
-        return Measurement(suite=case.suite, op=case.op, impl=case.impl, backend=impl.backend,
-                           params=dict(case.params), status=status, reason=reason, timing=timing,
-                           key=case.key, device=device.name, cache=op.cache, work=work.to_dict(),
-                           started_at=started_at, duration_s=round(time.perf_counter() - start, 6),
-                           metric=op.metric, path=path,
-                           extra=_details(impl, device, case.params) if status in ("ok", "invalid") else {}, **extra)
+        return make_record(suite, case, device, status, reason, started_at, time.perf_counter() - start, **extra)
 
     try:
         reason = impl.supports(device, case.params)
@@ -213,6 +226,7 @@ def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> 
         "flush_method": flush.method if flush else None,
         "settle_s": telemetry.settle_seconds(plan.settle_s, device),  # before compute cases
         "settle_s_memory": telemetry.settle_seconds(plan.settle_s, device, "GB/s"),
+        **supervisor.timeout_meta(plan, device),
     }
 
 
@@ -249,7 +263,8 @@ def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bo
 
 def _execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool,
              progress, case_runner) -> Outcome:
-    device_mod.use(device)  # the cases run in this process: its GPU becomes current here, not at detection
+    if not getattr(case_runner, "runs_elsewhere", False):  # a supervisor's worker makes its own current
+        device_mod.use(device)  # the cases run in this process: its GPU becomes current here, not at detection
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
@@ -264,7 +279,26 @@ def _execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: b
     try:
         writer = RunWriter(out_dir, meta)
     except OSError as exc:
-        raise ResultsError(f"cannot write the run to {out_dir}: {exc.strerror or exc}") from None
+        raise ResultsError(write_failure(exc, out_dir)) from None
+    try:
+        return _walk(plan, device, out_dir, writer, cases, done, progress, case_runner, flush)
+    except OSError as exc:  # the disk filled up, or the folder became read-only, while appending
+        if exc.filename is None or not str(exc.filename).startswith(str(out_dir)):
+            raise  # not the run's own files (RunWriter names them): not a write failure of the run
+        writer.abandon()
+        raise ResultsError(f"{write_failure(exc, out_dir)}; the records written so far are kept: "
+                           f"parity run --resume {out_dir} finishes the run once it can be written") from None
+
+
+def write_failure(exc: OSError, out_dir: Path) -> str:
+    """`cannot write PATH: No space left on device (errno 28, ENOSPC)`: what, where and the errno."""
+    where = exc.filename or out_dir
+    code = f" (errno {exc.errno}, {errno.errorcode.get(exc.errno, '?')})" if exc.errno else ""
+    return f"cannot write {where}: {exc.strerror or exc}{code}"
+
+
+def _walk(plan, device, out_dir, writer, cases, done, progress, case_runner, flush) -> Outcome:
+    """The cases not done yet, then the suites' follow-ups, each record appended as it comes."""
     outcome = Outcome(path=out_dir)
     todo = [(suite, case) for suite, case in cases if case.key not in done]
     outcome.skipped_existing = len(cases) - len(todo)

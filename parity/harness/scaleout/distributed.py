@@ -17,7 +17,7 @@ rank 0 names a rank whose record does not come (or that posted an error); the la
 watches the processes (exit status, progress in the store) and names the one that died or fell
 behind. Every record written before stays in the run folder.
 
-`PARITY_FAULT=WHO:KIND[:CASE]` (testing only) makes rank or worker WHO raise, hang or exit at its
+`PARITY_FAULT=WHO:KIND[:CASE]` (testing only) makes rank or worker WHO raise, hang, exit or segv at its
 CASE-th case (default the first), so the tests can check the above for real.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import atexit
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,6 +79,11 @@ def local_index(default: int) -> int:
 
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
                   "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE", STORE_ENV)
+
+
+def launched_by_parity() -> bool:
+    """Whether this process is a rank that `launch` started (which reports the rank's faults)."""
+    return bool(os.environ.get(STORE_ENV)) and place_from_env() is not None
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -230,6 +236,8 @@ def inject_fault(who: int, at: int) -> None:
         time.sleep(3600)
     if parts[1] == "exit":
         os._exit(17)
+    if parts[1] == "segv":  # as a crashing kernel or driver would end the process
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _get(store, key: str) -> str | None:
@@ -246,8 +254,9 @@ class Leader:
     """Rank 0's case runner: `runner.run_case` for every case, in step with the other ranks for
     the cases of a collective suite, whose records it merges into one."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, run=None):
         self.session = session
+        self.run = run  # what runs the cases of other suites (the supervisor); None: run_case here
         self.index = 0  # collective cases so far
         self.cases = 0  # all cases so far
         self.closed = False
@@ -260,14 +269,19 @@ class Leader:
         store = self.session.store
         self.cases += 1
         if not suite.collective:
-            result = run_case(suite, case, device, plan, flush, reader)
+            result = (self.run or run_case)(suite, case, device, plan, flush, reader)
             store.set("beat/0", str(self.cases))
             return result
         i = self.index
         self.index += 1
         store.set(f"case/{i}", _task(case, plan))
         store.set("state/0", f"{i}:0")
-        inject_fault(0, i)
+        try:
+            inject_fault(0, i)
+        except Exception as exc:  # noqa: BLE001 - rank 0's own fault ends the run named, like any rank's
+            self.failed = True
+            store.set("error/0", _one_line(exc))
+            raise RankError(f"rank 0 failed {case.label()}: {_one_line(exc)}") from None
         store.set("state/0", f"{i}:1")
         mine = run_case(suite, case, device, plan, flush, reader)
         store.set("state/0", f"{i}:2")
@@ -341,22 +355,12 @@ def merge(case: Case, mine, others: dict[int, dict[str, Any]]):
     return replace(mine, status="invalid", reason=validation["error"], validation=validation, time_ms=None)
 
 
-def case_runner():
-    """What `runner.execute` runs each case with: the Leader on rank 0 of a group; a wrapper that
-    injects PARITY_FAULT into a per-GPU worker; None (plain run_case) otherwise."""
+def case_runner(run=None):
+    """What `runner.execute` runs each case with: the Leader on rank 0 of a group (the collective
+    cases in step here, the others through `run`); `run` (the supervisor, whose worker injects
+    PARITY_FAULT into a per-GPU worker's cases) otherwise."""
     if _SESSION is not None and _SESSION.place.rank == 0:
-        return Leader(_SESSION)
-    worker = os.environ.get(WORKER_ENV)
-    if worker is None or not os.environ.get(FAULT_ENV):
-        return None
-    from parity.harness.measurement.runner import run_case
-
-    count = iter(range(1 << 30))
-
-    def run(suite, case, device, plan, flush, reader=None):
-        inject_fault(int(worker), next(count))
-        return run_case(suite, case, device, plan, flush, reader)
-
+        return Leader(_SESSION, run)
     return run
 
 
@@ -426,7 +430,7 @@ def plan_args(plan) -> list[str]:
     if plan.shapes:
         args += ["--shape", ",".join("x".join(str(d) for d in shape) for shape in plan.shapes)]
     for option, value in (("--time-cap-s", plan.time_cap_s), ("--settle-s", plan.settle_s),
-                          ("--min-time-s", plan.min_time_s)):
+                          ("--min-time-s", plan.min_time_s), ("--case-timeout-s", plan.case_timeout_s)):
         if value is not None:
             args += [option, repr(float(value))]
     if plan.ranks is not None:
@@ -481,14 +485,76 @@ def dispatch(plan, device, out: Path, resume: bool, timeout_s: float | None):
     plan_cases(plan, device)  # bad input fails here, once, before any process starts
     args = ["--resume", str(out)] if resume else plan_args(replace(plan, ranks=n)) + ["--out", str(out)]
     from parity.harness.core import runlock
+    from parity.harness.measurement.supervisor import case_timeout_s
 
     with runlock.hold(out, "resume" if resume else "run", fresh=not resume):  # rank 0, which writes OUT, inherits it
-        return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s)
+        return launch(n, out, args + ["--rank-timeout-s", repr(timeout_s)], timeout_s, case_timeout_s(plan, device),
+                      device)
 
 
-def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
+@dataclass(frozen=True)
+class GroupFault:
+    """Why a process group ended early, and the collective case it was in (None: none to blame)."""
+
+    message: str
+    task: dict[str, Any] | None = None
+    reason: str | None = None  # the case's failure, as its record says it
+
+
+MAX_RESTARTS = 50  # a group replaced this often is not unlucky: the run ends instead
+
+
+def launch(n: int, out: Path, run_args: list[str], timeout_s: float, case_timeout_s: float | None = None,
+           device=None) -> int:
+    """The ranks of one node, supervised like the cases of a single process: a collective case past
+    its limit, or a rank that fails or dies in one, is recorded failed (with which rank and how),
+    the group is replaced and the run goes on from the next case, as a resume would. A fault with
+    no case to blame ends the run with one line naming the rank (EXIT_RANK)."""
+    args = run_args
+    for restarts in range(MAX_RESTARTS + 1):
+        code, fault = _launch_group(n, out, args, timeout_s, case_timeout_s)
+        if fault is None:
+            return 1 if code == 0 and restarts else code  # 1: a case failed (the one recorded here)
+        if device is None or fault.task is None or not _record_failed_case(out, fault, device):
+            print(f"parity: error: {fault.message}; finished records are in {out}", file=sys.stderr)
+            return EXIT_RANK
+        print(f"parity: warning: {fault.message}; its case is recorded failed and the ranks start again "
+              "from the next case", file=sys.stderr, flush=True)
+        args = ["--resume", str(out), "--rank-timeout-s", repr(timeout_s)]
+        os.environ.pop(FAULT_ENV, None)  # testing: an injected fault happens once, not in every group
+    print(f"parity: error: the ranks were replaced {MAX_RESTARTS} times; finished records are in {out}",
+          file=sys.stderr)
+    return EXIT_RANK
+
+
+def _record_failed_case(out: Path, fault: GroupFault, device) -> bool:
+    """Append the failed record of the case the group was in (every rank has ended: this process is
+    the run's only writer now); False when it has a record already."""
+    from parity.harness.core import registry
+    from parity.harness.core.results import RunWriter, done_keys, read_run
+    from parity.harness.measurement.runner import _now, failed_record
+
+    try:
+        run = read_run(out)
+    except Exception:  # noqa: BLE001 - rank 0 ended before it wrote the run: no case to record
+        return False
+    task = fault.task
+    case = Case(task["suite"], task["op"], task["impl"], task["params"])
+    if case.key in done_keys(run.records):
+        return False
+    record = failed_record(registry.load(case.suite), case, device, fault.reason or fault.message, _now(), 0.0)
+    writer = RunWriter(out, dict(run.meta))
+    try:
+        writer.append(record)
+    finally:
+        writer.close()
+    return True
+
+
+def _launch_group(n: int, out: Path, run_args: list[str], timeout_s: float,
+                  case_timeout_s: float | None) -> tuple[int, GroupFault | None]:
     """Start `parity run` as ranks 0..n-1 of one node and watch them; rank 0 talks to the user,
-    the others write to OUT/ranks/rank-N.log. Returns rank 0's status, or EXIT_RANK with one line
+    the others write to OUT/ranks/rank-N.log. Returns rank 0's status, or EXIT_RANK and the fault
     naming the rank that failed, died or fell behind."""
     import torch.distributed as dist
 
@@ -504,32 +570,35 @@ def launch(n: int, out: Path, run_args: list[str], timeout_s: float) -> int:
         if rank == 0:
             procs.append(subprocess.Popen(cmd, env=env))
             continue
-        log = (logs / f"rank-{rank}.log").open("w")
+        log = (logs / f"rank-{rank}.log").open("a")
         files.append(log)
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:
-        return _watch(procs, dist.PrefixStore("parity", store), out, timeout_s)
+        return _watch(procs, dist.PrefixStore("parity", store), out, timeout_s, case_timeout_s)
     except KeyboardInterrupt:
         stop_processes(procs, grace_s=5.0)  # the terminal sent SIGINT to every rank: rank 0 says what is kept
-        return 130
+        return 130, None
     finally:
         stop_processes(procs)
         for log in files:
             log.close()
 
 
-def _watch(procs, store, out: Path, timeout_s: float) -> int:
+def _watch(procs, store, out: Path, timeout_s: float,
+           case_timeout_s: float | None = None) -> tuple[int, GroupFault | None]:
     idle_limit = 2 * timeout_s + 10  # past rank 0's own limits (a collective's, then the gather's)
     last, last_change = None, time.monotonic()
     first_dead: tuple[int, int] | None = None
+    running: dict[int, tuple[str, float]] = {}  # rank -> (its state "i:0" or "i:1", since when)
     while True:
         codes = [p.poll() for p in procs]
         if codes[0] is not None:
             if codes[0] == EXIT_RANK:  # rank 0 has named the rank that failed
-                return codes[0]
+                stop_processes(procs)
+                return EXIT_RANK, _fault(store, len(procs), None, idle_limit)
             if codes[0] in (0, 1, 2, 130):
                 stop_processes(procs[1:], grace_s=30.0)  # rank 0 has told them it is done
-                return codes[0]
+                return codes[0], None
             first_dead = first_dead or (0, codes[0])
             break
         dead = [(r, c) for r, c in enumerate(codes) if r and c not in (None, 0)]
@@ -538,25 +607,52 @@ def _watch(procs, store, out: Path, timeout_s: float) -> int:
             # Rank 0 notices a peer's death within seconds (its collective fails, the peer's error
             # is in the store) and says which rank failed: give it the chance to, then speak for it.
             try:
-                if procs[0].wait(timeout=min(timeout_s, 10.0)) == EXIT_RANK:
-                    return EXIT_RANK
+                procs[0].wait(timeout=min(timeout_s, 10.0))
             except subprocess.TimeoutExpired:
                 pass
             break
         progress = _progress(store, len(procs))
+        now = time.monotonic()
         if progress != last:
-            last, last_change = progress, time.monotonic()
-        elif any(progress) and time.monotonic() - last_change > idle_limit:
+            last, last_change = progress, now
+        elif any(progress) and now - last_change > idle_limit:
             # Armed once rank 0 has begun: before, joining the group has its own timeout.
             stop_processes(procs)
-            print(f"parity: error: {_culprit(store, len(procs), None, idle_limit)}; finished records are in {out}",
-                  file=sys.stderr)
-            return EXIT_RANK
+            return EXIT_RANK, _fault(store, len(procs), None, idle_limit)
+        if case_timeout_s is not None:
+            states = progress[1:]  # state/r of every rank
+            for r, state in enumerate(states):
+                if state and not state.endswith(":2"):  # in a collective case (":2": done with it)
+                    if running.get(r, ("", 0.0))[0] != state:
+                        running[r] = (state, now)
+                else:
+                    running.pop(r, None)
+            if any(now - since > case_timeout_s for _, since in running.values()):
+                stop_processes(procs, grace_s=0.0)
+                # The rank furthest behind holds the others up (they wait in the collective for it).
+                behind = min(tuple(map(int, state.split(":"))) for state, _ in running.values())
+                late = [r for r, (state, _) in sorted(running.items()) if tuple(map(int, state.split(":"))) == behind]
+                who = f"rank{'s' if len(late) > 1 else ''} {', '.join(map(str, late))}"
+                return EXIT_RANK, GroupFault(f"{who} ran collective case {behind[0]} past {case_timeout_s:g} s",
+                                             _task_of(store, f"{behind[0]}:0"),
+                                             f"timed out after {case_timeout_s:g} s ({who})")
         time.sleep(0.05)
     stop_processes(procs)
-    print(f"parity: error: {_culprit(store, len(procs), first_dead, idle_limit)}; finished records are in {out}",
-          file=sys.stderr)
-    return EXIT_RANK
+    return EXIT_RANK, _fault(store, len(procs), first_dead, idle_limit)
+
+
+def _task_of(store, state: str | None) -> dict[str, Any] | None:
+    """The collective case a rank's state ("i:k") names, as rank 0 posted it."""
+    if not state:
+        return None
+    task = _get(store, f"case/{state.split(':')[0]}")
+    return json.loads(task) if task and task != DONE else None
+
+
+def _fault(store, n: int, first_dead, idle_s: float) -> GroupFault:
+    """The group's fault in words, and the collective case rank 0 was in when it came."""
+    message = _culprit(store, n, first_dead, idle_s)
+    return GroupFault(message, _task_of(store, _get(store, "state/0")), message)
 
 
 def _progress(store, n: int) -> tuple:
@@ -579,8 +675,10 @@ def _culprit(store, n: int, first_dead: tuple[int, int] | None, idle_s: float) -
     # A rank that died is the news, unless NCCL's watchdog aborted it (SIGABRT) for waiting on one
     # that fell behind.
     if first_dead is not None and not (first_dead[1] == -6 and laggards and first_dead[0] not in laggards):
+        from parity.harness.measurement.supervisor import how_it_died
+
         r, code = first_dead
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        how = how_it_died(code)
         return f"rank {r} {how}" + (f" (see ranks/rank-{r}.log)" if r else "")
     if laggards:
         where = f"collective case {behind[0]}" if behind[0] >= 0 else "its first collective case"

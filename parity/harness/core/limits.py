@@ -1,0 +1,90 @@
+"""Limits on the numbers a run is given, checked before anything starts.
+
+A count the machine cannot hold (`--ranks 100000`: a process each; `--cpu-workers` beyond the
+cores) would start launching processes and hang; a time that is not a finite positive number
+(`nan` passes every `<= 0` test) would make a limit that never fires. Each is one line
+(UsageError) here, before a process starts or a file is written. Buffers larger than the device's
+memory are the suites' own checks (`check_sizes`, `check_shapes`), run by `plan_cases`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from parity.harness.core.model import UsageError
+
+
+def positive_seconds(option: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{option} must be a positive number of seconds, not {value!r}")
+
+
+def check_run_numbers(args) -> None:
+    """The numbers of `parity run` that argparse takes as any float or int."""
+    check_no_empty_names(args)
+    positive_seconds("--case-timeout-s", args.case_timeout_s)
+    positive_seconds("--rank-timeout-s", args.rank_timeout_s)
+    if args.device is not None and args.device < 0:
+        raise UsageError(f"--device {args.device}: a GPU index is 0 or more")
+
+
+def check_no_empty_names(args) -> None:
+    """`parity run ""` or `--impl ""` would silently mean "all of them": an empty name is refused."""
+    if args.preset is not None and not args.preset.strip():
+        raise UsageError("--preset '': an empty name or value")
+    for option, values in (("suite", args.suites), ("--impl", args.impl), ("--dtype", args.dtype),
+                           ("--size", args.size), ("--shape", args.shape)):
+        for value in values or ():
+            if not value.strip() or any(not part.strip() for part in value.split(",")):
+                raise UsageError(f"{option} {value!r}: an empty name or value")
+
+
+def check_resume_folder(path: Path) -> None:
+    """--resume takes the run folder; a file of it (measurements.jsonl) is not silently its folder."""
+    if path.is_file():
+        raise UsageError(f"--resume {path} is a file: give the run folder ({path.parent})")
+
+
+def available_slots(device) -> tuple[int, str]:
+    """How many ranks or workers this machine can give one each: its GPUs, else its CPU cores."""
+    if device.is_gpu:
+        return max(len(device.visible), 1), "GPU(s) visible, one per GPU"
+    return max(device.multiprocessors, 1), "CPU cores here, one per core"
+
+
+def check_counts(plan, device, cpu_workers: int | None) -> None:
+    """--ranks and --cpu-workers within what the machine has (outside a process group, whose size
+    torchrun decides and which may span nodes)."""
+    from parity.harness.scaleout.distributed import place_from_env
+
+    have, what = available_slots(device)
+    if plan.ranks is not None and place_from_env() is None:
+        if plan.ranks < 1:
+            raise UsageError(f"--ranks {plan.ranks}: a collective needs two or more ranks")
+        if plan.ranks > have:
+            raise UsageError(f"--ranks {plan.ranks}: only {have} {what}")
+    if cpu_workers is not None:
+        if cpu_workers < 1:
+            raise UsageError("--cpu-workers must be 1 or more")
+        cores = max(device.multiprocessors if not device.is_gpu else (os.cpu_count() or 1), 1)
+        if cpu_workers > cores:
+            raise UsageError(f"--cpu-workers {cpu_workers}: only {cores} CPU cores here, one per core")
+
+
+def check_creatable(folder: Path, option: str) -> None:
+    """A folder to create under a file (`--out notes.txt/run`) fails only when the first record is
+    written; refused here instead."""
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option} {folder}: {parent} is a file, not a folder")
+            return
+
+
+def check_submit_numbers(args) -> None:
+    if args.time_min < 1:
+        raise UsageError(f"--time-min {args.time_min}: a job needs 1 minute or more")
+    for option, value in (("--gpus-per-node", args.gpus_per_node), ("--cpus-per-task", args.cpus_per_task)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} {value}: give 1 or more")
