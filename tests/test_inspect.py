@@ -63,10 +63,11 @@ def test_representative_cases_take_the_middle_of_each_group_of_sizes():
 
 def test_representative_cases_narrowed():
     suite = _suite(CASES)
-    assert inspection.representative_cases(suite, None, ["quick"], one_per_op=True) == [
-        ("quick", "a", {"dtype": "bf16", "n": 20}), ("quick", "b", {"dtype": "bf16", "causal": True, "n": 5})]
+    assert inspection.representative_cases(suite, None, ["quick"]) == [
+        ("quick", "a", {"dtype": "bf16", "n": 20}), ("quick", "b", {"dtype": "bf16", "causal": True, "n": 5}),
+        ("quick", "b", {"dtype": "bf16", "causal": False, "n": 5})]
     # a preset the suite lacks falls back to its first
-    assert inspection.representative_cases(suite, None, ["llama"], one_per_op=True)[0][0] == "smoke"
+    assert {p for p, _, _ in inspection.representative_cases(suite, None, ["llama"])} == {"smoke"}
     # a case in two presets is taken once, under the first
     same = {"smoke": [("a", {"dtype": "bf16", "n": 3})], "quick": [("a", {"dtype": "bf16", "n": 3})]}
     assert inspection.representative_cases(_suite(same), None, None) == [("smoke", "a", {"dtype": "bf16", "n": 3})]
@@ -207,7 +208,7 @@ def rows(tmp_path_factory):
     cache = {"PARITY_INSPECT_CACHE": str(tmp_path_factory.mktemp("inspect-cache"))}
     configs = [] if FULL else ["--lead-only"]
     out = []
-    for args in (["--preset", "quick", "--one-case", *configs], ["--suite", "stream", "--preset", "smoke"]):
+    for args in (["--preset", "quick", "--one-case", *configs], ["--suite", "stream", "--preset", "smoke", "--one-case"]):
         proc = parity("inspect", "--json", *args, env_extra=cache)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out += json.loads(proc.stdout)

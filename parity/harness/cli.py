@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", action="append", metavar="P", help="a representative case of these presets only "
                    "(default: every preset of each suite)")
     p.add_argument("--lead-only", action="store_true", help="compile only the first config of each list")
-    p.add_argument("--one-case", action="store_true", help="one case per op (the first preset's first group), "
-                   "not one per preset and group: a quick check")
+    p.add_argument("--one-case", action="store_true", help="compile each kernel variant (constexprs, operand "
+                   "types, config) for its first case only: a quick check")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     return parser
 

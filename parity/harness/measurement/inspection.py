@@ -127,27 +127,22 @@ def _group_key(op: str, params: Mapping[str, Any]) -> tuple:
     return (op, tuple(sorted((k, v) for k, v in params.items() if isinstance(v, (str, bool)) or v is None)))
 
 
-def representative_cases(suite, device, presets: Sequence[str] | None, one_per_op: bool = False):
+def representative_cases(suite, device, presets: Sequence[str] | None):
     """(preset, op, params): per preset, the middle case of each group of cases that differ only in
     sizes, for the ops a Triton implementation serves; a case in several presets once. `presets`
-    the suite lacks are passed over (none left: its first preset). With `one_per_op`, only the
-    first group of each op in the first preset that has it (quick checks)."""
+    the suite lacks are passed over (none left: its first preset)."""
     triton_ops = {i.op for i in suite.impls if i.backend == "triton"}
     chosen: dict[str, tuple] = {}
-    ops_done: set[str] = set()
-    for preset in [p for p in (presets or ()) if p in suite.presets] or list(presets and suite.presets[:1]
-                                                                              or suite.presets):
+    wanted = [p for p in (presets or ()) if p in suite.presets] or list(suite.presets[:1] if presets else suite.presets)
+    for preset in wanted:
         groups: dict[tuple, list] = {}
         for op, params in suite.params_for(preset, device, suite.dtypes, None):
             if op in triton_ops:
                 groups.setdefault(_group_key(op, params), []).append(params)
         for (op, _), cases in groups.items():
-            if one_per_op and op in ops_done:
-                continue
             params = cases[(len(cases) - 1) // 2]
             key = op + json.dumps(params, sort_keys=True, default=str)
             chosen.setdefault(key, (preset, op, params))
-            ops_done.add(op)
     return list(chosen.values())
 
 
@@ -222,11 +217,11 @@ def target_problem(target: Target) -> str | None:
 
 def configs_for(launch, target: Target) -> list[tuple[dict[str, Any], Any]]:
     """(meta-parameters and options, the triton.Config or None) of each config of the launch on
-    `target`: the list under the target's name, else its backend's, else an autotuner's; a plain
-    launch has one, its own keywords."""
+    `target`: the Launcher's list for its backend ("cuda", "hip"), as the Launcher picks it at run
+    time, or an autotuner's one list; a plain launch has one, its own keywords."""
     if launch.configs is None:
         return [({}, None)]
-    for key in (target.name, target.backend, "*"):
+    for key in (target.backend, "*"):
         if key in launch.configs:
             return [(c.all_kwargs(), c) for c in launch.configs[key]]
     return []
@@ -349,9 +344,11 @@ def instruction_path(case_format: str | None, mma_format: str | None) -> str | N
 
 
 def inspect_rows(targets: Sequence[Target], suite_names: Sequence[str] | None = None,
-                 presets: Sequence[str] | None = None, lead_only: bool = False, one_per_op: bool = False,
+                 presets: Sequence[str] | None = None, lead_only: bool = False, one_case: bool = False,
                  cache_dir: Path | None = None, progress=None) -> Iterable[Row]:
-    """Every row, target by target (in this process: the interpreter must be off)."""
+    """Every row, target by target (in this process: the interpreter must be off). With `one_case`,
+    a kernel variant (its constexprs, operand types and config) is compiled for its first case
+    only, so each shows once however many cases launch it."""
     from parity.harness.core import registry
 
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -364,15 +361,31 @@ def inspect_rows(targets: Sequence[Target], suite_names: Sequence[str] | None = 
                       target=target.name, status=SKIPPED, error=problem)
             continue
         device = target_device(target)
+        variants: set | None = set() if one_case else None
         for suite in suites:
             impls = [i for i in suite.impls if i.backend == "triton"]
-            for preset, op, params in representative_cases(suite, device, presets, one_per_op):
+            for preset, op, params in representative_cases(suite, device, presets):
                 for impl in (i for i in impls if i.op == op):
                     yield from _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir,
-                                          progress)
+                                          progress, variants)
 
 
-def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir, progress) -> Iterable[Row]:
+def _kind(arg) -> str:
+    if isinstance(arg, bool) or arg is None:
+        return repr(arg)
+    if isinstance(arg, (int, float)):
+        return type(arg).__name__
+    return str(getattr(arg, "dtype", type(arg).__name__))
+
+
+def _variant(launch, label: str) -> tuple:
+    """What makes a kernel compile differently, but for sizes and alignment: its name, config,
+    keyword constexprs and the types of its arguments."""
+    return launch.name, label, repr(sorted(launch.kwargs.items())), tuple(_kind(a) for a in launch.args)
+
+
+def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir, progress,
+               variants: set | None = None) -> Iterable[Row]:
     base = Row(suite=suite.name, op=impl.op, impl=impl.name, kernel=None, config=None, lead=True, preset=preset,
                case=params, target=target.name, status=SKIPPED)
     reason = impl.supports(device, params)
@@ -400,6 +413,10 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
             if (launch.name, label) in seen:
                 continue  # the same kernel launched twice in one call (a two-pass reduction)
             seen.add((launch.name, label))
+            if variants is not None:
+                if _variant(launch, label) in variants:
+                    continue
+                variants.add(_variant(launch, label))
             started = time.monotonic()
             facts = compile_facts(launch, target, meta, config, cache_dir)
             path = instruction_path(params.get("dtype"), facts.get("mma_format"))
@@ -480,14 +497,14 @@ def default_cache_dir() -> Path:
 
 
 def run_inspection(targets: Sequence[str], suites: Sequence[str] | None = None, presets: Sequence[str] | None = None,
-                   lead_only: bool = False, one_per_op: bool = False, cache_dir: Path | None = None,
+                   lead_only: bool = False, one_case: bool = False, cache_dir: Path | None = None,
                    progress=None, jobs: int | None = None) -> list[dict[str, Any]]:
     """The rows as dicts, in target order, compiled in child processes without TRITON_INTERPRET, one
     per target, `jobs` at a time (default: one per CPU); `progress(line)` gets a line per kernel."""
     from concurrent.futures import ThreadPoolExecutor
 
     request = {"suites": list(suites or []), "presets": list(presets or []), "lead_only": lead_only,
-               "one_per_op": one_per_op, "cache_dir": str(cache_dir or default_cache_dir())}
+               "one_case": one_case, "cache_dir": str(cache_dir or default_cache_dir())}
     jobs = max(1, min(len(targets), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(jobs) as pool:
         parts = list(pool.map(lambda t: _run_child({**request, "targets": [t]}, progress), targets))
@@ -528,7 +545,7 @@ def _child(request: Mapping[str, Any]) -> int:
 
     targets = [TARGETS[t] for t in request["targets"]]
     for row in inspect_rows(targets, request["suites"] or None, request["presets"] or None, request["lead_only"],
-                            request["one_per_op"], Path(request["cache_dir"]), progress):
+                            request["one_case"], Path(request["cache_dir"]), progress):
         out.write("row " + json.dumps(row.to_dict(), default=str) + "\n")
         out.flush()
     return 0

@@ -42,7 +42,7 @@ class PointerArg:
 class Launch:
     """One kernel launch: the kernel, its arguments, and its configs.
 
-    `configs` maps a target ("cuda", "hip", or an arch such as "sm_100a") to the configs the kernel
+    `configs` maps a target ("cuda", "hip") to the configs the kernel
     may run with there (a Launcher's lists, or an autotuner's one list under "*"); None for a plain
     launch, whose meta-parameters are among `kwargs`.
     """
