@@ -267,3 +267,22 @@ def test_every_kernel_family_is_compiled(rows):
     stream = [r for r in rows if r["suite"] == "stream" and r["target"] == "sm_90a"]
     assert {r["case"]["dtype"] for r in stream} == {"fp32", "bf16"}
     assert len({r["config"] for r in stream}) >= 4  # every block of the list, not just the lead
+
+
+@pytest.mark.parametrize("check, bad", [
+    ("compiles", dict(status="error", error="ptxas failed")),
+    ("fits", dict(status="over-limit", shared_bytes=300000)),
+    ("lead-configs-do-not-spill", dict(spill_bytes=412)),
+    ("gemm-tensor-core", dict(mma="mma")),
+    ("gemm-tensor-core", dict(mma=None, mma_format=None)),
+    ("gemm-tensor-core", dict(target="gfx950", mma="mfma", case={"dtype": "mxfp4"})),
+    ("path-agrees-with-resolver", dict(path="emulated", path_agrees=False)),
+    ("stream-vectors", dict(suite="stream", vector_bytes=4)),
+])
+def test_each_check_catches_its_failure(check, bad):
+    assert not CHECKS[check](_row())
+    assert CHECKS[check](_row(**bad))
+    if check == "lead-configs-do-not-spill":
+        assert not CHECKS[check](_row(lead=False, **bad))  # only lead configs must not spill
+    assert CHECKS["gemm-tensor-core"](_row(target="gfx950", mma="mfma_scale", case={"dtype": "mxfp4"})) is False
+    assert CHECKS["gemm-tensor-core"](_row(target="sm_100a", mma="tcgen05")) is False

@@ -156,33 +156,28 @@ def _host_device():
                       l2_bytes=None, llc_bytes=None, driver_version=None, runtime_version=None)
 
 
-def _inputs(op, params):
-    """The case's inputs as fake tensors; real ones where the suite's input code reads values."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    host = _host_device()
-    try:
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            return op.inputs(params, host), True
-    except Exception:  # noqa: BLE001 - data-dependent input code: build the inputs for real
-        work = op.work(params)
-        if work.bytes_read + work.bytes_written > REAL_INPUT_BUDGET_BYTES:
-            raise RuntimeError(f"inputs need real values and {work.bytes_read + work.bytes_written} bytes, "
-                               f"more than {REAL_INPUT_BUDGET_BYTES} this inspection builds") from None
-        return op.inputs(params, host), False
-
-
 def case_launches(suite, impl, params):
     """The launches of one call of the implementation's thunk (those of `prepare` are not timed and
-    are left out; a backward's saved forward, for example)."""
+    are left out; a backward's saved forward, for example). Inputs are fake tensors (shapes and
+    dtypes, no memory); real ones where the suite's input code reads values."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from parity.harness.measurement import launch_capture
 
-    x, fake = _inputs(suite.op(impl.op), params)
-    mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+    op, host = suite.op(impl.op), _host_device()
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        with mode:
+            x = op.inputs(params, host)
+    except Exception:  # noqa: BLE001 - data-dependent input code: build the inputs for real
+        work = op.work(params)
+        need = work.bytes_read + work.bytes_written
+        if need > REAL_INPUT_BUDGET_BYTES:
+            raise RuntimeError(f"the inputs need real values and {need} bytes, more than the "
+                               f"{REAL_INPUT_BUDGET_BYTES} this inspection builds") from None
+        x, mode = op.inputs(params, host), contextlib.nullcontext()
     with mode:
-        with launch_capture._intercepted([]):
+        with launch_capture.intercepted([]):
             thunk = impl.prepare(x, params)
         return launch_capture.capture(thunk)
 

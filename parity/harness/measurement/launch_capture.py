@@ -89,7 +89,8 @@ def _record(out: list, kernel, args, kwargs, configs, via) -> None:
 
 
 @contextlib.contextmanager
-def _intercepted(out: list):
+def intercepted(out: list):
+    """Within: every launch is appended to `out` instead of running."""
     def launcher_call(self, grid, *args, like, cfg=None, **kwargs):
         _record(out, self.kernel, args, kwargs, self.configs, "launcher")
 
@@ -109,6 +110,6 @@ def _intercepted(out: list):
 
 def capture(thunk: Callable[[], Any]) -> list[Launch]:
     """The launches `thunk` makes, in order, with nothing launched."""
-    with _intercepted([]) as out:
+    with intercepted([]) as out:
         thunk()
     return out
