@@ -205,7 +205,9 @@ def _known(check, row) -> str | None:
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
-    cache = {"PARITY_INSPECT_CACHE": str(tmp_path_factory.mktemp("inspect-cache"))}
+    # a fresh cache, unless one is named (to rerun the checks without recompiling)
+    cache = {"PARITY_INSPECT_CACHE": os.environ.get("PARITY_INSPECT_CACHE")
+             or str(tmp_path_factory.mktemp("inspect-cache"))}
     configs = [] if FULL else ["--lead-only"]
     out = []
     for args in (["--preset", "quick", "--one-case", *configs], ["--suite", "stream", "--preset", "smoke", "--one-case"]):

@@ -1,9 +1,9 @@
 """`parity inspect`: what every Triton kernel of every suite compiles to on each target, offline.
 
 For each target (sm_90a, sm_100a, gfx942, gfx950), each suite and a representative case of each
-preset, the implementations whose backend is "triton" are prepared on inputs built under torch's
-FakeTensorMode (shapes and dtypes, no memory; real inputs where a suite's input code needs values)
-and their thunk is run with every launch intercepted (`launch_capture`). Each launched kernel is
+preset, the implementations whose backend is "triton" are prepared on meta tensors (shapes, dtypes
+and strides of the suite's inputs, no memory) and their thunk is run with every launch intercepted
+(`launch_capture`). Each launched kernel is
 then compiled with the target's own Triton backend (`triton.compile` on a `GPUTarget`: PTX and
 ptxas for NVIDIA, AMDGCN for AMD; Triton compiles for any target without its GPU), once per config
 of the target's list, and read back (`asm_facts`). One row per kernel x config x case x target.
@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
 
 from parity.harness.core.model import UsageError
@@ -156,27 +157,65 @@ def _host_device():
                       l2_bytes=None, llc_bytes=None, driver_version=None, runtime_version=None)
 
 
-def case_launches(suite, impl, params):
+def _meta(value: Any) -> Any:
+    """A tensor as a meta tensor of the same dtype, shape, strides and offset (no memory); other
+    values as they are, containers walked."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        extent = value.storage_offset() + 1 + sum((n - 1) * s for n, s in zip(value.shape, value.stride()))
+        base = torch.empty(max(extent, 1), dtype=value.dtype, device="meta")
+        return base.as_strided(value.shape, value.stride(), value.storage_offset())
+    if isinstance(value, dict):
+        return {k: _meta(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_meta(v) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def _device_properties(device):
+    """`torch.cuda.get_device_properties` answers with the target's spec figures (SM/CU count,
+    memory, L2), so a wrapper that sizes its grid by the multiprocessors sizes it for the target."""
+    import torch
+
+    major, minor = (int(device.arch[3:-1]), int(device.arch[-1])) if device.arch.startswith("sm_") else (9, 4)
+    props = SimpleNamespace(name=device.name, multi_processor_count=device.multiprocessors,
+                            total_memory=device.memory_bytes, L2_cache_size=device.l2_bytes or 0, major=major,
+                            minor=minor, gcnArchName=device.arch, warp_size=64 if device.backend == "rocm" else 32)
+    saved = torch.cuda.get_device_properties
+    torch.cuda.get_device_properties = lambda *args, **kwargs: props
+    try:
+        yield
+    finally:
+        torch.cuda.get_device_properties = saved
+
+
+def case_launches(suite, impl, params, device=None):
     """The launches of one call of the implementation's thunk (those of `prepare` are not timed and
-    are left out; a backward's saved forward, for example). Inputs are fake tensors (shapes and
-    dtypes, no memory); real ones where the suite's input code reads values."""
+    are left out; a backward's saved forward, for example).
+
+    The inputs are built by the suite on the CPU under FakeTensorMode (no memory; for real where the
+    input code reads values, up to REAL_INPUT_BUDGET_BYTES), then handed to `prepare` as meta
+    tensors: a kernel wrapper that tells the interpreter from a GPU by `device.type == "cpu"` or by
+    TRITON_INTERPRET (off here) takes its GPU path, and nothing it allocates takes memory. With
+    `device` (the target's DeviceInfo), `torch.cuda.get_device_properties` answers for it."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from parity.harness.measurement import launch_capture
 
     op, host = suite.op(impl.op), _host_device()
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
     try:
-        with mode:
-            x = op.inputs(params, host)
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            x = _meta(op.inputs(params, host))
     except Exception:  # noqa: BLE001 - data-dependent input code: build the inputs for real
         work = op.work(params)
         need = work.bytes_read + work.bytes_written
         if need > REAL_INPUT_BUDGET_BYTES:
             raise RuntimeError(f"the inputs need real values and {need} bytes, more than the "
                                f"{REAL_INPUT_BUDGET_BYTES} this inspection builds") from None
-        x, mode = op.inputs(params, host), contextlib.nullcontext()
-    with mode:
+        x = _meta(op.inputs(params, host))
+    with _device_properties(device) if device is not None else contextlib.nullcontext():
         with launch_capture.intercepted([]):
             thunk = impl.prepare(x, params)
         return launch_capture.capture(thunk)
@@ -389,7 +428,7 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
         return
     resolver = impl.path(device, params)
     try:
-        launches = case_launches(suite, impl, params)
+        launches = case_launches(suite, impl, params, device)
     except Exception as exc:  # noqa: BLE001 - the case cannot be prepared: say why, go on
         yield replace(base, status=ERROR, error=_one_line(exc))
         return
