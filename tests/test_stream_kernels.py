@@ -238,6 +238,11 @@ def test_partials_of_another_size_are_refused(cpu_device):
                                            (132, 1 << 21, 2048), (None, 100, 4096), (None, 1 << 28, 4096)])
 def test_block_fills_the_gpu(sms, n, block):
     assert triton_stream.pick_block(n, sms) == block
+    impl = next(i for i in SUITE.impls if i.name == "triton" and i.op == "triad")
+    device = fake_gpu(backend="cuda", arch="sm_90", name="H200") if sms else None
+    if device is not None:
+        device = DeviceInfo(**{**device.to_dict(), "visible": (), "multiprocessors": sms})
+        assert impl.details(device, {"n": n})["block"] == block
     if sms is not None and block != triton_stream.BLOCKS[-1]:
         assert -(-n // block) >= triton_stream.PROGRAMS_PER_MULTIPROCESSOR * sms
 
