@@ -6,7 +6,9 @@ Facts, each from the instructions rather than from what the kernel meant to do:
   `wgmma.mma_async`), `mma` (Ampere-style `mma.sync`), `mfma_scale` (CDNA 4's block-scaled
   `v_mfma_scale_*`), `mfma` (`v_mfma_*`), or None where the kernel has no matrix instruction.
 - `mma_format`: the narrowest operand type those instructions take: "fp4" (MX/NV FP4 kinds of
-  tcgen05, FP4 operands of an F8F6F4 MFMA), "fp6", "fp8", "bf16", "fp16", "tf32", "fp32".
+  tcgen05, FP4 operands of an F8F6F4 MFMA), "fp6", "fp8", "bf16", "fp16", "tf32", "fp32". tcgen05's
+  `kind::f16` takes BF16 or FP16 (the type is in the instruction descriptor, not the text): it
+  reads "bf16"; `kind::f8f6f4` reads "fp8" for the same reason.
 - `tma`: a tensor-memory-accelerator copy (`cp.async.bulk.tensor`) anywhere in the kernel.
 - `vector_bytes`: the widest global load or store one lane issues (`ld.global.v4.b32` is 16 bytes,
   `buffer_load_dwordx4` 16, `global_store_short` 2); `cp.async` copies count by their size.
