@@ -175,20 +175,22 @@ def _meta(value: Any) -> Any:
 
 @contextlib.contextmanager
 def _device_properties(device):
-    """`torch.cuda.get_device_properties` answers with the target's spec figures (SM/CU count,
-    memory, L2), so a wrapper that sizes its grid by the multiprocessors sizes it for the target."""
+    """`torch.cuda.get_device_properties` (and so `get_device_capability`) answers with the target's
+    figures (SM/CU count, memory, L2, capability or gfx name) and `torch.version.hip` is set on AMD
+    targets, so a wrapper that sizes its grid or picks a path in Python does it for the target."""
     import torch
 
     major, minor = (int(device.arch[3:-1]), int(device.arch[-1])) if device.arch.startswith("sm_") else (9, 4)
     props = SimpleNamespace(name=device.name, multi_processor_count=device.multiprocessors,
                             total_memory=device.memory_bytes, L2_cache_size=device.l2_bytes or 0, major=major,
                             minor=minor, gcnArchName=device.arch, warp_size=64 if device.backend == "rocm" else 32)
-    saved = torch.cuda.get_device_properties
+    saved = torch.cuda.get_device_properties, torch.version.hip
     torch.cuda.get_device_properties = lambda *args, **kwargs: props
+    torch.version.hip = "inspect" if device.backend == "rocm" else None  # a ROCm build's marker
     try:
         yield
     finally:
-        torch.cuda.get_device_properties = saved
+        torch.cuda.get_device_properties, torch.version.hip = saved
 
 
 def case_launches(suite, impl, params, device=None):
