@@ -188,13 +188,73 @@ def test_triton_does_not_write_past_the_end(cpu_device):
     assert torch.all(backing[n:] == 123.0), "the masked tail of the last block was written"
 
 
+@pytest.mark.parametrize("n", [512 * 3, 512 * 3 + 1, 512 * 3 - 1, 5])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_whole_blocks_and_tail_never_touch_memory_past_the_end(name, n, cpu_device):
+    """The unmasked body covers whole blocks only and the masked tail stops at n: outputs and inputs
+    are views of longer buffers whose elements past n are sentinels that must stay untouched."""
+    where = torch_device(cpu_device)
+    pad = 700  # more than a block of 512: an unmasked tail would read and write into it
+    x = {k: torch.full((n + pad,), 123.0, device=where) for k in set(READS[name]) | set(WRITES[name])}
+    for v in x.values():
+        v[:n] = torch.randn(n, device=where)
+    views = {k: v[:n] for k, v in x.items()}
+    before = snapshot(views)
+    out = run_triton(name, views, block=512)
+    for v in x.values():
+        assert torch.all(v[n:] == 123.0), "a whole-block access ran past the end"
+    assert_close_explicit(name, out, before, n, "fp32")
+
+
+@pytest.mark.parametrize("n", [512 * 4, 512 * 4 + 3, 3])
+@pytest.mark.parametrize("name", REDUCTIONS)
+def test_reductions_read_nothing_past_the_end(name, n, cpu_device):
+    """A sentinel of 1e30 past n: summed by an unmasked tail, it would swamp the result."""
+    where = torch_device(cpu_device)
+    x = {k: torch.full((n + 700,), 1e30, device=where) for k in READS[name]}
+    for v in x.values():
+        v[:n] = torch.randn(n, device=where)
+    views = {k: v[:n] for k, v in x.items()}
+    out = run_triton(name, views, block=512)
+    assert_close_explicit(name, out, snapshot(views), n, "fp32")
+
+
+def test_the_tail_is_summed_exactly_once(cpu_device):
+    """Ones: any block added twice or missed shows as an integer error in the count."""
+    where = torch_device(cpu_device)
+    for n in (512 * 9, 512 * 9 + 1, 512 * 9 + 511, 511):
+        a = torch.ones(n, device=where)
+        partials, out = triton_stream.reduction_buffers(a, block=512)
+        assert float(triton_stream.total(a, partials, out, block=512)) == n
+
+
+def test_partials_of_another_size_are_refused(cpu_device):
+    a = torch.randn(5000, device=torch_device(cpu_device))
+    with pytest.raises(ValueError):
+        triton_stream.total(a, torch.zeros(3, device=a.device), torch.empty((), device=a.device), block=128)
+
+
+@pytest.mark.parametrize("sms, n, block", [(132, 64 << 10, 512), (132, 1 << 28, 4096), (304, 1 << 21, 1024),
+                                           (132, 1 << 21, 2048), (None, 100, 4096), (None, 1 << 28, 4096)])
+def test_block_fills_the_gpu(sms, n, block):
+    assert triton_stream.pick_block(n, sms) == block
+    impl = next(i for i in SUITE.impls if i.name == "triton" and i.op == "triad")
+    device = fake_gpu(backend="cuda", arch="sm_90", name="H200") if sms else None
+    if device is not None:
+        device = DeviceInfo(**{**device.to_dict(), "visible": (), "multiprocessors": sms})
+        assert impl.details(device, {"n": n})["block"] == block
+    if sms is not None and block != triton_stream.BLOCKS[-1]:
+        assert -(-n // block) >= triton_stream.PROGRAMS_PER_MULTIPROCESSOR * sms
+
+
 def test_reductions_with_more_blocks_than_programs(cpu_device):
     # 12345 / 128 = 97 blocks over at most 8 interpreter programs: the grid-strided loop runs.
     a = torch.randn(12345, device=torch_device(cpu_device))
     partials, out = triton_stream.reduction_buffers(a, block=128)
-    assert 1 < partials.numel()
+    programs = triton_stream.reduction_programs(12345, a.device, block=128)
+    assert 1 < programs <= partials.numel()
     if not a.is_cuda:
-        assert partials.numel() < math.ceil(12345 / 128)
+        assert programs < math.ceil(12345 / 128)
     triton_stream.total(a, partials, out, block=128)
     assert float(out) == pytest.approx(float(a.double().sum()), abs=1e-3)
 

@@ -213,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-s", type=float, help="idle seconds before each timing (default 0.5 on a GPU, 0 on the CPU)")
     p.add_argument("--format", choices=("text", "md"), default="text")
     p.add_argument("--json", type=_path, metavar="FILE", help="also write the results, device and versions as JSON")
+
+    p = sub.add_parser("inspect", help="what each Triton kernel compiles to, offline, per target (no GPU needed)")
+    p.add_argument("--target", metavar="T,...", help="targets: sm_90a, sm_100a, gfx942, gfx950 (default: all)")
+    p.add_argument("--suite", action="append", metavar="S", help="only these suites (repeat or comma-separate)")
+    p.add_argument("--preset", action="append", metavar="P", help="a representative case of these presets only "
+                   "(default: every preset of each suite)")
+    p.add_argument("--lead-only", action="store_true", help="compile only the first config of each list")
+    p.add_argument("--one-case", action="store_true", help="compile each kernel variant (constexprs, operand "
+                   "types, config) for its first case only: a quick check")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     return parser
 
 
@@ -897,7 +907,33 @@ def cmd_history(args, argv) -> int:
     return 0
 
 
+def cmd_inspect(args, argv) -> int:
+    from parity.harness.core import registry
+    from parity.harness.measurement import inspection
+
+    _require_triton()
+    targets = inspection.parse_targets(args.target)
+    suites = list(_names(args.suite)) or None
+    presets = list(_names(args.preset)) or None
+    for name in suites or ():
+        registry.load(name)  # an unknown suite is a usage error here, not in the child
+    if presets:
+        known = {p for s in (suites or registry.suite_names()) for p in registry.load(s).presets}
+        unknown = [p for p in presets if p not in known]
+        if unknown:
+            raise UsageError(f"unknown preset {', '.join(unknown)} (presets: {', '.join(sorted(known))})")
+    progress = None if args.json else (lambda line: print(f"parity inspect: {line}", file=sys.stderr, flush=True))
+    try:
+        rows = inspection.run_inspection([t.name for t in targets], suites, presets, args.lead_only, args.one_case,
+                                         progress=progress)
+    except RuntimeError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_CASES_FAILED
+    print(json.dumps(rows, indent=1) if args.json else inspection.format_table(rows))
+    return 0
+
+
 COMMANDS = {"devices": cmd_devices, "list": cmd_list, "run": cmd_run, "report": cmd_report,
             "specs": cmd_specs, "project": cmd_project, "submit": cmd_submit, "merge": cmd_merge,
             "selfcheck": cmd_selfcheck, "compare": cmd_compare, "estimate": cmd_estimate,
-            "history": cmd_history}
+            "history": cmd_history, "inspect": cmd_inspect}

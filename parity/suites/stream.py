@@ -216,6 +216,12 @@ def _triton_prepare(spec: StreamOp):
     return prepare
 
 
+def _triton_details(device, params) -> dict[str, Any]:
+    """The block the launcher picks for this size on this device (the interpreter: the largest)."""
+    block = triton_stream.pick_block(params["n"], device.multiprocessors if device.is_gpu else None)
+    return {"block": block, "num_warps": max(1, block // triton_stream.ELEMENTS_PER_WARP)}
+
+
 def _torch_prepare(spec: StreamOp):
     fn = getattr(torch_stream, spec.fn)
 
@@ -231,7 +237,7 @@ SUITE = Suite(
     description="HBM streaming (BabelStream bytes: all array traffic), working-set sweep over the caches",
     ops=tuple(_make_op(spec) for spec in STREAM_OPS),
     impls=tuple(impl for spec in STREAM_OPS for impl in (
-        Impl("triton", spec.name, "triton", _triton_prepare(spec), _supports),
+        Impl("triton", spec.name, "triton", _triton_prepare(spec), _supports, details=_triton_details),
         Impl("torch", spec.name, "torch", _torch_prepare(spec), _supports),
     )),
     presets=("smoke", "quick", "full"),

@@ -1,0 +1,115 @@
+"""Which Triton kernels an implementation launches, with which arguments, without running them.
+
+`capture(thunk)` runs the thunk with the three launch paths of Triton code intercepted: parity's
+`Launcher` (its per-target config lists come along), `triton.autotune` (its one list) and a plain
+`kernel[grid](...)`. Nothing is compiled or launched; each launch is recorded as a `Launch`, with
+every tensor argument replaced by a `PointerArg` that keeps only what Triton specializes on (the
+dtype and the address's alignment), so inputs built under torch's FakeTensorMode (shapes, dtypes
+and strides, no memory) serve as well as real ones.
+
+So any kernel a suite reaches through these paths is found without a hook of its own: a new
+implementation shows up in `parity inspect` once its `prepare` thunk launches it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from triton.runtime.autotuner import Autotuner
+from triton.runtime.jit import JITFunction
+
+from parity.kernels.launch import Launcher
+
+# Device allocations are aligned to at least 256 bytes; only a view's offset can misalign it.
+ALLOCATION_ALIGNMENT = 256
+
+
+@dataclass(frozen=True)
+class PointerArg:
+    """A tensor argument as Triton's specialization sees it: a dtype and an address."""
+
+    dtype: torch.dtype
+    address: int
+
+    def data_ptr(self) -> int:
+        return self.address
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: the kernel, its arguments, and its configs.
+
+    `configs` maps a target ("cuda", "hip") to the configs the kernel
+    may run with there (a Launcher's lists, or an autotuner's one list under "*"); None for a plain
+    launch, whose meta-parameters are among `kwargs`.
+    """
+
+    kernel: JITFunction
+    args: tuple
+    kwargs: Mapping[str, Any]
+    configs: Mapping[str, Sequence[Any]] | None = None
+    via: str = "jit"  # "launcher" | "autotune" | "jit"
+    arg_names: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.kernel.fn.__name__
+
+
+def pointer_arg(t: torch.Tensor) -> PointerArg:
+    return PointerArg(t.dtype, ALLOCATION_ALIGNMENT + t.storage_offset() * t.element_size())
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return pointer_arg(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # TensorDescriptor and the like: the same object, its tensors replaced.
+        changes = {f.name: _strip(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if isinstance(getattr(value, f.name), torch.Tensor)}
+        return dataclasses.replace(value, **changes) if changes else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_strip(v) for v in value)
+    return value
+
+
+def _jit_of(fn) -> JITFunction:
+    while not isinstance(fn, JITFunction):
+        fn = fn.fn
+    return fn
+
+
+def _record(out: list, kernel, args, kwargs, configs, via) -> None:
+    jit = _jit_of(kernel)
+    out.append(Launch(jit, tuple(_strip(a) for a in args), {k: _strip(v) for k, v in kwargs.items()},
+                      configs, via, tuple(jit.arg_names)))
+
+
+@contextlib.contextmanager
+def intercepted(out: list):
+    """Within: every launch is appended to `out` instead of running."""
+    def launcher_call(self, grid, *args, like, cfg=None, **kwargs):
+        _record(out, self.kernel, args, kwargs, self.configs, "launcher")
+
+    def autotune_run(self, *args, **kwargs):
+        _record(out, self.fn, args, kwargs, {"*": list(self.configs)}, "autotune")
+
+    def jit_run(self, *args, grid, warmup, **kwargs):
+        _record(out, self, args, kwargs, None, "jit")
+
+    saved = (Launcher.__call__, Autotuner.run, JITFunction.run)
+    Launcher.__call__, Autotuner.run, JITFunction.run = launcher_call, autotune_run, jit_run
+    try:
+        yield out
+    finally:
+        Launcher.__call__, Autotuner.run, JITFunction.run = saved
+
+
+def capture(thunk: Callable[[], Any]) -> list[Launch]:
+    """The launches `thunk` makes, in order, with nothing launched."""
+    with intercepted([]) as out:
+        thunk()
+    return out

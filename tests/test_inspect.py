@@ -1,0 +1,300 @@
+"""`parity inspect`: the case selection, the path verdict, the table, bad input, and the CI check
+that compiles every kernel family for all four targets (sm_90a, sm_100a, gfx942, gfx950) and fails
+on a compile error, a config over the shared-memory limit, a spill in a lead config, a GEMM without
+its target's tensor-core instruction, a path that disagrees with the capability resolver, or a
+stream kernel without 16-byte vector accesses.
+
+The CI run compiles, per target, one representative case per op of the `quick` preset in its lead
+config (all kernels), and every config of the stream kernels on the smoke sizes (which are not
+multiples of any vector width). `PARITY_INSPECT_FULL=1` compiles every config of every kernel for
+the same cases (about ten times longer)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from parity.harness.measurement import inspection
+from parity.harness.measurement.inspection import TARGETS, format_table, instruction_path, summary_counts
+
+TIMEOUT_S = 1500
+FULL = os.environ.get("PARITY_INSPECT_FULL") == "1"
+
+
+def parity(*args, env_extra=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "parity", *args], env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+
+
+# --- unit tests ------------------------------------------------------------------------------------
+
+
+def _suite(cases, ops=("a", "b"), presets=("smoke", "quick")):
+    impls = tuple(SimpleNamespace(op=o, backend="triton", name="triton") for o in ops) + \
+        (SimpleNamespace(op="torch_only", backend="torch", name="torch"),)
+    return SimpleNamespace(impls=impls, presets=presets, dtypes=("x",),
+                           params_for=lambda preset, device, dtypes, sizes: cases[preset])
+
+
+CASES = {
+    "smoke": [("a", {"dtype": "bf16", "n": 1}), ("a", {"dtype": "bf16", "n": 7}), ("a", {"dtype": "fp32", "n": 7}),
+              ("torch_only", {"dtype": "bf16", "n": 1})],
+    "quick": [("a", {"dtype": "bf16", "n": 10}), ("a", {"dtype": "bf16", "n": 20}), ("a", {"dtype": "bf16", "n": 30}),
+              ("b", {"dtype": "bf16", "causal": True, "n": 5}), ("b", {"dtype": "bf16", "causal": False, "n": 5}),
+              ("a", {"dtype": "bf16", "n": 7})],
+}
+
+
+def test_representative_cases_take_the_middle_of_each_group_of_sizes():
+    got = inspection.representative_cases(_suite(CASES), None, None)
+    assert got == [("smoke", "a", {"dtype": "bf16", "n": 1}), ("smoke", "a", {"dtype": "fp32", "n": 7}),
+                   ("quick", "a", {"dtype": "bf16", "n": 20}),
+                   ("quick", "b", {"dtype": "bf16", "causal": True, "n": 5}),
+                   ("quick", "b", {"dtype": "bf16", "causal": False, "n": 5})]
+    # an op no Triton implementation serves has no case
+    assert all(op != "torch_only" for _, op, _ in got)
+
+
+def test_representative_cases_narrowed():
+    suite = _suite(CASES)
+    assert inspection.representative_cases(suite, None, ["quick"]) == [
+        ("quick", "a", {"dtype": "bf16", "n": 20}), ("quick", "b", {"dtype": "bf16", "causal": True, "n": 5}),
+        ("quick", "b", {"dtype": "bf16", "causal": False, "n": 5})]
+    # a preset the suite lacks falls back to its first
+    assert {p for p, _, _ in inspection.representative_cases(suite, None, ["llama"])} == {"smoke"}
+    # a case in two presets is taken once, under the first
+    same = {"smoke": [("a", {"dtype": "bf16", "n": 3})], "quick": [("a", {"dtype": "bf16", "n": 3})]}
+    assert inspection.representative_cases(_suite(same), None, None) == [("smoke", "a", {"dtype": "bf16", "n": 3})]
+
+
+@pytest.mark.parametrize("fmt, mma_format, path", [
+    ("bf16", "bf16", "native"), ("bf16", None, None), ("fp32", "tf32", "native"),
+    ("fp8", "fp8", "native"), ("fp8", "bf16", "emulated"), ("fp8", "fp16", "emulated"),
+    ("mxfp4", "fp4", "native"), ("mxfp4", "bf16", "emulated"), ("mxfp4", "fp8", "emulated"),
+])
+def test_path_from_the_instructions(fmt, mma_format, path):
+    assert instruction_path(fmt, mma_format) == path
+
+
+def test_targets_and_their_limits():
+    assert set(TARGETS) == {"sm_90a", "sm_100a", "gfx942", "gfx950"}
+    assert TARGETS["gfx942"].shared_limit_bytes == 64 * 1024 < TARGETS["gfx950"].shared_limit_bytes
+    assert TARGETS["sm_90a"].shared_limit_bytes == 227 * 1024
+    assert [t.name for t in inspection.parse_targets("gfx950,sm_90a,gfx950")] == ["gfx950", "sm_90a"]
+    for bad in ("sm_80", ",", "sm_90a,gfx1"):
+        with pytest.raises(ValueError):
+            inspection.parse_targets(bad)
+
+
+def test_target_devices_follow_the_architecture():
+    from parity.harness.core import capability
+
+    h200, mi300x, mi355x = (inspection.target_device(TARGETS[t]) for t in ("sm_90a", "gfx942", "gfx950"))
+    assert (h200.backend, h200.arch, h200.multiprocessors) == ("cuda", "sm_90", 132)
+    assert capability.resolve(mi300x, "fp8", "triton").fp8_format == "fnuz"
+    assert capability.resolve(mi355x, "mxfp4", "triton").path == "native"
+    assert capability.resolve(h200, "mxfp4", "triton").path == "emulated"
+    assert mi300x.llc_bytes == 256 * 2**20 and not mi300x.interpreter
+
+
+def _row(**over):
+    row = dict(suite="gemm", op="gemm", impl="triton", kernel="matmul_kernel", config="BLOCK_M=128", lead=True,
+               preset="quick", case={"m": 8, "dtype": "bf16"}, target="sm_90a", status="compiled", error=None,
+               registers=168, spill_bytes=0, shared_bytes=98304, mma="wgmma", mma_format="bf16", tma=False,
+               vector_bytes=16, path="native", resolver_path="native", path_agrees=True)
+    row.update(over)
+    return row
+
+
+def test_table_and_counts():
+    rows = [_row(), _row(lead=False, config="BLOCK_M=256", status="over-limit", shared_bytes=300000, spill_bytes=412,
+                         error="needs 300000 bytes"),
+            _row(target="gfx942", mma="mfma", path="emulated", path_agrees=False),
+            _row(target="gfx942", status="skipped", kernel=None, config=None, error="no FP8 on gfx942")]
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["target", "suite", "op", "impl"]
+    assert "* BLOCK_M=128" in lines[1] and "wgmma/bf16" in lines[1] and "98304" in lines[1]
+    assert "over-limit" in lines[2] and "412" in lines[2]
+    assert "emulated (resolver: native)" in lines[3]
+    assert "errors, limits and skips:" in text and "needs 300000 bytes" in text and "no FP8 on gfx942" in text
+    counts = summary_counts(rows)
+    assert counts["sm_90a"] == {"compiled": 1, "error": 0, "over-limit": 1, "skipped": 0, "spilling": 1}
+    assert counts["gfx942"]["skipped"] == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--target", "sm_80"], "unknown target sm_80"),
+    (["--suite", "nosuch"], "unknown suite"),
+    (["--suite", "stream", "--preset", "huge"], "unknown preset huge"),
+    (["--frob"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    proc = parity("inspect", *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("parity: error:") and needle in lines[0], proc.stderr
+
+
+# --- capturing launches: in a child without the interpreter (it replaces triton.jit at import) -------------
+
+CAPTURE_SCRIPT = r"""
+import json, torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from parity.harness.measurement import launch_capture
+from parity.kernels.stream import triton_stream
+from parity.kernels.gemm import triton_gemm
+
+out = {}
+a, b, c = (torch.randn(1001) for _ in range(3))
+got = launch_capture.capture(lambda: triton_stream.triad(b, c, a, 0.4))
+out["triad"] = [(l.name, l.via, sorted(l.configs), l.kwargs, [type(x).__name__ for x in l.args]) for l in got]
+out["untouched"] = bool(torch.equal(a, a.clone()))
+with FakeTensorMode():
+    x = torch.randn(64, 80, dtype=torch.bfloat16)
+    w = torch.randn(80, 48, dtype=torch.bfloat16)
+    y = torch.empty(64, 48, dtype=torch.bfloat16)
+    got = launch_capture.capture(lambda: triton_gemm.matmul(x, w, y))
+    view = launch_capture.pointer_arg(torch.empty(100)[3:])
+out["gemm"] = [(l.name, l.via, len(l.configs["cuda"]), l.kwargs.get("UPCAST"), l.args[5:8]) for l in got]
+out["view_address"] = view.address
+parts, res = triton_stream.reduction_buffers(a)
+got = launch_capture.capture(lambda: triton_stream.total(a, parts, res))
+out["total"] = [l.name for l in got]
+print(json.dumps(out))
+"""
+
+
+def test_capture_records_launches_without_running_them():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", CAPTURE_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    (name, via, targets, kwargs, arg_types), = out["triad"]
+    assert (name, via) == ("_map_kernel", "launcher") and {"cuda", "hip"} <= set(targets)
+    assert kwargs == {"OP": 3} and arg_types[:3] == ["PointerArg"] * 3
+    (name, via, n_configs, upcast, mnk), = out["gemm"]
+    assert (name, via, upcast, mnk) == ("matmul_kernel", "launcher", False, [64, 48, 80])
+    assert n_configs >= 4
+    assert out["view_address"] % 16 == 12  # a view 3 floats in is 12 bytes off alignment
+    assert out["total"] == ["_partial_sums_kernel", "_sum_partials_kernel"]
+
+
+# --- the CI check: every kernel family on every target ---------------------------------------------------
+
+# Failures known today, in kernels this branch does not own; the lead turns them into hard failures
+# once the issue-14-gemm and issue-14-attention branches are merged. Key: (check, target, suite, op,
+# kernel); None matches any.
+KNOWN = {
+    ("lead-configs-do-not-spill", None, "attention", "prefill", None):
+        "issue-14-attention: the lead forward and backward configs spill at head_dim 128 on every target "
+        "(255 registers on sm_90a/sm_100a, 256 VGPRs on gfx942)",
+    ("lead-configs-do-not-spill", None, "gemm", None, None):
+        "issue-14-gemm: the tutorial GEMMs' lead configs spill (FP8 128x256x128 and emulated MXFP4 on sm_90a; "
+        "the 256x256 tiles on gfx942 and gfx950)",
+    ("path-agrees-with-resolver", "gfx942", "attention", "prefill", "_attn_fwd"):
+        "issue-14-attention: the FP8 forward on gfx942 runs FP16 MFMAs (emulated) where capability.resolve "
+        "says native",
+}
+
+
+def _known(check, row) -> str | None:
+    for (k_check, target, suite, op, kernel), reason in KNOWN.items():
+        if k_check == check and all(want is None or want == got for want, got in (
+                (target, row["target"]), (suite, row["suite"]), (op, row["op"]), (kernel, row["kernel"]))):
+            return reason
+    return None
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    # a fresh cache, unless one is named (to rerun the checks without recompiling)
+    cache = {"PARITY_INSPECT_CACHE": os.environ.get("PARITY_INSPECT_CACHE")
+             or str(tmp_path_factory.mktemp("inspect-cache"))}
+    configs = [] if FULL else ["--lead-only"]
+    out = []
+    for args in (["--preset", "quick", "--one-case", *configs], ["--suite", "stream", "--preset", "smoke", "--one-case"]):
+        proc = parity("inspect", "--json", *args, env_extra=cache)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out += json.loads(proc.stdout)
+    return out
+
+
+def _target_rows(rows, target):
+    mine = [r for r in rows if r["target"] == target]
+    unavailable = [r for r in mine if r["suite"] == "*"]
+    if unavailable:
+        pytest.skip(unavailable[0]["error"])
+    return mine
+
+
+def _judge(check, failing):
+    unknown = [r for r in failing if not _known(check, r)]
+    assert not unknown, "\n" + format_table(unknown)
+    if failing:
+        pytest.xfail("; ".join(sorted({_known(check, r) for r in failing})))
+
+
+def _gemm_instruction(row) -> str:
+    target = TARGETS[row["target"]]
+    return target.fp4_tensor_core if row["case"].get("dtype") == "mxfp4" else target.tensor_core
+
+
+CHECKS = {
+    "compiles": lambda r: r["status"] == "error",
+    "fits": lambda r: r["status"] == "over-limit",
+    "lead-configs-do-not-spill": lambda r: r["lead"] and bool(r["spill_bytes"]),
+    "gemm-tensor-core": lambda r: r["suite"] == "gemm" and r["status"] != "skipped"
+    and r["mma"] != _gemm_instruction(r),
+    "path-agrees-with-resolver": lambda r: r["path_agrees"] is False,
+    "stream-vectors": lambda r: r["suite"] == "stream" and r["status"] == "compiled"
+    and (r["vector_bytes"] or 0) < 16,
+}
+
+
+@pytest.mark.parametrize("check", list(CHECKS))
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_inspect(rows, target, check):
+    mine = _target_rows(rows, target)
+    assert {r["suite"] for r in mine} >= {"gemm", "attention", "stream"}
+    assert all(r["status"] != "skipped" or r["error"] for r in mine), "a skip without its reason"
+    _judge(check, [r for r in mine if CHECKS[check](r)])
+
+
+def test_every_kernel_family_is_compiled(rows):
+    compiled = {(r["target"], r["suite"], r["op"]) for r in rows if r["status"] in ("compiled", "over-limit")}
+    for target in TARGETS:
+        if any(r["target"] == target and r["suite"] == "*" for r in rows):
+            continue
+        for suite, op in (("gemm", "gemm"), ("gemm", "gemm_fp8"), ("gemm", "gemm_mxfp4"), ("attention", "prefill"),
+                          ("attention", "decode"), ("stream", "triad"), ("stream", "dot")):
+            assert (target, suite, op) in compiled, (target, suite, op)
+    stream = [r for r in rows if r["suite"] == "stream" and r["target"] == "sm_90a"]
+    assert {r["case"]["dtype"] for r in stream} == {"fp32", "bf16"}
+    assert len({r["config"] for r in stream}) >= 4  # every block of the list, not just the lead
+
+
+@pytest.mark.parametrize("check, bad", [
+    ("compiles", dict(status="error", error="ptxas failed")),
+    ("fits", dict(status="over-limit", shared_bytes=300000)),
+    ("lead-configs-do-not-spill", dict(spill_bytes=412)),
+    ("gemm-tensor-core", dict(mma="mma")),
+    ("gemm-tensor-core", dict(mma=None, mma_format=None)),
+    ("gemm-tensor-core", dict(target="gfx950", mma="mfma", case={"dtype": "mxfp4"})),
+    ("path-agrees-with-resolver", dict(path="emulated", path_agrees=False)),
+    ("stream-vectors", dict(suite="stream", vector_bytes=4)),
+])
+def test_each_check_catches_its_failure(check, bad):
+    assert not CHECKS[check](_row())
+    assert CHECKS[check](_row(**bad))
+    if check == "lead-configs-do-not-spill":
+        assert not CHECKS[check](_row(lead=False, **bad))  # only lead configs must not spill
+    assert CHECKS["gemm-tensor-core"](_row(target="gfx950", mma="mfma_scale", case={"dtype": "mxfp4"})) is False
+    assert CHECKS["gemm-tensor-core"](_row(target="sm_100a", mma="tcgen05")) is False
