@@ -192,17 +192,7 @@ def test_capture_records_launches_without_running_them():
 # Failures known today, in kernels this branch does not own; the lead turns them into hard failures
 # once the issue-14-gemm and issue-14-attention branches are merged. Key: (check, target, suite, op,
 # kernel); None matches any.
-KNOWN = {
-    ("lead-configs-do-not-spill", None, "attention", "prefill", None):
-        "issue-14-attention: the lead forward and backward configs spill at head_dim 128 on every target "
-        "(255 registers on sm_90a/sm_100a, 256 VGPRs on gfx942)",
-    ("lead-configs-do-not-spill", None, "gemm", None, None):
-        "issue-14-gemm: the tutorial GEMMs' lead configs spill (FP8 128x256x128 and emulated MXFP4 on sm_90a; "
-        "the 256x256 tiles on gfx942 and gfx950)",
-    ("path-agrees-with-resolver", "gfx942", "attention", "prefill", "_attn_fwd"):
-        "issue-14-attention: the FP8 forward on gfx942 runs FP16 MFMAs (emulated) where capability.resolve "
-        "says native",
-}
+KNOWN: dict = {}  # every check is a hard failure now that the GEMM and attention work has landed
 
 
 def _known(check, row) -> str | None:

@@ -27,8 +27,9 @@ def as_config(cfg: Mapping[str, Any]) -> triton.Config:
 
 
 def target(t: torch.Tensor) -> str:
-    """"interpret", "hip" or "cuda": where a kernel on tensor `t` runs."""
-    if INTERPRET or not t.is_cuda:
+    """"interpret", "hip" or "cuda": where a kernel on tensor `t` runs. A tensor on the "meta" device
+    stands for a GPU one (`parity inspect` prepares kernels on meta tensors, for a target GPU)."""
+    if INTERPRET or not (t.is_cuda or t.is_meta):
         return "interpret"
     return "hip" if torch.version.hip else "cuda"
 

@@ -157,20 +157,36 @@ def _host_device():
                       l2_bytes=None, llc_bytes=None, driver_version=None, runtime_version=None)
 
 
-def _meta(value: Any) -> Any:
-    """A tensor as a meta tensor of the same dtype, shape, strides and offset (no memory); other
-    values as they are, containers walked."""
+def _meta(value: Any, dtypes: Mapping[Any, Any] | None = None) -> Any:
+    """A tensor as a meta tensor of the same shape, strides and offset (no memory) and the same
+    dtype, or the one `dtypes` maps it to; other values as they are, containers walked."""
     import torch
 
     if isinstance(value, torch.Tensor):
         extent = value.storage_offset() + 1 + sum((n - 1) * s for n, s in zip(value.shape, value.stride()))
-        base = torch.empty(max(extent, 1), dtype=value.dtype, device="meta")
+        dtype = (dtypes or {}).get(value.dtype, value.dtype)
+        base = torch.empty(max(extent, 1), dtype=dtype, device="meta")
         return base.as_strided(value.shape, value.stride(), value.storage_offset())
     if isinstance(value, dict):
-        return {k: _meta(v) for k, v in value.items()}
+        return {k: _meta(v, dtypes) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_meta(v) for v in value)
+        return type(value)(_meta(v, dtypes) for v in value)
     return value
+
+
+def _fp8_for(device) -> dict[Any, Any]:
+    """Host FP8 dtypes -> the target's: inputs are built on the host, whose FP8 is OCP, while a
+    suite that picks the format by device (attention) would give gfx942 FNUZ (DESIGN.md's rule)."""
+    from parity.harness.core import capability
+
+    if device is None:
+        return {}
+    try:
+        target = capability.torch_fp8_dtypes(device)
+        host = capability.torch_fp8_dtypes(_host_device())
+    except ValueError:  # no FP8 on one side: nothing to map
+        return {}
+    return {h: t for h, t in zip(host, target) if h != t}
 
 
 @contextlib.contextmanager
@@ -206,17 +222,17 @@ def case_launches(suite, impl, params, device=None):
 
     from parity.harness.measurement import launch_capture
 
-    op, host = suite.op(impl.op), _host_device()
+    op, host, fp8 = suite.op(impl.op), _host_device(), _fp8_for(device)
     try:
         with FakeTensorMode(allow_non_fake_inputs=True):
-            x = _meta(op.inputs(params, host))
+            x = _meta(op.inputs(params, host), fp8)
     except Exception:  # noqa: BLE001 - data-dependent input code: build the inputs for real
         work = op.work(params)
         need = work.bytes_read + work.bytes_written
         if need > REAL_INPUT_BUDGET_BYTES:
             raise RuntimeError(f"the inputs need real values and {need} bytes, more than the "
                                f"{REAL_INPUT_BUDGET_BYTES} this inspection builds") from None
-        x = _meta(op.inputs(params, host))
+        x = _meta(op.inputs(params, host), fp8)
     with _device_properties(device) if device is not None else contextlib.nullcontext():
         with launch_capture.intercepted([]):
             thunk = impl.prepare(x, params)
@@ -257,7 +273,7 @@ def configs_for(launch, target: Target) -> list[tuple[dict[str, Any], Any]]:
     time, or an autotuner's one list; a plain launch has one, its own keywords."""
     if launch.configs is None:
         return [({}, None)]
-    for key in (target.backend, "*"):
+    for key in (f"{target.backend}:{target.device_arch}", target.backend, "*"):  # as Launcher.list_for
         if key in launch.configs:
             return [(c.all_kwargs(), c) for c in launch.configs[key]]
     return []
