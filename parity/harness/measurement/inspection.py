@@ -112,7 +112,7 @@ def target_device(target: Target):
 
 
 def parse_targets(text: str | None) -> list[Target]:
-    names = [t.strip() for t in (text or ",".join(TARGETS)).split(",") if t.strip()]
+    names = [t.strip() for t in (",".join(TARGETS) if text is None else text).split(",") if t.strip()]
     unknown = [n for n in names if n not in TARGETS]
     if unknown or not names:
         raise UsageError(f"unknown target {', '.join(unknown) or repr(text)} (targets: {', '.join(TARGETS)})")
