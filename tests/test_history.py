@@ -58,3 +58,16 @@ def test_history_html_has_the_trend_plot_and_the_table(tmp_path):
     assert page.count("data:image/png;base64,") == 1 and "median time over the first" in page
     assert "slower (1.200x)" in page and "<table" in page and "http" not in page.split("<body>")[1][:200]
     assert_one_error_line(parity("history", results, "--format", "html", cwd=tmp_path), "--out")
+
+
+def test_a_damaged_run_is_left_out_with_a_warning_and_the_rest_shown(tmp_path):
+    results = tmp_path / "results"
+    write_run(results / "a", [stream_record()], H200, run_id="a")
+    write_run(results / "b", [stream_record()], H200, run_id="b")
+    (results / "b" / "measurements.jsonl").write_text('{"schema": "parity.measurement/1", "suite": "stream"}\n')
+    proc = parity("history", results, "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("parity: warning:")]
+    assert len(warned) == 1 and "left out of the history" in warned[0] and str(results / "b") in warned[0]
+    runs = [r for d in json.loads(proc.stdout)["devices"] for r in d["runs"]]
+    assert runs == [str(results / "a")]

@@ -876,7 +876,10 @@ def cmd_merge(args, argv) -> int:
 def cmd_history(args, argv) -> int:
     from parity.harness.reporting import history, machine, report
 
-    groups = history.by_device(history.find_runs(args.results))
+    skipped: list[str] = []
+    groups = history.by_device(history.find_runs(args.results, skipped))
+    for line in skipped:
+        _warn(line)
     if args.device is not None:
         if args.device not in groups:
             raise UsageError(f"no published run of {args.device!r} in {args.results} "

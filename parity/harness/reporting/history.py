@@ -10,16 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, Run, read_run
 from parity.harness.reporting import compare
 from parity.harness.reporting.report import params_text
 
 
-def find_runs(results: Path) -> list[Run]:
-    """Every run under `results`, oldest first (start time, then run id)."""
+def find_runs(results: Path, skipped: list[str] | None = None) -> list[Run]:
+    """Every run under `results`, oldest first (start time, then run id). A damaged run is left
+    out, and why goes into `skipped`: one bad folder does not hide a device's whole history."""
     if not results.is_dir():
         raise UsageError(f"{results}: no such results folder")
-    runs = [read_run(p.parent) for p in sorted(results.glob(f"**/{RUN_FILE}")) if (p.parent / MEASUREMENTS_FILE).exists()]
+    runs = []
+    for path in sorted(results.glob(f"**/{RUN_FILE}")):
+        if not (path.parent / MEASUREMENTS_FILE).exists():
+            continue
+        try:
+            runs.append(read_run(path.parent))
+        except ResultsError as exc:
+            if skipped is None:
+                raise
+            skipped.append(f"{exc} (left out of the history)")
     return sorted(runs, key=lambda r: (str(r.meta.get("started_at") or ""), str(r.meta.get("run_id") or "")))
 
 
