@@ -353,3 +353,18 @@ def test_resume_of_a_missing_or_foreign_folder_is_refused(tmp_path, cpu_device):
     with pytest.raises(ResultsError):
         execute(SMOKE, cpu_device, tmp_path / "foreign", ["x"], resume=True)
     assert sorted(p.name for p in (tmp_path / "foreign").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("ranks", "x", "ranks"), ("ranks", 0, "ranks"), ("ranks", True, "ranks"),
+    ("min_time_s", "soon", "min_time_s"), ("case_timeout_s", [1], "case_timeout_s"),
+])
+def test_a_damaged_recorded_plan_is_one_line_not_a_traceback_later(tmp_path, field, value, problem):
+    from parity.harness.core.results import ResultsError
+    from parity.harness.measurement.runner import RunPlan
+
+    data = RunPlan(suites=("collectives",), ranks=2).to_dict()
+    data[field] = value
+    with pytest.raises(ResultsError, match=f"recorded plan is damaged .*{problem}"):
+        RunPlan.recorded({"plan": data}, tmp_path)
+    RunPlan.recorded({"plan": RunPlan(suites=("collectives",), ranks=2).to_dict()}, tmp_path)  # a sound one loads

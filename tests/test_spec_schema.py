@@ -87,6 +87,8 @@ def test_a_duplicate_spec_id_is_refused(tmp_path):
     (lambda t: t.replace('backend = "cuda"', 'backend = "cuda"\nmemroy_gb = 141'), ["match", "unknown key 'memroy_gb'"]),
     (lambda t: t.replace('id = "labcard"\n', ""), ["missing key 'id'"]),
     (lambda t: t + "\n[[[broken", ["not valid TOML"]),
+    (lambda t: t.replace("name_regex = 'Lab Card 9000'", "name_regex = ['Lab Card 9000']"), ["match.name_regex"]),
+    (lambda t: t.replace('backend = "cuda"', 'backend = ["cuda", "rocm"]'), ["match.backend"]),
 ])
 def test_a_bad_spec_is_refused_with_one_line_naming_file_and_key(tmp_path, edit, needles):
     path = lab_card(tmp_path / "lab", edit)

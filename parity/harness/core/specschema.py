@@ -25,11 +25,11 @@ TOP_KEYS: dict[str, tuple[Any, bool]] = {
     "match": ((dict,), True), "figures": ((dict,), False), "peak_tflops": ((dict,), False),
     "sources": ((dict,), True),
 }
-# How a spec recognizes the hardware it describes. Checked loosely (text or list of text, number or
-# list of numbers): the matching itself lives in specs.py/device.py. One list, to align at a merge.
+# How a spec recognizes the hardware it describes, with the types the matcher (core/identity.py)
+# reads; identity checks the values (positive counts, min below max).
 MATCH_KEYS: dict[str, tuple[Any, ...]] = {
-    "backend": (TEXT, TEXTS), "arch": (TEXT, TEXTS), "name_regex": (TEXT, TEXTS),
-    "market_names": (TEXT, TEXTS), "compute_units": (NUMBER, NUMBERS),
+    "backend": (TEXT,), "arch": (TEXT,), "name_regex": (TEXT,),  # one each: the matcher reads one
+    "market_names": (TEXTS,), "compute_units": ((int,), NUMBERS),
     "memory_gib_min": (NUMBER,), "memory_gib_max": (NUMBER,),
 }  # read by core/identity.py, which matches a device by these
 # A figure (figures.X, peak_tflops.X): its value, sources and confidence, and what it assumes.

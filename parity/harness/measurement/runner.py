@@ -69,6 +69,9 @@ class RunPlan:
             for name in ("time_cap_s", "settle_s", "min_time_s", "case_timeout_s"):
                 if data.get(name) is not None and not isinstance(data[name], (int, float)):
                     problem = f"its {name} is not a number"
+            ranks = data.get("ranks")
+            if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1):
+                problem = "its ranks is not a count"
             if not isinstance(data.get("preset", "quick"), str):
                 problem = "its preset is not a name"
         if problem:

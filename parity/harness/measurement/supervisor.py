@@ -89,7 +89,7 @@ class Supervisor:
             return
         to_worker, from_worker = os.pipe(), os.pipe()
         root = str(Path(__file__).resolve().parents[3])  # the folder holding the parity package
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(p for p in (root, *sys.path) if p)))
         code = "from parity.harness.measurement.supervisor import worker_main; worker_main(%d, %d)" % (
             to_worker[0], from_worker[1])
         # Its own session: Ctrl-C in the terminal reaches this process, which ends the worker; and

@@ -81,7 +81,7 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
         meta = read_run(out).meta
         if "multi_gpu" not in meta:
             raise UsageError(f"{out} is not an --all-gpus run: resume it without --all-gpus")
-        plan = type(plan).from_dict(meta["plan"])
+        plan = type(plan).recorded(meta, out)  # a damaged recorded plan is one line
         cpu_workers = meta["multi_gpu"].get("cpu_workers")
     n = worker_count(device, cpu_workers)
     plan_cases(plan, device)  # bad input fails here, before anything starts
@@ -130,7 +130,7 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=N
         again = resume and (folder / MEASUREMENTS_FILE).exists()
         args = ["--resume", str(folder)] if again else [*distributed.plan_args(plan), "--out", str(folder)]
         if not cpu:
-            args += ["--device", str(i)] if not again else []
+            args += ["--device", str(i)]  # a resumed part too: it belongs to GPU i, not to the default 0
         log = folder.with_suffix(".log").open("a")
         logs.append(log)
         env = distributed.child_env(**{distributed.WORKER_ENV: str(i)})
@@ -233,7 +233,10 @@ def _merge(parts, out: Path, command: list[str], meta_extra: dict[str, Any], sta
             "started_at": first.get("started_at"), "ended_at": _now(), "status": status, "command": command,
             "plan": first.get("plan"), "device": first.get("device"), "versions": first.get("versions"),
             "git": first.get("git"), "host": first.get("host"), "timing": first.get("timing"),
-            "flush_bytes": first.get("flush_bytes")}
+            "flush_bytes": first.get("flush_bytes"),
+            **{key: first[key] for key in ("spec_note", "flush_method", "settle_s", "settle_s_memory",
+                                           "case_timeout_s", "case_timeout_defaults_s", "telemetry")
+               if key in first}}
     meta.update(meta_extra)
     records = []
     names = hosts or [(run.meta.get("host") or {}).get("hostname") for run, _ in runs]
