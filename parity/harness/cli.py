@@ -353,6 +353,8 @@ def cmd_run(args, argv) -> int:
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
                          "--dtype, --size, --shape, --time-cap-s, --settle-s, --min-time-s or --case-timeout-s")
     limits.check_run_numbers(args)
+    if args.cpu_workers is not None and args.all_gpus:
+        raise UsageError("--cpu-workers runs CPU workers in place of the GPUs: give it or --all-gpus, not both")
     if args.time_cap_s is not None and not (math.isfinite(args.time_cap_s) and args.time_cap_s > 0):
         raise UsageError("--time-cap-s must be a positive number of seconds")
     if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
@@ -479,10 +481,17 @@ def _check_report_needs(args) -> None:
             raise UsageError(problem)
 
 
+def _refuse_run_file(out: Path | None, option: str = "--out") -> None:
+    """A file written over a run's own files (run.json, measurements.jsonl) destroys that run."""
+    if out is not None and out.name in (RUN_FILE, MEASUREMENTS_FILE) and (out.parent / RUN_FILE).exists():
+        raise UsageError(f"{option} {out} is a file of the run {out.parent}: writing it would destroy the run")
+
+
 def _emit(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
+    _refuse_run_file(out)
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -776,6 +785,7 @@ def cmd_estimate(args, argv) -> int:
         raise UsageError("--format html needs --out FILE")
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder: give a file name")
+    _refuse_run_file(args.out)
     targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
                else list(specs.load_all().values()))
     if not targets:
@@ -795,11 +805,8 @@ def cmd_estimate(args, argv) -> int:
         tables = [(title, estimate.display_rows(rows))]
         tables += [(f"{r['device']}: one step on {r['gpus']} GPU(s)", estimate.kernel_rows(r)) for r in rows if r.get("kernels")]
         text = report.render(tables, "md" if args.out is not None else args.format, _console())
-    if args.out is not None:
-        args.out.write_text(text or "", encoding="utf-8")
-        print(f"parity: estimate written to {args.out}", file=sys.stderr)
-    elif text:
-        sys.stdout.write(text)
+    if args.out is not None or text:
+        _emit(text or "", args.out)
     if not any(r["fits"] for r in rows):
         print("parity: estimate: fits on none of the devices asked for (see each row's note)", file=sys.stderr)
     return 0
@@ -819,6 +826,7 @@ def cmd_selfcheck(args, argv) -> int:
         raise UsageError(f"--json {args.json}: no folder {args.json.parent}")
     if args.json is not None and args.json.is_dir():
         raise UsageError(f"--json {args.json} is a folder: give a file name")
+    _refuse_run_file(args.json, "--json")
     device = _detect(args.device)
     results = selfcheck.run(device, repeats=args.repeats, settle_s=args.settle_s,
                             progress=lambda text: print(f"parity: selfcheck: {text}", file=sys.stderr, flush=True))
@@ -877,6 +885,7 @@ def cmd_history(args, argv) -> int:
     from parity.harness.reporting import history, machine, report
 
     skipped: list[str] = []
+    _refuse_run_file(args.out)
     groups = history.by_device(history.find_runs(args.results, skipped))
     for line in skipped:
         _warn(line)
@@ -899,14 +908,14 @@ def cmd_history(args, argv) -> int:
         _emit(history.page(groups, trends), args.out)
         return 0
     if args.format == "json":
-        sys.stdout.write(machine.dumps({"schema": "parity.history/1", "devices": [
-            {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}))
+        _emit(machine.dumps({"schema": "parity.history/1", "devices": [
+            {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}), args.out)
         return 0
     tables = [(f"{device}: median ms over {len(groups[device])} run(s), oldest first; faster/slower against the "
                "previous run (compare's verdict)", history.rows(t)) for device, t in trends.items()]
-    text = report.render(tables, args.format, _console())
-    if text:
-        sys.stdout.write(text)
+    text = report.render(tables, "md" if args.out is not None and args.format == "text" else args.format, _console())
+    if args.out is not None or text:
+        _emit(text or "", args.out)
     return 0
 
 

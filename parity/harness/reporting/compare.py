@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -335,6 +336,11 @@ def compare(base: Run | Sequence[Run], new: Run | Sequence[Run], settings: Setti
     base_runs, new_runs = _runs(base), _runs(new)
     if not base_runs or not new_runs:
         raise UsageError("compare needs at least one run on each side")
+    for side in (base_runs, new_runs):
+        ids = [r.meta.get("run_id") or str(Path(r.path).resolve()) for r in side]
+        twice = sorted({str(r.path) for r, i in zip(side, ids) if ids.count(i) > 1})
+        if twice:  # the same samples twice would pass for zero run-to-run variance
+            raise UsageError(f"one run is given twice on one side ({', '.join(twice)}): give each run once")
     devices = {_device(r) for r in base_runs + new_runs}
     side_devices = [{_device(r) for r in side} for side in (base_runs, new_runs)]
     if any(len(d) > 1 for d in side_devices) and not ignore_devices:

@@ -89,6 +89,8 @@ def compare_json(c) -> dict[str, Any]:
         return {"path": str(run.path), "run_id": run.meta.get("run_id"), "device": device.get("name"),
                 "backend": device.get("backend")}
 
+    base_runs, new_runs = tuple(c.base_runs) or (c.base,), tuple(c.new_runs) or (c.new,)
     return plain({"schema": "parity.compare/1", "base": side(c.base), "new": side(c.new),
+                  "base_runs": [side(r) for r in base_runs], "new_runs": [side(r) for r in new_runs],
                   "settings": dict(vars(c.settings)), "cases": records(c.rows), "geomeans": records(c.geomeans()),
                   "only_base": records(c.only_base), "only_new": records(c.only_new), "notes": list(c.notes)})
