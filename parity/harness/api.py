@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL, UsageError
+from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL, UsageError, one_line
 
 DEFAULT_RUNS_DIR = Path("runs")  # ignored by git: a user's runs never land in the repository
 CACHES = ("cold", "warm")
@@ -109,10 +109,6 @@ def _nonnegative(name: str, value) -> None:
         raise MeasureError(f"{name} must be a number of 0 or more, not {value!r}")
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
-
-
 def _hint(exc: BaseException, device) -> str:
     """Where a Triton kernel fails on a machine without a GPU: it was decorated before the
     interpreter was switched on, so it tries to compile for a GPU that is not there."""
@@ -140,14 +136,14 @@ def _validate(output, reference, check):
     try:
         expected = reference() if callable(reference) else reference
     except Exception as exc:  # noqa: BLE001 - the user's reference: one line
-        raise MeasureError(f"the reference raised {_one_line(exc)}") from exc
+        raise MeasureError(f"the reference raised {one_line(exc)}") from exc
     if check is not None:
         try:
             verdict = check(output, expected) if reference is not None else check(output)
         except AssertionError as exc:  # torch.testing.assert_close and plain asserts say why
             return Check(False, math.nan, {}, f"check failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'assertion'}")
         except Exception as exc:  # noqa: BLE001
-            raise MeasureError(f"the check raised {_one_line(exc)}") from exc
+            raise MeasureError(f"the check raised {one_line(exc)}") from exc
         if isinstance(verdict, Check):
             return verdict
         passed = verdict is None or bool(verdict)  # assert_close returns None when it passes
@@ -225,7 +221,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
         output = fn()
         _synchronize(dev)
     except Exception as exc:  # noqa: BLE001 - the user's callable: one line, the cause chained
-        raise MeasureError(f"{name}() raised {_one_line(exc)}{_hint(exc, dev)}") from exc
+        raise MeasureError(f"{name}() raised {one_line(exc)}{_hint(exc, dev)}") from exc
     validation = None
     if reference is not None or check is not None:
         result = _validate(output, reference, check)
@@ -241,7 +237,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
         sampler = telemetry.Sampler(reader)
         stats = timing.measure(fn, kind, policy, flush, window=sampler)
     except Exception as exc:  # noqa: BLE001
-        raise MeasureError(f"{name}() raised {_one_line(exc)} while being timed") from exc
+        raise MeasureError(f"{name}() raised {one_line(exc)} while being timed") from exc
     finally:
         reader.close()
     work = {"flops": int(flops or 0), "bytes_read": int(bytes_read), "bytes_written": int(bytes_written),
@@ -343,7 +339,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     if resume is not None:
         folder, again = Path(resume), True
         limits.check_resume_folder(folder)
-        read_run(folder)  # a missing or corrupt folder is refused before anything runs
+        recorded = read_run(folder)  # a missing or corrupt folder is refused before anything runs
     else:
         folder, again = Path(out) if out is not None else default_out(device), False
         if folder.exists() and not folder.is_dir():
@@ -383,8 +379,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         return RunOutcome(path=folder, code=early, finished=False)
     # The cases run in a supervised worker: a case that hangs or kills its process fails alone.
     # (the recorded plan, read without its checks: the run lock and the device check come in execute)
-    timeout_s = supervisor.case_timeout_s(runner.RunPlan.recorded(read_run(folder).meta, folder) if again else plan,
-                                          device)
+    timeout_s = supervisor.case_timeout_s(runner.RunPlan.recorded(recorded.meta, folder) if again else plan, device)
     with supervisor.Supervisor(device, timeout_s) as supervised:
         try:
             outcome = runner.execute(plan, device, folder, list(command), resume=again, progress=progress,

@@ -138,6 +138,14 @@ class UsageError(ValueError):
     """Bad input from the user: reported as one line and a nonzero exit, never a traceback."""
 
 
+REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of a record's reason or a message: its type and its text."""
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:REASON_CHARS]
+
+
 @dataclass(frozen=True)
 class Suite:
     """A family of ops and the implementations bound to them, with its presets.

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
 
-from parity.harness.core.model import UsageError
+from parity.harness.core.model import UsageError, one_line
 
 @dataclass(frozen=True)
 class Target:
@@ -326,7 +326,7 @@ def compile_facts(launch, target: Target, meta, config, cache_dir: Path | None) 
     try:
         bound, specialization, options, kwargs, backend = _bind(launch, target, meta, config)
     except Exception as exc:  # noqa: BLE001 - a binding error is the row's error
-        return {"status": ERROR, "error": _one_line(exc)}
+        return {"status": ERROR, "error": one_line(exc)}
     key = cache_key(launch, target, specialization, kwargs)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path and path.exists():
@@ -362,7 +362,7 @@ def _compile(launch, target, bound, specialization, options, kwargs, backend) ->
             compiled = triton.compile(ASTSource(launch.kernel, signature, constexprs, attrs),
                                       target=_gpu_target(target), options=options.__dict__)
     except Exception as exc:  # noqa: BLE001 - a compile error is the row's finding
-        return {"status": ERROR, "error": _one_line(exc)}
+        return {"status": ERROR, "error": one_line(exc)}
     if target.backend == "cuda":
         facts = asm_facts.ptx_facts(compiled.asm["ptx"], log.getvalue())
     else:
@@ -372,11 +372,6 @@ def _compile(launch, target, bound, specialization, options, kwargs, backend) ->
     error = (f"needs {shared} bytes of shared memory; {target.name} allows {target.shared_limit_bytes} per block"
              if status == OVER_LIMIT else None)
     return {"status": status, "error": error, "shared_bytes": shared, **asdict(facts)}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:400]}"
 
 
 def instruction_path(case_format: str | None, mma_format: str | None) -> str | None:
@@ -448,7 +443,7 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
     try:
         launches = case_launches(suite, impl, params, device)
     except Exception as exc:  # noqa: BLE001 - the case cannot be prepared: say why, go on
-        yield replace(base, status=ERROR, error=_one_line(exc))
+        yield replace(base, status=ERROR, error=one_line(exc))
         return
     if not launches:
         yield replace(base, error="the implementation launched no Triton kernel")

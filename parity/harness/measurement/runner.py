@@ -17,11 +17,11 @@ from typing import Any, Callable
 from parity.harness.core import device as device_mod
 from parity.harness.core import provenance, registry, runlock
 from parity.harness.measurement import supervisor, telemetry
-from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
+from parity.harness.core.model import (REASON_CHARS, TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite,
+                                       UsageError, one_line)
 from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.measurement.timing import Flush, Policy, measure
 
-REASON_CHARS = 500  # a reason is one line in a table, not a stack trace
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    return text[:REASON_CHARS]
-
-
 def _synchronize(device) -> None:
     if device.is_gpu:
         import torch
@@ -176,13 +171,13 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
     try:
         reason = impl.supports(device, case.params)
     except Exception as exc:  # noqa: BLE001 - a broken predicate fails its case, not the run
-        return record("failed", _one_line(exc))
+        return record("failed", one_line(exc))
     if reason:
         return record("skipped", reason)
     try:
         thunk, check = prepare_checked(op, impl, case, device)
     except Exception as exc:  # noqa: BLE001 - any failure of one case is that case's record
-        return record("failed", _one_line(exc))
+        return record("failed", one_line(exc))
     if not check.passed:
         return record("invalid", check.error, validation=check.to_dict())
     try:
@@ -195,7 +190,7 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
         sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
         stats = (impl.measure or measure)(thunk, timing, policy, flush.evict if cold else None, window=sampler)
     except Exception as exc:  # noqa: BLE001
-        return record("failed", _one_line(exc), validation=check.to_dict())
+        return record("failed", one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)
 
 
@@ -206,7 +201,7 @@ def _details(impl, device, params) -> dict[str, Any]:
     try:
         return dict(impl.details(device, params))
     except Exception as exc:  # noqa: BLE001
-        return {"details_error": _one_line(exc)}
+        return {"details_error": one_line(exc)}
 
 
 def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> dict[str, Any]:

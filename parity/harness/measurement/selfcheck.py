@@ -311,9 +311,9 @@ def run(device, repeats: int = 5, settle_s: float | None = None,
 
 
 def failure(check: str, subject: str, exc: BaseException) -> Result:
-    from parity.harness.measurement.runner import _one_line
+    from parity.harness.core.model import one_line
 
-    return Result(check, subject, f"error: {_one_line(exc)}", None, "-", FAIL)
+    return Result(check, subject, f"error: {one_line(exc)}", None, "-", FAIL)
 
 
 def _agreement(harness: _Harness, name: str, thunk, rounds: int = AGREEMENT_ROUNDS) -> Result:

@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from parity.harness.core.model import one_line
 from parity.harness.core.results import Measurement
 
 DEFAULT_CASE_TIMEOUT_GPU_S = 900.0  # a mamf re-time of a large shape with its 2 s warm-up fits many times over
@@ -228,7 +229,7 @@ def worker_main(recv_fd: int, send_fd: int) -> None:
                 result = runner.run_case(suite, case, device, plan, flush, reader)
                 runner._release(device)
             except Exception as exc:  # noqa: BLE001 - reported as the case's failure by the supervisor
-                send.send(("error", runner._one_line(exc)))
+                send.send(("error", one_line(exc)))
                 continue
             try:
                 send.send(result)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from parity.harness.core import device as device_mod
-from parity.harness.core.model import TIMING_EVENTS, Case, UsageError
+from parity.harness.core.model import TIMING_EVENTS, Case, UsageError, one_line
 from parity.harness.measurement.timing import Policy, Stats, collect_in_window, event_batch, launches_for, wall_batch
 
 EXIT_RANK = 3  # a rank failed or hung: the run ended early
@@ -211,15 +211,9 @@ def join(place: Place, device, timeout_s: float) -> Session:
         dist.init_process_group("nccl" if device.is_gpu else "gloo", store=store, rank=place.rank,
                                 world_size=place.world_size, timeout=timeout)
     except (RuntimeError, ValueError) as exc:
-        raise RankError(f"rank {place.rank} could not join the process group: {_one_line(exc)}") from None
+        raise RankError(f"rank {place.rank} could not join the process group: {one_line(exc)}") from None
     _SESSION = Session(place, dist.PrefixStore("parity", store), timeout_s)
     return _SESSION
-
-
-def _one_line(exc: BaseException) -> str:
-    from parity.harness.measurement.runner import _one_line as one_line
-
-    return one_line(exc)
 
 
 def inject_fault(who: int, at: int) -> None:
@@ -280,8 +274,8 @@ class Leader:
             inject_fault(0, i)
         except Exception as exc:  # noqa: BLE001 - rank 0's own fault ends the run named, like any rank's
             self.failed = True
-            store.set("error/0", _one_line(exc))
-            raise RankError(f"rank 0 failed {case.label()}: {_one_line(exc)}") from None
+            store.set("error/0", one_line(exc))
+            raise RankError(f"rank 0 failed {case.label()}: {one_line(exc)}") from None
         store.set("state/0", f"{i}:1")
         mine = run_case(suite, case, device, plan, flush, reader)
         store.set("state/0", f"{i}:2")
@@ -391,7 +385,7 @@ def follow(session: Session, device) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - any failure of a rank ends it, named, for rank 0 to report
-        message = _one_line(exc)
+        message = one_line(exc)
         try:
             store.set(f"error/{rank}", message)
         except Exception:  # noqa: BLE001 - the store is gone: the launcher reports the exit instead
