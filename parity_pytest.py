@@ -4,7 +4,7 @@ repository runs parity's cases as pytest-benchmark benchmarks, with no clone of 
 It does nothing unless asked: without --parity it adds one option and imports nothing of parity
 (this module lives outside the `parity` package so that importing it cannot switch anything on).
 PARITY_BENCH_PRESET, PARITY_BENCH_SUITES, PARITY_BENCH_IMPLS, PARITY_BENCH_DTYPES and
-PARITY_BENCH_TIME_CAP_S pick the cases (parity/harness/measurement/bench.py).
+PARITY_BENCH_TIME_CAP_S pick the cases (parity/harness/bench.py).
 """
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ def pytest_configure(config):
         return
     if importlib.util.find_spec("pytest_benchmark") is None:
         raise pytest.UsageError("--parity needs pytest-benchmark: pip install pytest-benchmark")
-    spec = importlib.util.find_spec("parity.harness.measurement.bench_cases")
+    spec = importlib.util.find_spec("parity.harness.bench_cases")
     config.args.append(spec.origin)  # collected beside the repository's own tests

@@ -11,7 +11,8 @@ nothing: every call detects the device before it imports a kernel (on a machine 
 switches the Triton interpreter on, TRITON_INTERPRET=1). A Triton kernel of your own must be
 decorated after that: on a machine without a GPU, call `parity.detect()` before importing it.
 """
-__version__ = "0.1.0"
+from parity.harness.core.version import __version__  # noqa: F401
+
 __all__ = ["measure", "run", "load", "specs", "to_torch_benchmark", "table", "detect", "Result", "MeasureError",
            "ValidationError", "UsageError"]
 

@@ -3,7 +3,8 @@
 Specs come from the package and from the folders in PARITY_SPECS_PATH (':'-separated), checked
 against the schema (parity/harness/core/specschema.py) before use.
 """
-from parity.harness.core.specs import DeviceSpec, Figure, SpecError, get, match, parse  # noqa: F401
+from parity.harness.core.identity import match  # noqa: F401
+from parity.harness.core.specs import DeviceSpec, Figure, SpecError, get, parse  # noqa: F401
 
 
 def all() -> list[DeviceSpec]:  # noqa: A001 - the API's name: parity.specs.all()

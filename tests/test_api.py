@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import parity
 from synthetic import H200, gemm_record, stream_record, write_run
 from test_cli import TIMEOUT_S, clean_env
+
+import parity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,14 +130,14 @@ def test_measure_normalizes_against_the_matched_spec(monkeypatch):
     """What a GPU run gives, without one: the device is an H200, the callable a fake 'GPU' matmul."""
     from parity.harness.core import device as device_mod
     from parity.harness.core.device import DeviceInfo
-    from parity.harness.measurement import telemetry, timing
+    from parity.harness.measurement import flush, telemetry_readers, timing
 
     h200 = DeviceInfo(backend="cuda", name="NVIDIA H200", arch="sm_90", index=0, memory_bytes=141 * 10**9,
                       multiprocessors=132, l2_bytes=50 << 20, llc_bytes=50 << 20, driver_version=None,
                       runtime_version=None, spec_id="h200")
     monkeypatch.setattr(device_mod, "detect", lambda index=0, select=True: h200)
-    monkeypatch.setattr(timing.Flush, "buffer", lambda self: None)
-    monkeypatch.setattr(telemetry, "open_reader", lambda device: telemetry.Unavailable("test"))
+    monkeypatch.setattr(flush.Flush, "buffer", lambda self: None)
+    monkeypatch.setattr(telemetry_readers, "open_reader", lambda device: telemetry_readers.Unavailable("test"))
     monkeypatch.setattr("parity.harness.api._synchronize", lambda device: None)
     samples = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0, 1.0, 1.0]
     stats = timing.summarize(samples, "noise")
@@ -291,7 +291,7 @@ def test_specs_api():
                                          "parity.harness.cli"]),
     ("parity.harness.reporting.html", ["parity.harness.scaleout.multigpu", "parity.harness.scaleout.distributed",
                                        "parity.harness.cli"]),
-    ("parity.harness.measurement.bench", ["parity.harness.measurement.runner", "parity.harness.cli"]),
+    ("parity.harness.bench", ["parity.harness.measurement.runner", "parity.harness.cli"]),
     ("parity.harness.measurement.selfcheck", ["parity.harness.cli"]),
     ("parity.harness.api", ["parity.harness.cli"]),
 ])

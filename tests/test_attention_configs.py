@@ -16,6 +16,7 @@ import triton.language as tl
 
 from parity.kernels.attention import configs, inspection, triton_attention, triton_attention_tma, triton_decode
 from parity.suites import attention
+from parity.suites import _attention_op as attention_op
 
 from test_attention_kernels import DEVICE, check_forward, qkv
 
@@ -107,7 +108,7 @@ def test_causal_tiles_are_issued_heaviest_first():
 
 def test_tma_impl_in_the_suite(cpu_device):
     tma = next(i for i in attention.SUITE.impls if i.name == "triton-tma")
-    fwd = attention.params(1, 2, 2, 100, 100, 64, True, "bf16")
+    fwd = attention_op.params(1, 2, 2, 100, 100, 64, True, "bf16")
     assert tma.supports(cpu_device, fwd) is None
     assert "forward" in tma.supports(cpu_device, {**fwd, "direction": "bwd"})
     assert "fp8" in tma.supports(cpu_device, {**fwd, "dtype": "fp8"})
@@ -215,7 +216,7 @@ def test_an_older_triton_is_a_skip_with_its_reason(cpu_device, monkeypatch):
     reason = triton_attention_tma.unavailable()
     assert "make_tensor_descriptor" in reason
     tma = next(i for i in attention.SUITE.impls if i.name == "triton-tma")
-    assert tma.supports(cpu_device, attention.params(1, 2, 2, 100, 100, 64, False, "bf16")) == reason
+    assert tma.supports(cpu_device, attention_op.params(1, 2, 2, 100, 100, 64, False, "bf16")) == reason
 
 
 @pytest.mark.gpu

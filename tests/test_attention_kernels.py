@@ -9,6 +9,7 @@ import torch
 from parity.harness.core import capability
 from parity.kernels.attention import fp8, reference, torch_attention, triton_attention, triton_decode
 from parity.suites import attention
+from parity.suites import _attention_op as attention_op
 
 from conftest import HAS_GPU
 
@@ -23,7 +24,7 @@ def qkv(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype=torch.float16, see
 
 
 def case(q, k, causal, dtype="fp16", direction="fwd"):
-    return attention.params(q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], causal,
+    return attention_op.params(q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], causal,
                             dtype, direction)
 
 

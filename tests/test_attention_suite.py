@@ -13,6 +13,7 @@ from parity.harness.core.model import Work
 from parity.harness.core.results import MEASUREMENTS_FILE, read_records
 from parity.kernels.attention import reference
 from parity.suites import attention
+from parity.suites import _attention_op as attention_op
 
 import synthetic
 from test_cli import parity
@@ -26,7 +27,7 @@ def gpu(backend="cuda", arch="sm_90", name="NVIDIA H100 80GB HBM3"):
 
 
 def p(batch=1, heads=1, kv_heads=1, seq_q=4, seq_k=4, head_dim=8, causal=False, dtype="bf16", direction="fwd"):
-    return attention.params(batch, heads, kv_heads, seq_q, seq_k, head_dim, causal, dtype, direction)
+    return attention_op.params(batch, heads, kv_heads, seq_q, seq_k, head_dim, causal, dtype, direction)
 
 
 # --- FLOPs and bytes ---------------------------------------------------------------------------------
@@ -40,38 +41,38 @@ def p(batch=1, heads=1, kv_heads=1, seq_q=4, seq_k=4, head_dim=8, causal=False, 
     (1, 1000, True, 1000),  # decoding: one query sees the whole cache
 ])
 def test_visible_pairs_by_hand(seq_q, seq_k, causal, pairs):
-    assert attention.visible_pairs(seq_q, seq_k, causal) == pairs
+    assert attention_op.visible_pairs(seq_q, seq_k, causal) == pairs
 
 
 def test_visible_pairs_match_the_reference_mask():
     for seq_q in (1, 2, 7, 16, 33):
         for seq_k in (1, 3, 16, 40):
             mask = reference.visible(seq_q, seq_k, slice(None), "cpu")
-            assert attention.visible_pairs(seq_q, seq_k, True) == int(mask.sum()), (seq_q, seq_k)
+            assert attention_op.visible_pairs(seq_q, seq_k, True) == int(mask.sum()), (seq_q, seq_k)
 
 
 def test_flops_by_hand():
     # B=2, H=3, Sq=Sk=4, D=8, causal: 10 visible pairs per head, 2 matmuls x 2·D FLOPs per pair.
     fwd = p(batch=2, heads=3, causal=True)
-    assert attention.exact_flops(fwd) == 2 * 2 * 8 * 2 * 3 * 10 == 1920
-    assert attention.fa_flops(fwd) == 4 * 2 * 3 * 4 * 4 * 8 // 2 == 1536  # the FA convention: S²/2, not S(S+1)/2
+    assert attention_op.exact_flops(fwd) == 2 * 2 * 8 * 2 * 3 * 10 == 1920
+    assert attention_op.fa_flops(fwd) == 4 * 2 * 3 * 4 * 4 * 8 // 2 == 1536  # the FA convention: S²/2, not S(S+1)/2
     bwd = dict(fwd, direction="bwd")
-    assert attention.exact_flops(bwd) == 5 * 2 * 8 * 2 * 3 * 10 == 4800  # 2.5x: five matmuls
-    assert attention.fa_flops(bwd) == 3840
+    assert attention_op.exact_flops(bwd) == 5 * 2 * 8 * 2 * 3 * 10 == 4800  # 2.5x: five matmuls
+    assert attention_op.fa_flops(bwd) == 3840
     # Non-causal: both conventions agree; Sq != Sk counts Sq·Sk pairs.
     full = p(batch=2, heads=3, seq_q=5, seq_k=9)
-    assert attention.exact_flops(full) == attention.fa_flops(full) == 4 * 2 * 3 * 5 * 9 * 8
+    assert attention_op.exact_flops(full) == attention_op.fa_flops(full) == 4 * 2 * 3 * 5 * 9 * 8
     # GQA: FLOPs follow the query heads, not the KV heads.
-    assert attention.exact_flops(dict(full, kv_heads=1)) == attention.exact_flops(full)
+    assert attention_op.exact_flops(dict(full, kv_heads=1)) == attention_op.exact_flops(full)
     # Causal with Sq < Sk: exact counts bottom-right pairs (9 of 10 for 2x5), FA halves Sq·Sk.
     short = p(seq_q=2, seq_k=5, causal=True)
-    assert attention.exact_flops(short) == 4 * 8 * 9
-    assert attention.fa_flops(short) == 4 * 2 * 5 * 8 // 2
+    assert attention_op.exact_flops(short) == 4 * 8 * 9
+    assert attention_op.fa_flops(short) == 4 * 2 * 5 * 8 // 2
 
 
 def test_decode_bytes_by_hand():
     d = p(batch=4, heads=32, kv_heads=8, seq_q=1, seq_k=1000, head_dim=128)
-    read, written = attention.traffic_bytes(d)
+    read, written = attention_op.traffic_bytes(d)
     assert read == (4 * 32 * 1 * 128 + 2 * 4 * 8 * 1000 * 128) * 2 == 16_416_768  # Q, then K and V caches
     assert written == 4 * 32 * 128 * 2 == 32_768  # O
     w = attention.work(d)
@@ -81,15 +82,15 @@ def test_decode_bytes_by_hand():
 def test_backward_and_fp8_bytes():
     b = p(batch=1, heads=4, kv_heads=2, seq_q=10, seq_k=10, head_dim=16, direction="bwd")
     q, kv = 4 * 10 * 16, 2 * 10 * 16
-    assert attention.traffic_bytes(b) == ((3 * q + 2 * kv) * 2, (q + 2 * kv) * 2)  # read Q K V O dO; write dQ dK dV
+    assert attention_op.traffic_bytes(b) == ((3 * q + 2 * kv) * 2, (q + 2 * kv) * 2)  # read Q K V O dO; write dQ dK dV
     f8 = dict(b, direction="fwd", dtype="fp8")
-    assert attention.traffic_bytes(f8) == (q + 2 * kv, q * 2)  # one byte in, BF16 out
+    assert attention_op.traffic_bytes(f8) == (q + 2 * kv, q * 2)  # one byte in, BF16 out
     assert attention.work(f8).math_dtype == "fp8"
 
 
 def test_work_records_the_fa_count_only_where_given():
     w = attention.work(p(causal=True))
-    assert w.to_dict()["flops_fa"] == attention.fa_flops(p(causal=True))
+    assert w.to_dict()["flops_fa"] == attention_op.fa_flops(p(causal=True))
     assert "flops_fa" not in Work(flops=1, bytes_read=2, bytes_written=3, math_dtype="fp32").to_dict()
 
 

@@ -229,14 +229,14 @@ CASES = [
 def no_run_starts(monkeypatch):
     """Bad input must be refused before anything starts: a run that starts fails the test at once."""
     from parity.harness.measurement import supervisor
-    from parity.harness.scaleout import distributed, multigpu
+    from parity.harness.scaleout import group, multigpu
 
     def started(*args, **kwargs):
         raise AssertionError("bad input started a run")
 
     from parity.harness.core import results
 
-    for module, name in ((results.RunWriter, "__init__"), (distributed, "launch"), (multigpu, "_run_workers"),
+    for module, name in ((results.RunWriter, "__init__"), (group, "launch"), (multigpu, "_run_workers"),
                          (supervisor.Supervisor, "start")):
         monkeypatch.setattr(module, name, started)
 

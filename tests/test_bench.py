@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.harness.measurement import bench
+from parity.harness import bench
 from parity.harness.core.model import UsageError
 from test_cli import TIMEOUT_S, clean_env
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from parity.harness.reporting import collective_report, report
+from parity.harness.core import ranks
+from parity.harness.measurement import instep
 from parity.harness.scaleout import distributed
 from parity.harness.core import roofline, specs
 from parity.harness.core.model import Case
@@ -227,7 +229,7 @@ def gloo_runs(tmp_path_factory):
     def one(name):
         env = clean_env()
         if name in faults:
-            env[distributed.FAULT_ENV] = faults[name]
+            env[ranks.FAULT_ENV] = faults[name]
         if name == "torchrun":
             return name, subprocess.run(torchrun, cwd=d, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
         return name, subprocess.run([sys.executable, "-m", "parity", *map(str, jobs[name])], cwd=d, env=env,
@@ -343,14 +345,14 @@ def test_in_step_small_messages_are_timed_several_calls_per_sample_with_a_barrie
     from parity.harness.measurement.timing import MODE_BACK_TO_BACK, Policy, launches_for
 
     barriers = []
-    monkeypatch.setattr(distributed, "_agree_max", lambda values: list(values))
-    monkeypatch.setattr(distributed, "_barrier", lambda: barriers.append(1))
+    monkeypatch.setattr(instep, "_agree_max", lambda values: list(values))
+    monkeypatch.setattr(instep, "_barrier", lambda: barriers.append(1))
     policy = Policy(warmup_ms=1.0, min_samples=5, max_samples=40, noise_target=0.0, time_cap_s=0.05)
-    stats = distributed.measure_in_step(lambda: None, "wall", policy)
+    stats = instep.measure_in_step(lambda: None, "wall", policy)
     # an empty call takes well under a microsecond: many per sample (how many depends on the host's load)
     assert 1 < stats.launches_per_sample <= launches_for(0.0) and stats.timing_mode == MODE_BACK_TO_BACK
     assert len(barriers) == len(stats.batches) >= 1
-    slow = distributed.measure_in_step(lambda: sum(range(20_000)), "wall", policy)  # ~0.3 ms a call
+    slow = instep.measure_in_step(lambda: sum(range(20_000)), "wall", policy)  # ~0.3 ms a call
     assert slow.launches_per_sample == 1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.harness.core import registry
+from parity.harness.measurement import registry
 from test_cli import clean_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device-check"

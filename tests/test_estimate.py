@@ -40,13 +40,14 @@ def test_every_model_file_loads_and_counts_its_stated_parameters():
 
 def test_llama_gemm_shapes_are_the_gemm_suites():
     from parity.suites import gemm
+    from parity.suites import _gemm_op as gemm_op
 
-    for model_id, (hidden, ffn, heads, kv_heads) in gemm.LLAMA3.items():
+    for model_id, (hidden, ffn, heads, kv_heads) in gemm_op.LLAMA3.items():
         m = llm.get(model_id)
         assert (m.hidden, m.ffn, m.heads, m.kv_heads) == (hidden, ffn, heads, kv_heads)
         step = llm.step(m, "decode", 1, 16, "bf16")
         mine = {k.name: k.shape[1:] for k in step.kernels if k.kind == "gemm" and k.name != "lm_head"}
-        assert mine == {proj: (n, k) for proj, n, k in gemm.llama_projections(model_id)}
+        assert mine == {proj: (n, k) for proj, n, k in gemm_op.llama_projections(model_id)}
 
 
 def test_a_model_file_whose_shapes_miss_its_parameter_count_is_refused(tmp_path):

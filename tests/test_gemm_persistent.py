@@ -15,6 +15,7 @@ import torch
 
 from parity.kernels.gemm import quant, torch_gemm, triton_fp8, triton_persistent as tp, triton_splitk as sk
 from parity.suites import gemm
+from parity.suites import _gemm_op as gemm_op
 from parity.suites.gemm import SUITE
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -282,7 +283,7 @@ def test_torch_fp8_records_name_use_fast_accum(monkeypatch):
 def test_persistent_impl_passes_the_suite_check_and_a_perturbed_output_fails(p, cpu_device):
     if not INTERPRET:
         pytest.skip("the suite's interpreter cases; GPU runs go through `parity run`")
-    op = SUITE.op(gemm.OP_OF[p["dtype"]])
+    op = SUITE.op(gemm_op.OP_OF[p["dtype"]])
     impl = next(i for i in SUITE.impls if i.op == op.name and i.name == "triton-persistent")
     assert impl.supports(cpu_device, p) is None
     inputs = op.inputs(p, cpu_device)

@@ -10,13 +10,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parity.harness.core import capability, registry
+from parity.harness.core import capability
+from parity.harness.measurement import registry
 from parity.harness.reporting import report
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, read_records, read_run
 from parity.harness.measurement.runner import RunPlan, execute, plan_cases, run_case
 from parity.kernels.gemm import torch_gemm
 from parity.suites import gemm
+from parity.suites import _gemm_op as gemm_op
 from parity.suites.gemm import SUITE
 from synthetic import H100 as H100_META, run as synthetic_run
 
@@ -92,7 +94,7 @@ def test_llama_projection_shapes_from_the_published_configs(model, hidden, ffn, 
     head_dim = 128
     want = {"qkv": (heads * head_dim + 2 * kv * head_dim, hidden), "attn_out": (hidden, hidden),
             "mlp_up_gate": (2 * ffn, hidden), "mlp_down": (hidden, ffn)}
-    assert {p: (n, k) for p, n, k in gemm.llama_projections(model)} == want
+    assert {p: (n, k) for p, n, k in gemm_op.llama_projections(model)} == want
     llama = [c for c in cases(H100, "llama") if c.params["model"] == model]
     for case in llama:
         assert (case.params["n"], case.params["k"]) == want[case.params["proj"]]
@@ -109,7 +111,7 @@ def test_fp8_dtype_follows_the_architecture():
 
 def test_mamf_searches_a_grid_and_skips_emulated_fp4():
     h100 = cases(H100, "mamf")
-    assert len(shapes_of(h100)) == len(gemm.MAMF_M) * len(gemm.MAMF_N) * len(gemm.MAMF_K)
+    assert len(shapes_of(h100)) == len(gemm_op.MAMF_M) * len(gemm_op.MAMF_N) * len(gemm_op.MAMF_K)
     assert all(c.params["mamf"] == "search" for c in h100)
     assert "mxfp4" not in {c.params["dtype"] for c in h100}  # emulated on Hopper: no maximum to find
     assert "mxfp4" in {c.params["dtype"] for c in cases(B200, "mamf")}
@@ -195,7 +197,7 @@ CASES = [params("bf16", layout="NN"), params("bf16", layout="TN"), params("fp16"
 def skip_unless_runs_here(p, device):
     """What the suite skips on this device (its own `supports`), a direct call of the kernel skips
     too, with the same reason; in the interpreter, also what an older Triton's interpreter lacks."""
-    impl_ = next(i for i in SUITE.impls if i.op == gemm.OP_OF[p["dtype"]] and i.name == "triton")
+    impl_ = next(i for i in SUITE.impls if i.op == gemm_op.OP_OF[p["dtype"]] and i.name == "triton")
     reason = impl_.supports(device, p)
     if not reason and not device.is_gpu and "fnuz" in p.get("fp8_dtype", ""):
         reason = capability.interpreter_problem("fnuz")
@@ -204,7 +206,7 @@ def skip_unless_runs_here(p, device):
 
 
 def run_op(p, impl, device):
-    op = SUITE.op(gemm.OP_OF[p["dtype"]])
+    op = SUITE.op(gemm_op.OP_OF[p["dtype"]])
     inputs = op.inputs(p, device)
     impl_ = next(i for i in SUITE.impls if i.op == op.name and i.name == impl)
     out = impl_.prepare(inputs, p)()
@@ -236,7 +238,7 @@ def test_fnuz_inputs_are_really_fnuz_with_doubled_scales(host_cpu):
 @pytest.mark.parametrize("dtype", ["bf16", "fp8"])
 def test_torch_ops_pass_their_check_on_the_cpu(dtype, host_cpu):
     p = params(dtype, m=16, n=32, k=64)
-    impl = next(i for i in SUITE.impls if i.op == gemm.OP_OF[dtype] and i.name == "torch")
+    impl = next(i for i in SUITE.impls if i.op == gemm_op.OP_OF[dtype] and i.name == "torch")
     reason = impl.supports(host_cpu, p)
     if reason:
         pytest.skip(reason)
@@ -261,15 +263,15 @@ def test_a_wrong_product_nan_and_a_wrong_shape_fail_the_check(cpu_device):
 
 def test_tolerance_from_the_bound(monkeypatch):
     out = torch.zeros(1, dtype=torch.bfloat16)
-    tol = gemm._tolerance(params("bf16", k=4096), out)
+    tol = gemm_op._tolerance(params("bf16", k=4096), out)
     assert tol["acc_rtol_of_norms"] == pytest.approx(2 * 10 * 64 * 2.0**-24)
     assert tol["out_rtol"] == torch.finfo(torch.bfloat16).eps
-    fp8 = gemm._tolerance(params("fp8", k=4096), out)
+    fp8 = gemm_op._tolerance(params("fp8", k=4096), out)
     assert fp8["acc_rtol_of_norms"] == pytest.approx(tol["acc_rtol_of_norms"])  # fp32 sums on the CPU
-    monkeypatch.setattr(gemm, "_reduced_precision_fp8", lambda output: True)  # as on Hopper
-    hopper = gemm._tolerance(params("fp8", k=4096), out)
+    monkeypatch.setattr(gemm_op, "_reduced_precision_fp8", lambda output: True)  # as on Hopper
+    hopper = gemm_op._tolerance(params("fp8", k=4096), out)
     assert hopper["acc_rtol_of_norms"] == pytest.approx(tol["acc_rtol_of_norms"] + 2 * 4 * 2.0**-13)
-    assert gemm._tolerance(params("bf16", k=4096), out) == tol  # only FP8 sums with 14 bits
+    assert gemm_op._tolerance(params("bf16", k=4096), out) == tol  # only FP8 sums with 14 bits
 
 
 # --- capability on described devices ------------------------------------------------------------------
@@ -347,7 +349,7 @@ def test_emulated_fp4_is_held_to_the_bf16_peak(cpu_device):
 
 def search_record(impl, m, median_ms, dtype="bf16", timing="events", status="ok", tag="search"):
     p = {"m": m, "n": 4096, "k": 4096, "dtype": dtype, "layout": "NT", "mamf": tag}
-    return {"suite": "gemm", "op": gemm.OP_OF[dtype], "impl": impl, "params": p, "status": status,
+    return {"suite": "gemm", "op": gemm_op.OP_OF[dtype], "impl": impl, "params": p, "status": status,
             "timing": timing, "work": gemm.work(p).to_dict(), "time_ms": {"median": median_ms}}
 
 

@@ -8,12 +8,12 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
+from synthetic import gemm_record, stream_record, write_run
+from test_cli import clean_env
 
 from parity.harness.core import device, identity, specs
 from parity.harness.measurement import runner
-from parity.harness.measurement.timing import FLUSH_UNKNOWN_LLC_BYTES, flush_bytes
-from synthetic import gemm_record, stream_record, write_run
-from test_cli import clean_env
+from parity.harness.measurement.flush import FLUSH_UNKNOWN_LLC_BYTES, flush_bytes
 
 GIB = 2**30
 MI300X_BYTES = 205_822_885_888  # what torch reports for an MI300X (191.7 GiB of its 192)
@@ -60,7 +60,7 @@ def test_each_reading_is_its_spec_or_none(dev, expected, how):
     found = identity.identify(dev)
     assert (found.spec_id, found.how) == (expected, how), found.note
     assert found.note and "\n" not in found.note
-    assert (specs.match_device(dev).id if specs.match_device(dev) else None) == expected
+    assert (identity.match_device(dev).id if identity.match_device(dev) else None) == expected
 
 
 def test_every_match_table_is_well_formed_and_no_two_specs_read_alike_without_a_name():

@@ -18,8 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from parity.harness.measurement import inspection
-from parity.harness.measurement.inspection import TARGETS, format_table, instruction_path, summary_counts
+from parity.harness.measurement import inspect_targets, inspection
+from parity.harness.measurement.inspect_targets import TARGETS, instruction_path
+from parity.harness.measurement.inspection import format_table, summary_counts
 
 TIMEOUT_S = 1500
 FULL = os.environ.get("PARITY_INSPECT_FULL") == "1"
@@ -86,16 +87,16 @@ def test_targets_and_their_limits():
     assert set(TARGETS) == {"sm_90a", "sm_100a", "gfx942", "gfx950"}
     assert TARGETS["gfx942"].shared_limit_bytes == 64 * 1024 < TARGETS["gfx950"].shared_limit_bytes
     assert TARGETS["sm_90a"].shared_limit_bytes == 227 * 1024
-    assert [t.name for t in inspection.parse_targets("gfx950,sm_90a,gfx950")] == ["gfx950", "sm_90a"]
+    assert [t.name for t in inspect_targets.parse_targets("gfx950,sm_90a,gfx950")] == ["gfx950", "sm_90a"]
     for bad in ("sm_80", ",", "sm_90a,gfx1"):
         with pytest.raises(ValueError):
-            inspection.parse_targets(bad)
+            inspect_targets.parse_targets(bad)
 
 
 def test_target_devices_follow_the_architecture():
     from parity.harness.core import capability
 
-    h200, mi300x, mi355x = (inspection.target_device(TARGETS[t]) for t in ("sm_90a", "gfx942", "gfx950"))
+    h200, mi300x, mi355x = (inspect_targets.target_device(TARGETS[t]) for t in ("sm_90a", "gfx942", "gfx950"))
     assert (h200.backend, h200.arch, h200.multiprocessors) == ("cuda", "sm_90", 132)
     assert capability.resolve(mi300x, "fp8", "triton").fp8_format == "fnuz"
     assert capability.resolve(mi355x, "mxfp4", "triton").path == "native"

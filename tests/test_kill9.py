@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.harness.core import registry
+from parity.harness.measurement import registry
 from parity.harness.core.model import Check, Impl, Op, Suite, Work
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 from parity.harness.measurement.runner import RunPlan, execute

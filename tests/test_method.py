@@ -4,13 +4,13 @@ stalled batches re-taken, and the duty and clock state of the telemetry window. 
 GPU or sleeps."""
 from __future__ import annotations
 
-import itertools
 import math
 from collections import OrderedDict
 
 import pytest
-
 from fakes.timeline import Timeline
+
+from parity.harness.measurement import flush as flush_mod
 from parity.harness.measurement import telemetry, timing
 from parity.harness.measurement.telemetry import Sample, Unavailable
 from parity.harness.measurement.timing import (
@@ -93,22 +93,20 @@ def write_backs_in_timed_kernel(flush_of) -> int:
 
 
 def test_a_memset_flush_leaves_dirty_lines_that_the_timed_kernel_writes_back():
-    assert write_backs_in_timed_kernel(timing.as_flush) == 64  # the old flush: memset only
+    assert write_backs_in_timed_kernel(flush_mod.as_flush) == 64  # the old flush: memset only
 
 
 def test_the_clean_flush_writes_then_reads_and_the_timed_kernel_pays_no_write_back():
-    assert write_backs_in_timed_kernel(timing.clean_flush) == 0
+    assert write_backs_in_timed_kernel(flush_mod.clean_flush) == 0
     cache = WriteBackCache(8)
     buffer = CachedBuffer(cache, 16)
-    timing.clean_flush(buffer)()
+    flush_mod.clean_flush(buffer)()
     assert buffer.calls == ["write", "read"]
     assert len(cache.held) == 8 and not any(cache.held.values())  # full of clean lines
 
 
 def test_the_runner_flushes_clean_and_records_how(cpu_device):
-    from parity.harness.measurement import runner
-
-    flush = runner.Flush(cpu_device)
+    flush = flush_mod.Flush(cpu_device)
     assert flush.method == "write+read"
     import torch
 
@@ -309,8 +307,9 @@ def test_measure_tells_the_window_every_timed_call_and_their_time():
 
 
 def test_the_report_withholds_power_figures_below_the_duty_floor():
-    from parity.harness.reporting import report
     from synthetic import record, run
+
+    from parity.harness.reporting import report
 
     tel = {"source": "nvml", "sm_clock_mhz_median": 1980.0, "power_w_median": 500.0, "energy_j_per_call": 0.01,
            "duty": 0.3}
@@ -337,6 +336,6 @@ def test_on_the_gpu_a_small_copy_is_timed_back_to_back_and_the_clean_flush_runs(
     assert take.launches > 1 and take.mode == MODE_BACK_TO_BACK, samples
     assert sorted(samples)[8] < timing.SMALL_KERNEL_MS
     buffer = torch.full((64 << 20,), 3, dtype=torch.uint8, device="cuda")
-    timing.clean_flush(buffer)()
+    flush_mod.clean_flush(buffer)()
     torch.cuda.synchronize()
     assert int(buffer.max()) == 0

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from parity.harness.scaleout import multigpu
-from parity.harness.reporting import report
+from parity.harness.reporting import report, spread
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records, read_run
 from synthetic import CPU, H200, record, write_run
 from test_cli import assert_one_error_line, parity
@@ -34,7 +34,7 @@ def test_a_gpu_behind_its_peers_is_called_out():
     for n in (1000, 2000, 4000):
         # GPU 2 takes 5.5 % longer everywhere; GPU 3 1 % longer: within the threshold
         records += per_gpu({0: 1.0, 1: 1.0, 2: 1.055, 3: 1.01}, n=n)
-    rows, callouts = multigpu.spread(records)
+    rows, callouts = spread.spread(records)
     assert len(rows) == 3
     assert all(r["GPUs"] == "4" for r in rows)
     assert all(r["behind > 3 %"] == "GPU 2 (4.7 %)" for r in rows), rows  # 1 - 1.005 / 1.055, the median over 1.055
@@ -43,19 +43,19 @@ def test_a_gpu_behind_its_peers_is_called_out():
     assert len(callouts) == 1 and callouts[0].startswith("GPU 2 runs 4.7 % behind")
     assert "in 3)" in callouts[0]
     # a looser threshold calls nobody out
-    assert multigpu.spread(records, threshold=0.06)[1] == []
+    assert spread.spread(records, threshold=0.06)[1] == []
 
 
 def test_spread_leaves_out_what_is_no_performance():
     records = per_gpu({0: 1.0, 1: 2.0}, timing="wall-interpret") + per_gpu({0: 1.0}, op="add")
     failed = per_gpu({0: 1.0, 1: 5.0}, op="scale")
     failed[1]["status"] = "failed"
-    assert multigpu.spread(records + failed) == ([], [])
+    assert spread.spread(records + failed) == ([], [])
 
 
 def test_hosts_keep_their_gpus_apart():
     records = per_gpu({0: 1.0, 1: 1.0}, host="node-a") + per_gpu({0: 1.2, 1: 1.0}, host="node-b")
-    rows, callouts = multigpu.spread(records)
+    rows, callouts = spread.spread(records)
     assert rows[0]["GPUs"] == "4" and "node-b GPU 0" in rows[0]["behind > 3 %"]
     assert len(callouts) == 1 and callouts[0].startswith("node-b GPU 0 runs 16.7 % behind")
 
@@ -74,7 +74,7 @@ def test_merge_tags_gpus_and_report_shows_a_table_per_gpu(tmp_path):
     df = report.frame([run])
     assert sorted(df["device"]) == ["NVIDIA H200 [GPU 0]", "NVIDIA H200 [GPU 1]"]
     assert len(report.sections(df)) == 2
-    rows, _ = multigpu.spread(run.records)
+    rows, _ = spread.spread(run.records)
     assert rows[0]["behind > 3 %"] == "GPU 1 (4.5 %)"
     named = multigpu.merge([(a, None), (b, None)], tmp_path / "n", ["test"], {}, hosts=["x", "y"])
     assert [r["host"] for r in named.records] == ["x", "y"]
@@ -189,7 +189,7 @@ def test_parity_merge_gathers_node_runs(tmp_path):
     run = read_run(tmp_path / "all")
     assert sorted((r["host"], r["gpu_index"]) for r in run.records) == [
         ("node-a", 0), ("node-a", 1), ("node-b", 0), ("node-b", 1)]
-    rows, callouts = multigpu.spread(run.records)
+    rows, callouts = spread.spread(run.records)
     assert "node-b GPU 1" in rows[0]["behind > 3 %"] and callouts[0].startswith("node-b GPU 1")
     again = parity("merge", a, b, "--out", tmp_path / "all", cwd=tmp_path)
     assert_one_error_line(again, "already holds a run")

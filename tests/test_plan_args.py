@@ -14,8 +14,8 @@ import pytest
 from parity.harness import cli
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 from parity.harness.measurement import runner
-from parity.harness.measurement.runner import RunPlan
-from parity.harness.scaleout import distributed, multigpu
+from parity.harness.measurement.plan import RunPlan
+from parity.harness.scaleout import distributed, group, multigpu
 from test_cli import clean_env
 
 # A value other than the default for every field of RunPlan. A new field must be added here AND be
@@ -47,7 +47,7 @@ def plan_of(argv: list[str], monkeypatch) -> RunPlan:
 
     monkeypatch.setattr(runner, "execute", catch)
     monkeypatch.setattr(multigpu, "run_all", catch)
-    monkeypatch.setattr(distributed, "dispatch", lambda plan, *a, **k: catch(plan))
+    monkeypatch.setattr(group, "dispatch", lambda plan, *a, **k: catch(plan))
     with pytest.raises(Captured) as caught:
         cli.main(["run", *argv])
     return caught.value.plan
@@ -90,9 +90,9 @@ def test_cpu_and_gpu_workers_get_the_whole_plan(plan, tmp_path, monkeypatch):
 
 
 def test_the_collective_launcher_and_its_ranks_get_the_whole_plan(plan, tmp_path, monkeypatch, cpu_device):
-    calls, dispatch = [], distributed.dispatch
+    calls, dispatch = [], group.dispatch
     monkeypatch.setattr(multigpu.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
-    from parity.harness.core import registry
+    from parity.harness.measurement import registry
 
     # The options of the other suites stay with them: collectives take no --shape.
     collective = multigpu.narrowed(plan, [registry.load("collectives")])
@@ -101,7 +101,7 @@ def test_the_collective_launcher_and_its_ranks_get_the_whole_plan(plan, tmp_path
     assert plan_of(_argv_after_run(calls[0]), monkeypatch) == collective
 
     launched = []
-    monkeypatch.setattr(distributed, "launch", lambda n, out, args, timeout_s, *rest: launched.append((n, args)) or 0)
+    monkeypatch.setattr(group, "launch", lambda n, out, args, timeout_s, *rest: launched.append((n, args)) or 0)
     monkeypatch.delenv("RANK", raising=False)
     assert dispatch(plan, cpu_device, tmp_path / "run", resume=False, timeout_s=10.0) == 0
     n, args = launched[0]
@@ -133,7 +133,7 @@ def test_a_shape_given_with_cpu_workers_is_the_only_shape_of_every_worker(tmp_pa
 
 
 def test_a_part_of_a_multi_suite_run_keeps_only_its_own_options(plan):
-    from parity.harness.core import registry
+    from parity.harness.measurement import registry
 
     gemm, coll = registry.load("gemm"), registry.load("collectives")
     assert multigpu.narrowed(plan, []) is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from parity.harness.core import registry
+from parity.harness.measurement import registry
 from parity.harness.measurement import runner
 from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, read_records, read_run

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from parity.harness.core import specs
+from parity.harness.core import identity, specs
 from parity.harness.core.model import UsageError
 
 EXPECTED = {"mi300x", "mi325x", "mi350x", "mi355x", "mi455x", "h100-sxm", "h100-pcie", "h200", "b200",
@@ -44,7 +44,7 @@ def test_every_device_of_the_database_is_there(all_specs):
 
 @pytest.mark.parametrize("backend,arch,name,expected", PRODUCT_NAMES)
 def test_each_product_matches_exactly_its_spec(backend, arch, name, expected):
-    found = specs.match(backend, arch, name)
+    found = identity.match(backend, arch, name)
     assert (found.id if found else None) == expected
 
 
@@ -168,4 +168,4 @@ def test_a_device_with_two_matching_specs_is_an_error(tmp_path, monkeypatch):
     twin = specs.DeviceSpec(**{**spec.__dict__, "id": "twin"})
     monkeypatch.setattr(specs, "load_all", lambda directory=None: {"h200": spec, "twin": twin})
     with pytest.raises(specs.SpecError, match="several specs"):
-        specs.match("cuda", "sm_90", "NVIDIA H200")
+        identity.match("cuda", "sm_90", "NVIDIA H200")

@@ -11,16 +11,17 @@ import pytest
 from parity.harness import cli
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 from parity.harness.measurement import supervisor
-from parity.harness.scaleout import distributed
+from parity.harness.cli.common import EXIT_CASES_FAILED
+from parity.harness.core import ranks
 
 # 4 cases: torch copy and triad... whatever stream's smoke preset gives for one op, one dtype.
 SMALL = ["run", "stream", "--preset", "smoke", "--impl", "torch", "--dtype", "fp32", "--time-cap-s", "0.05"]
 
 
 def run_with_fault(tmp_path, monkeypatch, capsys, fault: str | None, *extra: str):
-    monkeypatch.setenv(distributed.WORKER_ENV, "0")
+    monkeypatch.setenv(ranks.WORKER_ENV, "0")
     if fault:
-        monkeypatch.setenv(distributed.FAULT_ENV, fault)
+        monkeypatch.setenv(ranks.FAULT_ENV, fault)
     out = tmp_path / "run"
     code = cli.main([*SMALL, "--out", str(out), *extra])
     err = capsys.readouterr().err
@@ -37,7 +38,7 @@ def test_how_a_worker_died_in_words():
 
 def test_a_hung_case_is_failed_timed_out_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     code, err, records, meta = run_with_fault(tmp_path, monkeypatch, capsys, "0:hang:1", "--case-timeout-s", "3")
-    assert code == cli.EXIT_CASES_FAILED and "Traceback" not in err
+    assert code == EXIT_CASES_FAILED and "Traceback" not in err
     assert len(records) == 14 and len({r["key"] for r in records}) == 14  # every op at both smoke sizes
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0] is records[1]
@@ -53,7 +54,7 @@ def test_a_hung_case_is_failed_timed_out_and_the_run_goes_on(tmp_path, monkeypat
 @pytest.mark.parametrize("kind, how", [("exit", "exited with status 17"), ("segv", "was killed by SIGSEGV")])
 def test_a_worker_that_dies_fails_its_case_alone(tmp_path, monkeypatch, capsys, kind, how):
     code, err, records, meta = run_with_fault(tmp_path, monkeypatch, capsys, f"0:{kind}:0")
-    assert code == cli.EXIT_CASES_FAILED and "Traceback" not in err
+    assert code == EXIT_CASES_FAILED and "Traceback" not in err
     assert records[0]["status"] == "failed" and records[0]["reason"] == f"the worker running it {how}"
     assert {r["status"] for r in records[1:]} == {"ok"} and len(records) == 14
     assert meta["status"] == "complete" and meta["case_timeout_s"] == supervisor.DEFAULT_CASE_TIMEOUT_CPU_S
@@ -61,7 +62,7 @@ def test_a_worker_that_dies_fails_its_case_alone(tmp_path, monkeypatch, capsys, 
 
 def test_a_case_raising_outside_run_case_is_its_failure(tmp_path, monkeypatch, capsys):
     code, _, records, _ = run_with_fault(tmp_path, monkeypatch, capsys, "0:raise:2")
-    assert code == cli.EXIT_CASES_FAILED
+    assert code == EXIT_CASES_FAILED
     assert records[2]["status"] == "failed" and "injected fault" in records[2]["reason"]
     assert sum(r["status"] == "ok" for r in records) == 13
 

@@ -9,13 +9,14 @@ import time
 from dataclasses import replace
 
 import pytest
-
 from fakes import amdsmi as fake_amdsmi
 from fakes import nvml as fake_nvml
-from parity.harness.measurement import telemetry
+
 from parity.harness.core.device import DeviceInfo
 from parity.harness.core.model import TIMING_WALL
-from parity.harness.measurement.telemetry import Sample, Sampler, Unavailable, open_reader, summarize
+from parity.harness.measurement import telemetry, telemetry_readers
+from parity.harness.measurement.telemetry import Sampler, summarize
+from parity.harness.measurement.telemetry_readers import Sample, Unavailable, open_reader
 from parity.harness.measurement.timing import Policy, measure
 
 CUDA = DeviceInfo(backend="cuda", name="NVIDIA H100 80GB HBM3", arch="sm_90", index=0, memory_bytes=80 << 30,
@@ -64,10 +65,10 @@ def test_nvml_clock_event_reasons_and_which_of_them_throttle():
     s = reader.read()
     assert s.reasons == ("GpuIdle", "SwPowerCap", "HwThermalSlowdown")
     assert s.throttle == ("SwPowerCap", "HwThermalSlowdown")  # idle is a clock event, not throttling
-    assert telemetry.nvml_reasons(0x2 | 0x10 | 0x100) == (("ApplicationsClocksSetting", "SyncBoost",
+    assert telemetry_readers.nvml_reasons(0x2 | 0x10 | 0x100) == (("ApplicationsClocksSetting", "SyncBoost",
                                                            "DisplayClockSetting"), ())
-    assert telemetry.nvml_reasons(0x8)[1] == ("HwSlowdown",)
-    assert telemetry.nvml_reasons(0x200)[0] == ("bit0x200",)
+    assert telemetry_readers.nvml_reasons(0x8)[1] == ("HwSlowdown",)
+    assert telemetry_readers.nvml_reasons(0x200)[0] == ("bit0x200",)
 
 
 def test_nvml_bindings_without_the_new_clock_event_call_use_the_throttle_call():
@@ -397,9 +398,9 @@ def test_settle_defaults():
 
 @pytest.mark.gpu
 def test_real_telemetry_on_this_gpu():
-    from parity.harness.core.device import detect
-
     import torch
+
+    from parity.harness.core.device import detect
 
     device = detect()
     reader = open_reader(device)
@@ -442,7 +443,7 @@ def _double_suite():
 
 @pytest.fixture
 def toy(monkeypatch):
-    from parity.harness.core import registry
+    from parity.harness.measurement import registry
 
     suite = _double_suite()
     monkeypatch.setattr(registry, "load", lambda name: suite)
@@ -464,11 +465,12 @@ def test_every_record_of_a_cpu_run_says_why_it_has_no_telemetry(tmp_path, cpu_de
 
 
 def test_run_case_records_the_readers_summary_over_exactly_the_timed_calls(cpu_device, toy, monkeypatch):
-    from parity.harness.measurement import runner
     from parity.harness.core.model import Case
+    from parity.harness.measurement import case as case_mod
+    from parity.harness.measurement import runner
 
     sleeps = []
-    monkeypatch.setattr(runner.time, "sleep", lambda s: sleeps.append(s))
+    monkeypatch.setattr(case_mod.time, "sleep", lambda s: sleeps.append(s))
     reader, _ = nvml_reader(fake_nvml.Gpu(power_mw=250_000, reasons=0x20))
     plan = runner.RunPlan(suites=("toy",), preset="smoke", time_cap_s=0.1, settle_s=0.25)
     case = Case("toy", "double", "good", {"dtype": "fp32", "n": 4096})
@@ -484,8 +486,8 @@ def test_run_case_records_the_readers_summary_over_exactly_the_timed_calls(cpu_d
 
 
 def test_run_case_without_a_reader_says_so(cpu_device, toy):
-    from parity.harness.measurement import runner
     from parity.harness.core.model import Case
+    from parity.harness.measurement import runner
 
     plan = runner.RunPlan(suites=("toy",), preset="smoke", time_cap_s=0.1)
     rec = runner.run_case(toy, Case("toy", "double", "good", {"dtype": "fp32", "n": 64}), cpu_device, plan, None)

@@ -8,15 +8,14 @@ import random
 import numpy as np
 import pytest
 
-from parity.harness.measurement import timing
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.measurement import timing
+from parity.harness.measurement.flush import FLUSH_UNKNOWN_LLC_BYTES, flush_bytes
 from parity.harness.measurement.timing import (
-    FLUSH_UNKNOWN_LLC_BYTES,
     MAD_TO_SIGMA,
     MAX_BATCH,
     Policy,
     collect,
-    flush_bytes,
     quantile,
     relative_noise,
     summarize,
@@ -391,7 +390,7 @@ def test_relative_noise_sees_a_second_mode():
 
 
 def test_the_hold_covers_the_hosts_queueing_time_and_is_capped():
-    from parity.harness.measurement.timing import HOLD_CAP_MS, hold_ms
+    from parity.harness.measurement.flush import HOLD_CAP_MS, hold_ms
 
     assert hold_ms(32, 0.02) == pytest.approx(1.5 * 32 * 0.02)  # 32 launches of 20 us: ~1 ms held
     assert hold_ms(32, 10.0) == HOLD_CAP_MS  # a slow host never holds the device for long

@@ -93,7 +93,7 @@ class Result:
 
 def table(results: Iterable[Result], fmt: str = "md") -> str:
     """Several results as one table: "md" (markdown) or "text"."""
-    from parity.harness.reporting.report import markdown_table
+    from parity.harness.reporting.tables import markdown_table
 
     rows = [r.row() for r in results]
     if fmt == "md":
@@ -197,7 +197,9 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     """
     from parity.harness.core import device as device_mod
     from parity.harness.core.results import Measurement, Run
+    from parity.harness.measurement import flush as flush_mod
     from parity.harness.measurement import telemetry, timing
+    from parity.harness.measurement.telemetry_readers import open_reader
     from parity.harness.reporting import report
 
     if not callable(fn):
@@ -231,8 +233,8 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     del output
     kind = TIMING_EVENTS if dev.is_gpu else TIMING_WALL
     policy = timing.Policy.for_timing(kind, time_cap_s)
-    flush = timing.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
-    reader = telemetry.open_reader(dev)
+    flush = flush_mod.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
+    reader = open_reader(dev)
     try:
         sampler = telemetry.Sampler(reader)
         stats = timing.measure(fn, kind, policy, flush, window=sampler)
@@ -305,10 +307,10 @@ def run_device(index: int = 0):
     """The device a run uses (a rank: its LOCAL_RANK's GPU), not made current yet: this process
     may only start others."""
     from parity.harness.core import device as device_mod
-    from parity.harness.core.registry import triton_problem
-    from parity.harness.scaleout import distributed
+    from parity.harness.core import ranks
+    from parity.harness.measurement.registry import triton_problem
 
-    device = device_mod.detect(distributed.local_index(index), select=False)
+    device = device_mod.detect(ranks.local_index(index), select=False)
     if index != 0 and not device.is_gpu:
         raise UsageError(f"--device {index}: there is no GPU here (the CPU is the only device)")
     problem = triton_problem()
@@ -330,11 +332,12 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
-    from parity.harness.core import registry
-    from parity.harness.core.results import MEASUREMENTS_FILE, read_run
     from parity.harness.core import limits
-    from parity.harness.measurement import runner, supervisor
-    from parity.harness.scaleout import distributed, multigpu
+    from parity.harness.core.results import MEASUREMENTS_FILE, read_run
+    from parity.harness.measurement import registry, runner, supervisor
+    from parity.harness.measurement.flush import Flush
+    from parity.harness.measurement.plan import RunPlan
+    from parity.harness.scaleout import distributed, group, multigpu
 
     if resume is not None:
         folder, again = Path(resume), True
@@ -349,7 +352,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             raise UsageError(f"{folder} already holds a run: use --resume {folder}, or another --out")
     # Every suite that loads; a plugin that does not is one warning line, and the rest runs.
     chosen = names(suites) or tuple(suite.name for suite in registry.load_all())
-    plan = runner.RunPlan(suites=chosen, preset=preset or "quick",
+    plan = RunPlan(suites=chosen, preset=preset or "quick",
                           impls=names(impls), dtypes=names(dtypes), sizes_bytes=tuple(sizes),
                           time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes),
                           min_time_s=min_time_s, case_timeout_s=case_timeout_s)
@@ -364,7 +367,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
         if older:
             (warn or _warn)(older)
-    unmatched = runner.unmatched_note(device, runner.Flush(device) if device.is_gpu else None)
+    unmatched = runner.unmatched_note(device, Flush(device) if device.is_gpu else None)
     if unmatched:  # also in run.json's spec_note
         (warn or _warn)(unmatched)
     if all_gpus or cpu_workers is not None or (again and multigpu.is_multi_gpu(folder)):
@@ -372,14 +375,17 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             from rich.console import Console
 
             console = Console(stderr=True, highlight=False)
-        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s, console, gpu_progress)
+        from parity.harness.reporting import report
+
+        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s,
+                                lambda run: report.print_run(run, console), gpu_progress)
         return RunOutcome(path=folder, code=code, reported=True)
-    early = distributed.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
+    early = group.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
     if early is not None:
         return RunOutcome(path=folder, code=early, finished=False)
     # The cases run in a supervised worker: a case that hangs or kills its process fails alone.
     # (the recorded plan, read without its checks: the run lock and the device check come in execute)
-    timeout_s = supervisor.case_timeout_s(runner.RunPlan.recorded(recorded.meta, folder) if again else plan, device)
+    timeout_s = supervisor.case_timeout_s(RunPlan.recorded(recorded.meta, folder) if again else plan, device)
     with supervisor.Supervisor(device, timeout_s) as supervised:
         try:
             outcome = runner.execute(plan, device, folder, list(command), resume=again, progress=progress,

@@ -12,8 +12,8 @@ The suite declares the bus bytes, S times the factor, as the work of a call, cro
 interconnect (`Work.bytes_over`), so the report's rate is the bus bandwidth and a GPU run is
 normalized against its spec's interconnect bandwidth per direction. Algorithm bandwidth is derived
 from `size_bytes` (collective_report.py). Every rank runs every case at once; the harness starts
-the ranks (distributed.py) or torchrun does. Each case is timed on every rank and each sample is
-the slowest rank's time (distributed.measure_in_step); as in nccl-tests, a small message is timed
+the ranks (scaleout/group.py) or torchrun does. Each case is timed on every rank and each sample is
+the slowest rank's time (measurement/instep.py, asked for with MEASURE_IN_STEP); as in nccl-tests, a small message is timed
 several calls per event pair (its record's `time_ms.launches_per_sample`), and the ranks meet at a
 barrier before each batch.
 """
@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.distributed as dist
 
-from parity.harness.scaleout.distributed import default_ranks, measure_in_step
-from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.model import MEASURE_IN_STEP, Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.ranks import default_ranks
 from parity.kernels.collectives import torch_collectives
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -244,7 +244,7 @@ SUITE = Suite(
     description="all-reduce, all-gather, reduce-scatter, all-to-all, broadcast over torch.distributed "
                 "(nccl-tests sizes and bus bandwidth), across the ranks of a node or a cluster",
     ops=tuple(_make_op(spec) for spec in COLLECTIVES),
-    impls=tuple(Impl("torch", spec.name, "torch", _prepare(spec), _supports_for(spec), measure=measure_in_step)
+    impls=tuple(Impl("torch", spec.name, "torch", _prepare(spec), _supports_for(spec), measure=MEASURE_IN_STEP)
                 for spec in COLLECTIVES),
     presets=("smoke", "quick", "full"),
     dtypes=tuple(DTYPES),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parity.harness.core import specs
+from parity.harness.core.specs import DeviceSpec
 from parity.harness.core.specschema import MATCH_KEYS as _SCHEMA_MATCH_KEYS
 
 GIB = 2**30
@@ -174,3 +175,14 @@ def identify(device: dict[str, Any] | Any) -> Identity:
         return Identity(None, None, f"{reading.describe()} fits {ids} alike by its hardware, and neither its name nor "
                                     "a market name (amdsmi: pip install 'parity[amd]') tells them apart: no spec")
     return Identity(None, None, f"no spec matches {reading.describe()}")
+
+
+def match(backend: str, arch: str, name: str) -> DeviceSpec | None:
+    """The one spec a device of this backend, arch and name matches, or None (a CPU, an unknown card)."""
+    return match_device({"backend": backend, "arch": arch, "name": name})
+
+
+def match_device(device: dict[str, Any] | Any) -> DeviceSpec | None:
+    """The spec of a DeviceInfo or the `device` dict of a run.json, told by its name and its hardware
+    (arch, compute units, memory, amdsmi's market name)."""
+    return identify(device).spec

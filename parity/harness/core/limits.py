@@ -56,7 +56,7 @@ def available_slots(device) -> tuple[int, str]:
 def check_counts(plan, device, cpu_workers: int | None) -> None:
     """--ranks and --cpu-workers within what the machine has (outside a process group, whose size
     torchrun decides and which may span nodes)."""
-    from parity.harness.scaleout.distributed import place_from_env
+    from parity.harness.core.ranks import place_from_env
 
     have, what = available_slots(device)
     if plan.ranks is not None and place_from_env() is None:

@@ -17,6 +17,9 @@ TIMING_INTERPRET = "wall-interpret"  # host wall clock of the Triton CPU interpr
 
 STATUSES = ("ok", "skipped", "failed", "invalid")
 
+# Impl.measure's name for the sampler of work every rank of a group runs at once (measurement/instep.py).
+MEASURE_IN_STEP = "in-step"
+
 
 @dataclass(frozen=True)
 class Work:
@@ -122,8 +125,9 @@ class Impl:
     path: Callable[[Any, Mapping[str, Any]], str] = field(default=lambda device, params: "native")
     _: KW_ONLY  # the optional hooks below are named at every use, so a new one cannot shift another
     # None: the runner times the thunk with timing.measure. Work whose calls must stay in step
-    # across processes (collectives: every rank takes the same samples) brings its own, same signature.
-    measure: Callable[..., Any] | None = None
+    # across processes (collectives: every rank takes the same samples) names MEASURE_IN_STEP (the
+    # runner's measurement/instep.py), or brings its own sampler with timing.measure's signature.
+    measure: Callable[..., Any] | str | None = None
     # What really runs (a forced SDPA backend and its aten op, an autotuned config), asked after the
     # case has run and recorded in the measurement's `extra`; None records nothing.
     details: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parity import __version__
+from parity.harness.core.version import __version__
 
 
 def versions(device) -> dict[str, Any]:

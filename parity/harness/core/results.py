@@ -17,6 +17,9 @@ RUN_FILE = "run.json"
 MEASUREMENTS_FILE = "measurements.jsonl"
 RUN_SCHEMA = "parity.run/1"
 RECORD_SCHEMA = "parity.measurement/1"
+# Below this share of busy (timed) device time in the telemetry window, power-derived figures are
+# withheld: the power reading then averages holds, flushes and host work (measurement/telemetry.py).
+DUTY_MIN = 0.8
 RECORD_PREFIX = '{"schema": "%s"' % RECORD_SCHEMA  # how every record written by RunWriter begins
 
 
@@ -310,3 +313,8 @@ def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
 
 def done_keys(records: Iterable[dict[str, Any]]) -> set[str]:
     return {r["key"] for r in records if "key" in r}
+
+
+def is_collective(rec: dict[str, Any]) -> bool:
+    """A record of a collective: its bytes move over the interconnect (collectives suite's Work)."""
+    return (rec.get("work") or {}).get("bytes_over") == "interconnect"

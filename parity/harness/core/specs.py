@@ -193,16 +193,3 @@ def get(spec_id: str) -> DeviceSpec:
     if spec_id not in specs:
         raise UsageError(f"unknown spec {spec_id!r} (known: {', '.join(sorted(specs))})")
     return specs[spec_id]
-
-
-def match(backend: str, arch: str, name: str) -> DeviceSpec | None:
-    """The one spec a device of this backend, arch and name matches, or None (a CPU, an unknown card)."""
-    return match_device({"backend": backend, "arch": arch, "name": name})
-
-
-def match_device(device: dict[str, Any] | Any) -> DeviceSpec | None:
-    """The spec of a DeviceInfo or the `device` dict of a run.json, told by its name and its hardware
-    (identity.py: arch, compute units, memory, amdsmi's market name)."""
-    from parity.harness.core import identity
-
-    return identity.identify(device).spec

@@ -40,8 +40,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from parity.harness.measurement import telemetry
 from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL
+from parity.harness.measurement import telemetry
+from parity.harness.measurement.telemetry_readers import open_reader
 from parity.harness.measurement.timing import Policy, measure
 
 PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
@@ -248,7 +249,7 @@ class _Harness:
     """Times thunks as `parity run` does: a settle pause, the sampler around `measure`."""
 
     def __init__(self, device, reader, settle_s: float | None):
-        from parity.harness.measurement.timing import Flush
+        from parity.harness.measurement.flush import Flush
 
         self.device = device
         self.reader = reader
@@ -282,7 +283,7 @@ def run(device, repeats: int = 5, settle_s: float | None = None,
     threads = torch.get_num_threads()
     if not device.is_gpu:
         torch.set_num_threads(1)
-    reader = telemetry.open_reader(device)
+    reader = open_reader(device)
     try:
         try:
             kernels = reference_kernels(device)

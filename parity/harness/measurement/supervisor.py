@@ -1,7 +1,7 @@
 """Cases run in a supervised worker process, so one case that hangs or kills its process ends alone.
 
 `parity run` hands each case to one long-lived worker (a fresh Python that imports torch and the
-suites once, then runs `runner.run_case` case after case) and waits for its record at most the
+suites once, then runs `case.run_case` case after case) and waits for its record at most the
 case's wall-clock limit (`--case-timeout-s`). A case past it is recorded `failed` with the reason
 "timed out after S s"; a worker that dies under a case (a segfault, the OOM killer, a GPU fault,
 os._exit) leaves its case recorded `failed` with how it died. Either way the worker is replaced
@@ -63,7 +63,7 @@ def how_it_died(code: int | None) -> str:
 
 
 class Supervisor:
-    """A case runner (`runner.run_case`'s signature) that runs each case in the worker and turns a
+    """A case runner (`case.run_case`'s signature) that runs each case in the worker and turns a
     timeout or the worker's death into the case's `failed` record."""
 
     runs_elsewhere = True  # runner.execute: the cases use the GPU in the worker, not in this process
@@ -114,12 +114,12 @@ class Supervisor:
         self._ready = True
 
     def __call__(self, suite, case, device, plan, flush=None, reader=None) -> Measurement:
-        from parity.harness.measurement.runner import _now, failed_record
+        from parity.harness.measurement.case import failed_record, now_iso
 
         index = self.cases
         self.cases += 1
         self.start(tuple(plan.suites))
-        started, started_at = time.perf_counter(), _now()
+        started, started_at = time.perf_counter(), now_iso()
         try:
             self._wait_ready()
             started = time.perf_counter()
@@ -189,7 +189,7 @@ def _end_with_parent(poll_s: float = 1.0) -> None:
 
 
 def worker_main(recv_fd: int, send_fd: int) -> None:
-    """The worker: run each case it is given with `runner.run_case`, send back its record."""
+    """The worker: run each case it is given with `case.run_case`, send back its record."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when the worker ends
     _end_with_parent()
     recv, send = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
@@ -199,9 +199,11 @@ def worker_main(recv_fd: int, send_fd: int) -> None:
         return
     device = message[1]
     from parity.harness.core import device as device_mod
-    from parity.harness.core import registry
-    from parity.harness.measurement import runner, telemetry
-    from parity.harness.scaleout import distributed
+    from parity.harness.core import ranks
+    from parity.harness.measurement import registry
+    from parity.harness.measurement.case import release, run_case
+    from parity.harness.measurement.flush import Flush
+    from parity.harness.measurement.telemetry_readers import open_reader
 
     device_mod.use(device)
     for name in message[2]:  # imports (torch, triton, the kernels) are start-up, not a case's time
@@ -209,9 +211,9 @@ def worker_main(recv_fd: int, send_fd: int) -> None:
             registry.load(name)
         except Exception:  # noqa: BLE001 - the case that needs it reports the failure
             pass
-    flush = runner.Flush(device) if device.is_gpu else None
-    reader = telemetry.open_reader(device)
-    worker = os.environ.get(distributed.WORKER_ENV)
+    flush = Flush(device) if device.is_gpu else None
+    reader = open_reader(device)
+    worker = os.environ.get(ranks.WORKER_ENV)
     send.send(("ready",))
     try:
         while True:
@@ -225,9 +227,9 @@ def worker_main(recv_fd: int, send_fd: int) -> None:
             try:
                 suite = registry.load(suite_name)
                 if worker is not None:
-                    distributed.inject_fault(int(worker), index)  # tests: a per-GPU worker's fault
-                result = runner.run_case(suite, case, device, plan, flush, reader)
-                runner._release(device)
+                    ranks.inject_fault(int(worker), index)  # tests: a per-GPU worker's fault
+                result = run_case(suite, case, device, plan, flush, reader)
+                release(device)
             except Exception as exc:  # noqa: BLE001 - reported as the case's failure by the supervisor
                 send.send(("error", one_line(exc)))
                 continue

@@ -11,34 +11,58 @@ event resolution. Sampling goes on for at least `min_time_s` (nvbench's --min-ti
 GPU: the clock and power limiter reach their sustained state), then stops once the relative noise
 is under a target (after a minimum count), or at a time cap. Statistics are the median with
 p10/p90, never a lone mean.
+
+The cold-cache flush and the device hold are flush.py.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.measurement.flush import _sleep_cycles_per_ms, as_flush, hold_ms
 
-FLUSH_UNKNOWN_LLC_BYTES = 512 << 20  # AMD's Infinity Cache is 256 MiB: twice it where size is unknown
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)
-HOLD_CAP_MS = 50.0  # the longest the stream is held while the host queues a batch
+
+
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
 IQR_SIGMAS = 1.349  # the interquartile range of a normal distribution in standard deviations
+
+
 # CUDA documents cudaEventElapsedTime's resolution as "around 0.5 microseconds"; hipEventElapsedTime
 # is no finer. A sample quantized to it has an uncertainty of resolution / sqrt(12) (the standard
 # deviation of a uniform rounding error), however alike the samples look.
 EVENT_RESOLUTION_MS = 0.0005
+
+
 SMALL_KERNEL_MS = 0.010  # below this a kernel is timed several launches per event pair
+
+
 TARGET_SAMPLE_MS = 0.100  # ... enough launches for a sample of about this long (resolution 0.5 %)
+
+
 MAX_LAUNCHES = 64
+
+
 PROBE_SAMPLES = 8  # one-launch samples taken (and dropped) to judge whether a kernel is small
+
+
 WARMUP_QUEUE_MS = 20.0  # the warm-up queues about this much work between synchronizations
+
+
 STALL_SLACK_MS = 0.02  # a gap between samples this much longer than usual is a host stall
+
+
 MAX_RETAKES = 2  # a stalled batch is taken again at most this often, with a longer hold
+
+
 MODE_SINGLE = "single"  # one launch per event pair (or per wall-clock sample)
+
+
 MODE_BACK_TO_BACK = "back-to-back"  # several launches per event pair, the sample is their mean
 
 
@@ -186,50 +210,6 @@ def collect(take_batch: Callable[[int], list[float]], policy: Policy, estimate_m
         batches.append(len(got))
 
 
-def flush_bytes(llc_bytes: int | None, spec_known: bool = True) -> int:
-    """Size of the buffer written before each cold sample: twice the last-level cache. Without a
-    spec the cache torch reports may be the L2 alone (an MI300X read as "AMD Radeon Graphics" hides
-    a 256 MiB Infinity Cache behind 4 MiB of L2), so then at least FLUSH_UNKNOWN_LLC_BYTES."""
-    if not llc_bytes:
-        return FLUSH_UNKNOWN_LLC_BYTES
-    return 2 * llc_bytes if spec_known else max(2 * llc_bytes, FLUSH_UNKNOWN_LLC_BYTES)
-
-
-class Flush:
-    """The cache-flush buffer, allocated on first use (only cold ops on a GPU need it), and the
-    flush itself: a write and a read-only pass, which leave the cache holding clean lines
-    (clean_flush; a memset alone leaves it full of dirty ones). A GPU that matches no spec gets
-    at least FLUSH_UNKNOWN_LLC_BYTES (flush_bytes)."""
-
-    method = "write+read"  # recorded in run.json as flush_method
-
-    def __init__(self, device):
-        self.device = device
-        self.bytes = flush_bytes(device.llc_bytes, spec_known=getattr(device, "spec_id", None) is not None)
-        self._buffer = None
-        self._evict = None
-
-    def evict(self) -> None:
-        if self._evict is None:
-            self._evict = clean_flush(self.buffer())
-        self._evict()
-
-    def buffer(self):
-        if self._buffer is None:
-            import torch
-
-            self._buffer = torch.empty(self.bytes, dtype=torch.uint8, device=f"cuda:{self.device.index}")
-        return self._buffer
-
-
-def hold_ms(k: int, host_ms_per_sample: float, cap_ms: float = HOLD_CAP_MS) -> float:
-    """How long to keep the device busy while the host queues k samples: 1.5x the host's own
-    queueing time for a whole sample (flush, events and launches), capped. Without it a kernel
-    shorter than its launch finds the stream idle, and the host's launch time falls between its
-    start event and the kernel (nvbench holds the stream with a blocking kernel for the same reason)."""
-    return min(1.5 * k * max(host_ms_per_sample, 0.0), cap_ms)
-
-
 def launches_for(sample_ms: float) -> int:
     """Launches per event pair for a kernel whose one-launch sample is `sample_ms`: one from
     SMALL_KERNEL_MS up, else enough for a sample of about TARGET_SAMPLE_MS (nccl-tests and
@@ -251,44 +231,6 @@ def host_stalls(gaps_ms: Sequence[float]) -> list[int]:
     usual = quantile(sorted(gaps_ms), 0.5)
     limit = 1.5 * max(usual, 0.0) + STALL_SLACK_MS
     return [i for i, gap in enumerate(gaps_ms) if gap > limit]
-
-
-@functools.lru_cache(maxsize=None)
-def _sleep_cycles_per_ms(cuda, device_index: int) -> float | None:
-    """Clock cycles of `cuda._sleep` per ms on this device, timed once with events; None where
-    this torch has no `_sleep` (then nothing holds the stream)."""
-    sleep = getattr(cuda, "_sleep", None)
-    if sleep is None:
-        return None
-    cycles = 1_000_000
-    sleep(cycles)  # the first launch loads the kernel
-    start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
-    start.record()
-    sleep(cycles)
-    end.record()
-    end.synchronize()
-    return cycles / max(start.elapsed_time(end), 1e-3)
-
-
-def as_flush(flush) -> Callable[[], Any] | None:
-    """The flush as a call: a callable as it is; a bare buffer (the old interface) is memset."""
-    if flush is None or callable(flush):
-        return flush
-    return flush.zero_
-
-
-def clean_flush(buffer) -> Callable[[], Any]:
-    """Evict the last-level cache and leave it holding clean lines: a write pass over the buffer
-    (twice the LLC) evicts whatever the last sample left, then a read-only pass replaces the
-    buffer's own dirty lines with clean ones. After a memset alone the cache is full of dirty
-    lines, and the timed kernel pays for their write-back (up to the LLC's size)."""
-    words = buffer.view(-1)
-
-    def flush() -> None:
-        buffer.zero_()
-        words.amax()  # a reduction reads every line and writes one element
-
-    return flush
 
 
 class EventSampler:

@@ -13,10 +13,8 @@ from typing import Any
 
 from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_INTERPRET
-
-
-def is_collective(rec: dict[str, Any]) -> bool:
-    return (rec.get("work") or {}).get("bytes_over") == "interconnect"
+from parity.harness.core.results import is_collective
+from parity.harness.reporting.tables import human_bytes, spec_for
 
 
 def bandwidths(rec: dict[str, Any]) -> tuple[float, float]:
@@ -27,7 +25,6 @@ def bandwidths(rec: dict[str, Any]) -> tuple[float, float]:
 
 
 def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
-    from parity.harness.reporting.report import human_bytes, spec_for
 
     out = []
     for run in runs:

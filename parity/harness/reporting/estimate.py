@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parity.harness.core import llm, priors, prices, roofline
+from parity.harness.core import llm, prices, priors, roofline
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import Run
 from parity.harness.reporting import project

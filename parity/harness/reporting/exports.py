@@ -14,8 +14,7 @@ def torch_measurements(run: Run) -> list:
     skipped, failed and invalid records."""
     from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-    from parity.harness.reporting.report import params_text
-    from parity.harness.reporting.spread import device_label
+    from parity.harness.reporting.tables import device_label, params_text
 
     out = []
     for rec in run.records:

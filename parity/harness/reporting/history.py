@@ -12,7 +12,7 @@ from typing import Any
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, Run, read_run
 from parity.harness.reporting import compare
-from parity.harness.reporting.report import params_text
+from parity.harness.reporting.tables import params_text
 
 
 def find_runs(results: Path, skipped: list[str] | None = None) -> list[Run]:

@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness.reporting import crosstab, report
-from parity.harness.reporting.spread import extra_tables
 from parity.harness.core import specs
-from parity.harness.reporting.plots import Plot
 from parity.harness.core.results import Run
+from parity.harness.reporting import crosstab, report
+from parity.harness.reporting.plots import Plot
+from parity.harness.reporting.spread import extra_tables
 from parity.harness.reporting.summary import summarize
 
 NUMERIC = re.compile(r"^[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?(\s|x|$|%|\s\[)", re.IGNORECASE)

@@ -32,25 +32,24 @@ def dumps(data: Any) -> str:
     return json.dumps(plain(data), indent=2, allow_nan=False) + "\n"
 
 
-def suites_json(suites, device) -> dict[str, Any]:
+def suites_json(suites, device, origin, problems: list[str]) -> dict[str, Any]:
     """Every suite: where it came from, its ops with their implementations, presets with their case
-    counts on this device, dtypes, and what --size and --shape take."""
-    from parity.harness.core import registry
-
+    counts on this device, dtypes, and what --size and --shape take. `origin(suite, impl=None)` names the
+    package each came from and `problems` are the plugins' (both the registry's, which the command asks)."""
     out = []
     for suite in suites:
         ops = []
         for op in suite.ops:
-            impls = [{"name": i.name, "backend": i.backend, "origin": registry.origin(suite.name, i.name)}
+            impls = [{"name": i.name, "backend": i.backend, "origin": origin(suite.name, i.name)}
                      for i in suite.impls if i.op == op.name]
             ops.append({"name": op.name, "description": op.description, "cache": op.cache, "metric": op.metric,
                         "impls": impls})
-        out.append({"name": suite.name, "description": suite.description, "origin": registry.origin(suite.name),
+        out.append({"name": suite.name, "description": suite.description, "origin": origin(suite.name),
                     "collective": suite.collective, "ops": ops,
                     "presets": {p: len(suite.cases(p, device)) for p in suite.presets},
                     "dtypes": list(suite.dtypes), "sizes": suite.size_help or None, "shapes": suite.shape_help or None})
     return plain({"schema": "parity.list/1", "device": {"name": device.name, "backend": device.backend},
-                  "suites": out, "problems": registry.problems()})
+                  "suites": out, "problems": problems})
 
 
 def figure_json(fig) -> dict[str, Any]:

@@ -21,8 +21,9 @@ import pandas as pd
 
 from parity.harness.core import roofline, specs
 from parity.harness.core.model import TIMING_INTERPRET
-from parity.harness.reporting.report import SECTION_TITLES, _above_peak, human_bytes
 from parity.harness.core.results import Run
+from parity.harness.reporting.report import SECTION_TITLES, _above_peak
+from parity.harness.reporting.tables import human_bytes
 
 DPI = 100
 INSTALL_HINT = "pip install 'parity[report]'"

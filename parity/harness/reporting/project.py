@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from parity.harness.core import priors, roofline, specs
+from parity.harness.core import identity, priors, roofline, specs
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
-from parity.harness.reporting.report import _figure, params_text
 from parity.harness.core.results import Run
+from parity.harness.reporting.report import _figure
+from parity.harness.reporting.tables import params_text
 
 
 def _rate(rec: dict[str, Any], seconds: float) -> float:
@@ -77,7 +78,7 @@ def source_spec(run: Run):
     if device.get("backend") not in ("cuda", "rocm"):
         raise UsageError(f"{run.path} ran on {device.get('name')} ({device.get('backend')}): only GPU runs, "
                          "timed with device events, carry an efficiency to another device")
-    source = specs.match_device(device)
+    source = identity.match_device(device)
     if source is None:
         raise UsageError(f"{run.path} ran on {device.get('name')}, which matches no spec: its efficiency "
                          "cannot be carried to another device")

@@ -12,10 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.harness.reporting import html, plots, report
 from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
+from parity.harness.reporting import html, plots, report, tables
 from parity.harness.reporting.summary import summarize
 
 INDEX = "README.md"
@@ -103,7 +103,7 @@ def index(root: Path, runs: list[Run]) -> str:
             "tables": f"[md]({rel}/{REPORT_MD}), [html]({rel}/{REPORT_HTML})",
         })
     rows.sort(key=lambda r: (r["date"], r["run"]), reverse=True)
-    table = report.markdown_table("Published runs", rows)
+    table = tables.markdown_table("Published runs", rows)
     return INTRO + "\n" + table.replace("### Published runs", "## Published runs", 1)
 
 

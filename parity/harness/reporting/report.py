@@ -7,16 +7,14 @@ they measure the interpreter, not a kernel.
 """
 from __future__ import annotations
 
-import io
 from typing import Any, Iterable
 
 import pandas as pd
 
-from parity.harness.core import roofline, specs
-from parity.harness.reporting.spread import device_label
+from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
-from parity.harness.core.results import Run
-from parity.harness.measurement.telemetry import DUTY_MIN
+from parity.harness.core.results import DUTY_MIN, Run
+from parity.harness.reporting.tables import device_label, params_text, render, spec_for
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -24,38 +22,9 @@ SECTION_TITLES = {
     TIMING_INTERPRET: ("Triton CPU interpreter, wall clock: these runs check correctness; their times "
                        "measure the interpreter, not a kernel, and get no rates"),
 }
+
+
 SECTION_ORDER = (TIMING_EVENTS, TIMING_WALL, TIMING_INTERPRET)
-
-
-def human_bytes(n: float) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            value = n / (1 << shift)
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def params_text(params: dict[str, Any]) -> str:
-    parts = []
-    for key, value in params.items():
-        if key == "dtype":
-            continue
-        if key.endswith("_bytes"):
-            parts.append(f"{key[:-6]}={human_bytes(value)}")
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts)
-
-
-def spec_for(run: Run, to_spec=None):
-    """The spec a run is normalized against: the one asked for, else the one its device matches."""
-    if to_spec is not None:
-        return to_spec
-    specs.load_all()  # a broken spec file (PARITY_SPECS_PATH) is one error line, never a silent loss of normalization
-    try:
-        return specs.match_device(run.meta.get("device", {}))
-    except specs.SpecError:
-        return None
 
 
 def _normalize(rec: dict[str, Any], spec, gbps, tflops) -> dict[str, Any]:
@@ -278,36 +247,6 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def markdown_table(title: str, rows: list[dict[str, str]]) -> str:
-    headers = list(rows[0])
-    out = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(str(row[h]).replace("|", "\\|") for h in headers) + " |" for row in rows]
-    return "\n".join(out) + "\n\n"
-
-
-def rich_table(title: str, rows: list[dict[str, str]]):
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title), title_justify="left")
-    for header in rows[0]:
-        numeric = header in ("n", "rate") or any(w in header for w in ("%", "time", "ms", "measured", "projected", "error", "efficiency", "range"))
-        table.add_column(escape(header), overflow="fold", justify="right" if numeric else "left")
-    for row in rows:
-        table.add_row(*(escape(str(v)) for v in row.values()))
-    return table
-
-
-def render(tables: list[tuple[str, list[dict[str, str]]]], fmt: str, console=None) -> str | None:
-    """Text tables go to the console; markdown comes back as a string."""
-    if fmt == "md":
-        return "".join(markdown_table(title, rows) for title, rows in tables if rows)
-    for title, rows in tables:
-        if rows:
-            console.print(rich_table(title, rows))
-    return None
-
-
 def to_markdown(df: pd.DataFrame) -> str:
     return render([(title, display_rows(group)) for title, group in sections(df)], "md")
 
@@ -329,3 +268,13 @@ def to_parquet(df: pd.DataFrame, path) -> None:
         if len(kinds) > 1:
             out[column] = out[column].map(lambda v: None if _missing(v) else str(v))
     out.to_parquet(path, index=False)
+
+
+def print_run(run: Run, console) -> None:
+    """After a run (--all-gpus, parity submit): its tables, then the spread and collectives tables."""
+    from parity.harness.reporting import spread
+
+    df = frame([run])
+    if not df.empty:
+        print_tables(df, console)
+    spread.print_extra([run], console)

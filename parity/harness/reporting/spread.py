@@ -2,7 +2,7 @@
 record came from, the same case's time on every GPU, and the GPUs that fall behind their peers.
 
 A report section, so it reads records only: the report and the HTML page take it from here, never
-from the multi-GPU runner (scaleout/multigpu.py), which keeps its names importable.
+from the multi-GPU runner (scaleout/multigpu.py).
 """
 from __future__ import annotations
 
@@ -11,27 +11,15 @@ import sys
 from typing import Any
 
 from parity.harness.core.model import TIMING_INTERPRET
+from parity.harness.reporting.tables import gpu_label, params_text, render
 
 BEHIND_THRESHOLD = 0.03  # a GPU more than 3 % slower than the median of its peers is called out
-
-
-def device_label(rec: dict[str, Any]) -> str | None:
-    """The device column of the report: the name, and which GPU (and host) in a run over several."""
-    if rec.get("gpu_index") is None:
-        return rec.get("device")
-    return f"{rec.get('device')} [{gpu_label(rec, 2)}]"  # host only where the run names it
-
-
-def gpu_label(rec: dict[str, Any], hosts: int = 1) -> str:
-    gpu = f"GPU {rec.get('gpu_index')}"
-    return f"{rec.get('host')} {gpu}" if hosts > 1 and rec.get("host") else gpu
 
 
 def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str, str]], list[str]]:
     """Per case run on two or more GPUs: min, median and max time and the GPUs more than
     `threshold` behind the median (rate lost: 1 - t_median / t_gpu); per GPU, the median of that
     over the cases, called out above the threshold. Interpreter timings are no performance: left out."""
-    from parity.harness.reporting.report import params_text
 
     by_case: dict[str, dict[str, Any]] = {}
     hosts = len({r.get("host") for r in records if r.get("gpu_index") is not None})
@@ -85,9 +73,7 @@ def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
 
 def print_extra(runs, console) -> None:
     """After a run: the spread and collectives tables on the console, the GPUs behind on stderr."""
-    from parity.harness.reporting import report
-
-    report.render(extra_tables(runs), "text", console)
+    render(extra_tables(runs), "text", console)
     for line in spread_warnings(runs):
         print(f"parity: warning: {line}", file=sys.stderr)
 

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from parity.harness.core.model import TIMING_INTERPRET
+from parity.harness.core.results import Run
 from parity.harness.reporting.plots import case_params
 from parity.harness.reporting.report import _above_peak, _missing, _pct, rate_text
-from parity.harness.core.results import Run
 
 HBM_FACTOR = 4  # working sets this many times the LLC and above are HBM numbers
 

@@ -4,7 +4,7 @@ spread between GPUs, with the GPUs that fall behind their peers called out.
 `parity run --all-gpus` starts one worker per visible GPU (`--cpu-workers N`: N CPU workers, for
 tests and CI), all at once, so they share the node's power and cooling as in training; each
 writes an ordinary, resumable run under OUT/gpus/gpu-N/ (its output in OUT/gpus/gpu-N.log). A
-collective suite in the plan runs once across all GPUs instead (distributed.py), under
+collective suite in the plan runs once across all GPUs instead (distributed.py, group.py), under
 OUT/collectives/. When the workers are done their records are merged into OUT, each tagged with
 its GPU (`gpu_index`) and host, so `parity report OUT` reads one run. A worker that dies, or writes
 no record for the rank timeout, ends the run with one line naming its GPU; what the others wrote is
@@ -21,15 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from parity.harness.reporting import collective_report
-from parity.harness.scaleout import distributed
-from parity.harness.core import registry, runlock
+from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, read_run
-# The spread between GPUs is a report section: it lives in reporting/spread.py (the report reads
-# results only, never this runner); its names stay importable from here.
-from parity.harness.reporting.spread import (BEHIND_THRESHOLD, device_label, extra_tables,  # noqa: F401
-                                            gpu_label, print_extra, spread, spread_warnings)
+from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, WORKER_ENV, child_env, place_from_env
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, is_collective, read_run
+from parity.harness.measurement import registry
+from parity.harness.scaleout import distributed, group
 
 GPUS_DIR = "gpus"
 COLLECTIVES_DIR = "collectives"
@@ -58,24 +55,23 @@ def worker_count(device, cpu_workers: int | None) -> int:
 
 
 def run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
-            console, progress=None) -> int:
-    """`parity run --all-gpus`: the workers, then the collective suites, then the merge and report,
-    holding OUT's lock throughout (each worker holds its own part's). `progress(done, total)` (if
+            show, progress=None) -> int:
+    """`parity run --all-gpus`: the workers, then the collective suites, then the merge (its tables
+    `show(run)` prints), holding OUT's lock throughout (each worker holds its own part's). `progress(done, total)` (if
     given) hears each worker's record count as it grows: done maps the GPU index to its records so
     far, total is the cases each worker has to run."""
     with runlock.hold(out, "resume" if resume else "run", fresh=not resume):
-        return _run_all(plan, device, out, resume, cpu_workers, timeout_s, console, progress)
+        return _run_all(plan, device, out, resume, cpu_workers, timeout_s, show, progress)
 
 
 def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, timeout_s: float | None,
-             console, progress=None) -> int:
-    from parity.harness.reporting import report
+             show, progress=None) -> int:
     from parity.harness.measurement.runner import plan_cases
 
-    timeout_s = distributed.DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     if timeout_s <= 0:
         raise UsageError("--rank-timeout-s must be positive")
-    if distributed.place_from_env() is not None:
+    if place_from_env() is not None:
         raise UsageError("--all-gpus starts a process per GPU itself: run it outside torchrun")
     if resume:
         meta = read_run(out).meta
@@ -110,13 +106,10 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
                           "parts": [str(p.relative_to(out)) for p, _ in parts]}}
     run = merge(present, out, ["parity", "run", "--all-gpus", *distributed.plan_args(plan)], meta,
                 status="failed" if error else "complete")
-    df = report.frame([run])
-    if not df.empty:
-        report.print_tables(df, console)
-    print_extra([run], console)
+    show(run)  # the command prints the merged run's tables
     if error:
         print(f"parity: error: {error}; finished records are merged in {out}", file=sys.stderr)
-        return distributed.EXIT_RANK
+        return EXIT_RANK
     counts = run.meta.get("counts", {})
     print(f"parity: {', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing'} over {n} "
           f"{'workers' if cpu_workers else 'GPUs'}; results in {out}", file=sys.stderr)
@@ -133,13 +126,13 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=N
             args += ["--device", str(i)]  # a resumed part too: it belongs to GPU i, not to the default 0
         log = folder.with_suffix(".log").open("a")
         logs.append(log)
-        env = distributed.child_env(**{distributed.WORKER_ENV: str(i)})
+        env = child_env(**{WORKER_ENV: str(i)})
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:
         return _watch_workers(procs, parts, timeout_s, watch)
     finally:
-        distributed.stop_processes(procs)
+        group.stop_processes(procs)
         for log in logs:
             log.close()
 
@@ -203,7 +196,7 @@ def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     with log_path.open("a") as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=distributed.child_env())
+                               env=child_env())
     if code in (0, 1):
         return None
     said = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("parity: error: ")]
@@ -246,7 +239,7 @@ def _merge(parts, out: Path, command: list[str], meta_extra: dict[str, Any], sta
         devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
         for rec in run.records:
             index = gpu if gpu is not None else rec.get("gpu_index")
-            if index is None and not collective_report.is_collective(rec):
+            if index is None and not is_collective(rec):
                 index = device.get("index")  # a plain single-GPU run: the GPU it ran on
             records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
     meta["devices"] = devices

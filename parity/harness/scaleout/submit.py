@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.harness.core.model import UsageError
+from parity.harness.core.ranks import EXIT_RANK
 
 NODES_DIR = "nodes"
 SLURM_DIR = "slurm"
@@ -35,7 +36,7 @@ def check_suites(names: tuple[str, ...]) -> None:
     """Suite names are checked here, before a job waits in the queue; presets, dtypes and sizes are
     checked on the node (they live in the suite modules, which import the kernels: not on a login
     node). The CLI has checked the rest of the run's arguments."""
-    from parity.harness.core import registry
+    from parity.harness.measurement import registry
 
     known = registry.suite_names()
     for name in names:
@@ -43,7 +44,7 @@ def check_suites(names: tuple[str, ...]) -> None:
             raise UsageError(f"unknown suite {name!r} (suites: {', '.join(known)})")
 
 
-def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], console,
+def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: dict[str, Any], show,
            suites: tuple[str, ...] = (), wait: bool = True) -> int:
     try:
         import submitit
@@ -86,14 +87,11 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
                              {"nodes": [{"part": str(p.relative_to(out)), "host": h} for p, h in present]},
                              status="failed" if failures else "complete",
                              hosts=node_labels([h for _, h in present]))
-        from parity.harness.reporting import report
-
-        report.print_tables(report.frame([run]), console)
-        multigpu.print_extra([run], console)
+        show(run)  # the command prints the gathered run's tables
     for line in failures:
         print(f"parity: error: {line}", file=sys.stderr)
     if failures:
-        return multigpu.distributed.EXIT_RANK
+        return EXIT_RANK
     print(f"parity: {nodes} node(s) gathered in {out}", file=sys.stderr)
     return 0
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from parity.kernels.attention import configs, triton_attention, triton_attention_tma, triton_decode
+from parity.kernels.attention import (
+    configs,
+    tiles,
+    triton_attention,
+    triton_attention_bwd,
+    triton_attention_tma,
+    triton_decode,
+)
 
 BATCH, HEADS, SEQ = 4, 16, 4096
 DECODE_HEADS, DECODE_KV_HEADS, DECODE_SEQ = 32, 8, 65536
@@ -101,7 +108,7 @@ def _decode_values(head_dim: int, block_d: int) -> dict[str, Any]:
 
 
 KERNEL_OBJECTS = {"fwd": triton_attention._attn_fwd, "fwd_tma": triton_attention_tma._attn_fwd_tma,
-                  "dkdv": triton_attention._attn_bwd_dkdv, "dq": triton_attention._attn_bwd_dq,
+                  "dkdv": triton_attention_bwd._attn_bwd_dkdv, "dq": triton_attention_bwd._attn_bwd_dq,
                   "decode": triton_decode._decode_split}
 
 
@@ -137,7 +144,7 @@ def cases(arch: str, head_dims=(64, 128, 256), kernels=configs.KERNELS, causal: 
     target = configs.target_of(arch)
     out = []
     for head_dim in head_dims:
-        block_d = triton_attention._block_d(head_dim)
+        block_d = tiles._block_d(head_dim)
         for name, dtype in ((n, d) for n in kernels for d in dtypes if d == "bf16" or n == "fwd"):
             for i, cfg in enumerate(configs.lists(name, target, block_d)):
                 if lead_only and i:

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from parity.kernels.attention import configs
-from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _block_d, _check, _heads, _key_range
+from parity.kernels.attention.tiles import LOG2E, LOW_PRECISION, _block_d, _check, _heads, _key_range
 from parity.kernels.launch import Launcher, as_config
 
 INTERPRETER_CONFIG = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1}

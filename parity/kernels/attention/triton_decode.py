@@ -16,8 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from parity.kernels.attention.triton_attention import LOG2E, LOW_PRECISION, _block_d, _check, _fwd_blocks, _strides
 from parity.kernels.attention import configs
+from parity.kernels.attention.tiles import LOG2E, LOW_PRECISION, _block_d, _check, _strides
+from parity.kernels.attention.triton_attention import _fwd_blocks
 from parity.kernels.launch import Launcher, as_config
 
 MAX_ROWS = 128  # group x seq_q rows in one tile; more is prefill, for triton_attention.forward

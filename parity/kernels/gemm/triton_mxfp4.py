@@ -19,8 +19,8 @@ import triton
 import triton.language as tl
 
 from parity.kernels.gemm.common import check_index_range, config, grouped_tile, store_tile, tile_grid
-from parity.kernels.launch import Launcher
 from parity.kernels.gemm.quant import MX_BLOCK
+from parity.kernels.launch import Launcher
 
 CONFIGS = {
     # BLOCK_K counts e2m1 values (BLOCK_K // 2 bytes); tutorial 10 uses 128x256x256 on Blackwell.

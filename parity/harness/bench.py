@@ -77,16 +77,16 @@ event_timer = EventTimer()
 
 def collect(settings: Settings):
     """The device and every (suite, case) of the settings' plan, as `parity run` would walk them."""
-    from parity.harness.core import registry
-    from parity.harness.measurement import runner
     from parity.harness.core.device import detect
+    from parity.harness.measurement import registry, runner
+    from parity.harness.measurement.plan import RunPlan
 
     device = detect()
     problem = registry.triton_problem()
     if problem:
         raise UsageError(problem)
     every = tuple(suite.name for suite in registry.load_all())  # a plugin that does not load is left out
-    plan = runner.RunPlan(suites=settings.suites or every, preset=settings.preset,
+    plan = RunPlan(suites=settings.suites or every, preset=settings.preset,
                           impls=settings.impls, dtypes=settings.dtypes, time_cap_s=settings.time_cap_s)
     return device, runner.plan_cases(plan, device)
 
@@ -126,9 +126,11 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     """Validates one case, times it with `benchmark.pedantic`, fills `extra_info`; returns it."""
     import pytest
 
-    from parity.harness.reporting import report
-    from parity.harness.measurement import runner, timing
     from parity.harness.core.results import Measurement, Run
+    from parity.harness.measurement import case as case_mod
+    from parity.harness.measurement import flush as flush_mod
+    from parity.harness.measurement import timing
+    from parity.harness.reporting import report
 
     device, suite, case = item
     impl, op = suite.impl_for(case), suite.op(case.op)
@@ -142,12 +144,12 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     if reason:
         info["status"] = "skipped"
         pytest.skip(reason)
-    thunk, check = runner.prepare_checked(op, impl, case, device)
+    thunk, check = case_mod.prepare_checked(op, impl, case, device)
     info["validation"] = check.to_dict()
     if not check.passed:
         info["status"] = "invalid"
         pytest.fail(f"invalid output: {check.error}")
-    flush = timing.Flush(device) if op.cache == "cold" and device.is_gpu else None
+    flush = flush_mod.Flush(device) if op.cache == "cold" and device.is_gpu else None
     policy = timing.Policy.for_timing(kind, settings.time_cap_s)
     estimate_ms = timing.warm_up(thunk, kind, policy)
     rounds = int(min(max(policy.time_cap_s * 1e3 / max(estimate_ms, 1e-3), policy.min_samples), policy.max_samples))

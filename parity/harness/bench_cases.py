@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.harness.measurement import bench
+from parity.harness import bench
 
 SETTINGS = bench.Settings.from_env()
 SKIP_REASON = "parity's suites as pytest-benchmark benchmarks run with: python -m pytest --benchmark-only"

@@ -1,0 +1,163 @@
+"""What every command shares: exit codes, argument types, the console, output files."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from parity.harness.core.model import UsageError
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE
+
+EXIT_USAGE = 2
+
+
+EXIT_CASES_FAILED = 1
+
+
+EXIT_INTERRUPTED = 130
+
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+class StoreOnce(argparse._StoreAction):
+    """An option that takes one value refuses a second (`--out a --out b`): argparse would keep
+    the last one silently, and the user meant one of them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given_once", set())
+        if option_string and self.dest in seen:
+            raise UsageError(f"{'/'.join(self.option_strings)} is given twice: give it once")
+        seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "store", StoreOnce)
+        self.register("action", None, StoreOnce)
+
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in SIZE_UNITS:
+        raise UsageError(f"cannot read size {text!r}: write e.g. 65536, 64KiB, 256MiB, 1GiB or 2GB")
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return size
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """A shape such as 4096x4096x4096 (GEMM MxNxK): positive integers joined by "x"."""
+    if not re.fullmatch(r"\s*\d+(\s*[xX]\s*\d+)*\s*", text):
+        raise UsageError(f"cannot read shape {text!r}: write MxNxK, e.g. 4096x4096x4096")
+    dims = tuple(int(d) for d in re.split(r"[xX]", text))
+    if min(dims) <= 0:
+        raise UsageError(f"shape {text!r} has a zero dimension: every dimension must be positive")
+    return dims
+
+
+def path_arg(text: str) -> Path:
+    """A path argument; an empty one (`--out ""`) would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
+def paths_arg(text: str) -> tuple[Path, ...]:
+    """One path, or several separated by commas (`parity compare A1,A2,A3 B1,B2,B3`)."""
+    return tuple(path_arg(part) for part in text.split(","))
+
+
+def spec_id_arg(text: str) -> str:
+    """A spec id argument; an empty one (`--to ""`) would silently mean "the matched spec"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty spec id")
+    return text
+
+
+def names(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated options, in order, without duplicates."""
+    out: list[str] = []
+    for value in values or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return tuple(dict.fromkeys(out))
+
+
+def make_console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+                   width=None if sys.stdout.isatty() else 200)
+
+
+def detect_device(index: int, select: bool = True):
+    from parity.harness.core import device as device_mod
+
+    return device_mod.detect(index, select)
+
+
+def warn(line: str) -> None:
+    print(f"parity: warning: {line}", file=sys.stderr)
+
+
+def require_triton() -> None:
+    from parity.harness.measurement.registry import triton_problem
+
+    problem = triton_problem()
+    if problem:
+        raise UsageError(problem)
+
+
+def refuse_overwriting_runs(out: Path | None, run_dirs: list[Path]) -> None:
+    """A report written over a run's own files would destroy the run it was made from."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give a file name")
+    for run_dir in run_dirs:
+        for name in (RUN_FILE, MEASUREMENTS_FILE):
+            if out.resolve() == (run_dir / name).resolve():
+                raise UsageError(f"--out {out} is a file of the run {run_dir}: the report would replace it")
+
+
+def check_report_needs(args) -> None:
+    """Optional dependencies and arguments, checked before anything is read or written."""
+    if args.format == "parquet":
+        if args.out is None:
+            raise UsageError("--format parquet writes a file: give --out FILE")
+        try:
+            import pyarrow  # noqa: F401
+        except Exception:  # noqa: BLE001 - any failure to import is reported the same way
+            raise UsageError("--format parquet needs pyarrow: pip install 'parity[report]'") from None
+    if args.format == "html" or args.plots:
+        from parity.harness.reporting import plots
+
+        problem = plots.problem()
+        if problem:
+            raise UsageError(problem)
+
+
+def refuse_run_file(out: Path | None, option: str = "--out") -> None:
+    """A file written over a run's own files (run.json, measurements.jsonl) destroys that run."""
+    if out is not None and out.name in (RUN_FILE, MEASUREMENTS_FILE) and (out.parent / RUN_FILE).exists():
+        raise UsageError(f"{option} {out} is a file of the run {out.parent}: writing it would destroy the run")
+
+
+def emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    refuse_run_file(out)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"parity: wrote {out}", file=sys.stderr)

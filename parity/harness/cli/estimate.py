@@ -1,0 +1,125 @@
+"""parity project and estimate: a run on another device, a model's step on every device."""
+from __future__ import annotations
+
+import json
+import sys
+
+from parity.harness.cli.common import emit, make_console, refuse_run_file
+from parity.harness.core.model import UsageError
+
+
+def cmd_project(args, argv) -> int:
+    from parity.harness.core import specs
+    from parity.harness.core.results import read_run
+    from parity.harness.reporting import project, report
+
+    if args.validate:
+        if args.run is not None or args.to or args.against:
+            raise UsageError("--validate takes no run, --to or --against: it projects the published figures")
+        return _project_validation(args)
+    if args.run is None or not args.to:
+        raise UsageError("project needs a RUN and --to SPEC (or --validate)")
+    target = specs.get(args.to)
+    run = read_run(args.run)
+    df = project.project(run, target, stack=args.stack)
+    if args.against is not None:
+        df = project.check_against(df, read_run(args.against))
+    if df.empty:
+        print("parity: the run holds no timed GPU records to project", file=sys.stderr)
+        return 0
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+        return 0
+    if args.format == "json":
+        sys.stdout.write(json.dumps(project.records(df), indent=1) + "\n")
+        return 0
+    how = ("kernel efficiency kept, the stack's achieved efficiency carried across, target roofline applied"
+           if args.stack == "carry" else "measured efficiency kept, target roofline applied")
+    title = (f"{run.meta.get('device', {}).get('name')} ({df['source_spec'].iloc[0]}) projected onto "
+             f"{target.name} ({target.id}, {target.status}): {how}")
+    text = report.render([(title, project.display_rows(df))], args.format, make_console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
+def _project_validation(args) -> int:
+    from parity.harness.reporting import project, report
+
+    rows = project.validate()
+    summary = project.validation_summary(rows)
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"projections": rows, "summary": summary}, indent=1) + "\n")
+        return 0
+    if args.format == "csv":
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame(rows).to_csv(index=False))
+        return 0
+    shown = [{"op class": r["op_class"], "source": r["source"], "target": r["target"],
+              "source figure": f"{r['source_figure']:,.2f} ({r['source_stack']})",
+              "projected": f"{r['projected']:,.2f} ({r['low']:,.2f}-{r['high']:,.2f})",
+              "published": f"{r['published']:,.2f} ({r['published_min']:,.2f}-{r['published_max']:,.2f})",
+              "error": f"{r['error_pct']:+.1f} %", "in range": "yes" if r["in_range"] else "no",
+              "target prior (target left out)": r["target_prior"]} for r in rows]
+    totals = [{"op class": s["op_class"], "pairs": s["pairs"], "projections": str(s["projections"]),
+               "median |error|": f"{s['median_abs_error_pct']:.1f} %", "worst |error|": f"{s['worst_abs_error_pct']:.1f} %",
+               "in range": f"{s['in_range_pct']:.0f} %",
+               "--stack keep: median": f"{s['kept_median_abs_error_pct']:.1f} %",
+               "worst": f"{s['kept_worst_abs_error_pct']:.1f} %"} for s in summary]
+    text = report.render([("leave-one-out: every published figure projected onto every other device, the target's "
+                           "figures hidden from the priors", shown), ("errors", totals)], args.format, make_console())
+    if text:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_estimate(args, argv) -> int:
+    from parity.harness.core import llm, specs
+    from parity.harness.core.results import read_run
+    from parity.harness.reporting import estimate, report
+
+    if args.list_models:
+        rows = [{"model": m.id, "name": m.name, "layers": str(m.layers), "hidden": str(m.hidden),
+                 "heads/kv": f"{m.heads}/{m.kv_heads}", "params total": f"{m.params_total_b:g}B",
+                 "active": f"{m.params_active_b:g}B",
+                 "kind": ", ".join(k for k, v in (("MLA", m.mla), ("MoE", m.moe)) if v) or "dense, GQA",
+                 "source": "; ".join(m.source)} for m in llm.load_all().values()]
+        if args.format == "json":
+            sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+            return 0
+        text = report.render([("models", rows)], "md" if args.format == "md" else "text", make_console())
+        if text:
+            sys.stdout.write(text)
+        return 0
+    if not args.model:
+        raise UsageError("estimate needs --model (see --list-models)")
+    if args.format == "html" and args.out is None:
+        raise UsageError("--format html needs --out FILE")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give a file name")
+    refuse_run_file(args.out)
+    targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
+               else list(specs.load_all().values()))
+    if not targets:
+        raise UsageError("--to names no spec")
+    req = estimate.Request(model=args.model, phase=args.phase, batch=args.batch, context=args.context,
+                           dtype=args.dtype, output_tokens=args.output_tokens, tp=args.tp, reserve=args.reserve)
+    run = read_run(args.run) if args.run is not None else None
+    rows = estimate.estimate(req, targets, run)
+    title = (f"{llm.get(args.model).name}, {args.phase}, batch {args.batch}, context {args.context}"
+             + (f" + {args.output_tokens} output tokens" if args.output_tokens else "") + f", {args.dtype}"
+             + (f", TP {args.tp}" if args.tp else "") + (f", kernels from {args.run}" if run else ""))
+    if args.format == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    elif args.format == "html":
+        text = estimate.html_page(rows, title)
+    else:  # text goes to the console, or as markdown to --out
+        tables = [(title, estimate.display_rows(rows))]
+        tables += [(f"{r['device']}: one step on {r['gpus']} GPU(s)", estimate.kernel_rows(r)) for r in rows if r.get("kernels")]
+        text = report.render(tables, "md" if args.out is not None else args.format, make_console())
+    if args.out is not None or text:
+        emit(text or "", args.out)
+    if not any(r["fits"] for r in rows):
+        print("parity: estimate: fits on none of the devices asked for (see each row's note)", file=sys.stderr)
+    return 0
