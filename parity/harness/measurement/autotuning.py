@@ -15,6 +15,14 @@ from typing import Any
 
 CHOICE_TUNED = "tuned by Triton's autotuner"
 CHOICE_FIRST = "first config (interpreter: no tuning; every config validated)"
+HIDDEN = ("num_ctas", "maxnreg", "ir_override")  # Config fields left out of a label where unset or default
+
+
+def config_text(config) -> str:
+    """A triton.Config as "BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3"."""
+    meta = config.all_kwargs()
+    shown = {k: v for k, v in meta.items() if v is not None and not (k in HIDDEN and (v is None or v == 1))}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def interpreting() -> bool:
@@ -50,6 +58,11 @@ class Tuning:
     def record(self) -> list[dict[str, Any]]:
         """Per autotuner that ran: its kernel, how many configs, the config used and how it was chosen."""
         return [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._seen.values()]
+
+    def describe(self, index: int) -> str:
+        """The config each autotuner ran at `index`, for a message: "kernel: BLOCK_M=16, ..."."""
+        return "; ".join(f"{s['kernel']}: {s['_texts'][min(index, len(s['_texts']) - 1)]}"
+                         for s in self._seen.values() if s.get("_texts"))
 
     def __enter__(self) -> "Tuning":
         from triton.runtime.autotuner import Autotuner
@@ -92,7 +105,7 @@ class Tuning:
         if not self.interpret:
             out = original(tuner, *args, **kwargs)
             best = getattr(tuner, "best_config", None)
-            self._entry(tuner, len(tuner.configs), CHOICE_TUNED)["config"] = None if best is None else str(best)
+            self._entry(tuner, len(tuner.configs), CHOICE_TUNED)["config"] = None if best is None else config_text(best)
             return out
         tuner.nargs = dict(zip(tuner.arg_names, args))
         configs = list(tuner.configs)
@@ -101,10 +114,12 @@ class Tuning:
         pick = min(self.index, len(configs) - 1)
         config = configs[pick]
         entry = self._entry(tuner, len(configs), CHOICE_FIRST)
-        entry["config"] = str(configs[0])
+        entry["config"] = config_text(configs[0])
+        entry["_texts"] = [config_text(c) for c in configs]
         full = {**tuner.nargs, **kwargs, **config.all_kwargs()}
         if self.validating:
             entry["validated"] = max(entry["validated"], pick + 1)
+            # as before a tuning run; a restore_value argument is left as the call leaves it
             if tuner.reset_to_zero:
                 tuner.pre_hook(full, reset_only=True)
         tuner.best_config = config
@@ -114,3 +129,24 @@ class Tuning:
             return tuner.fn.run(*args, **kwargs, **config.all_kwargs())
         finally:
             tuner.nargs = None
+
+
+def validate_each_config(tuning: Tuning, call, check) -> Any:
+    """In the interpreter: call i with config i of every autotuner (the first call, config 0, has
+    been made and checked by the caller) and check each; the first failing check, its message
+    naming the configs, else the last passing one. Leaves the tuning on config 0 for the timing.
+    `call()` returns the output, `check(output)` a model.Check."""
+    import dataclasses
+
+    verdict = None
+    index = 1
+    while tuning.interpret and index < tuning.configs:
+        tuning.index = index
+        verdict = check(call())
+        if not verdict.passed:
+            verdict = dataclasses.replace(verdict, error=f"config {index + 1} of {tuning.configs} "
+                                                        f"({tuning.describe(index)}): {verdict.error}")
+            break
+        index += 1
+    tuning.index, tuning.validating = 0, False
+    return verdict

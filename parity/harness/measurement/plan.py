@@ -23,6 +23,7 @@ class RunPlan:
     shapes: tuple[tuple[int, ...], ...] = ()  # e.g. GEMM (M, N, K), replacing a preset's shapes
     min_time_s: float | None = None  # least sampling time per case; None: the timing policy's (0.5 s on a GPU)
     case_timeout_s: float | None = None  # wall-clock limit of one case (None: supervisor's default here)
+    cpu_threads: int | None = None  # PyTorch's CPU threads while a CPU case runs (None: threads.default_threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -53,9 +54,10 @@ class RunPlan:
             for name in ("time_cap_s", "settle_s", "min_time_s", "case_timeout_s"):
                 if data.get(name) is not None and not isinstance(data[name], (int, float)):
                     problem = f"its {name} is not a number"
-            ranks = data.get("ranks")
-            if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1):
-                problem = "its ranks is not a count"
+            for name in ("ranks", "cpu_threads"):
+                count = data.get(name)
+                if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+                    problem = f"its {name} is not a count"
             if not isinstance(data.get("preset", "quick"), str):
                 problem = "its preset is not a name"
         if problem:
