@@ -151,7 +151,7 @@ CASES = [
     ("report", ["{w}/run", "--format", "md", "--format", "csv"], "--format is given twice"),
     ("report", ["{w}/run", "--to", "nosuch"], "nosuch"),
     ("report", ["{w}/run", "--to", ""], "an empty spec id"),
-    ("report", ["{w}/run", "--out", "{w}/run/" + MEASUREMENTS_FILE], "would replace it"),
+    ("report", ["{w}/run", "--out", "{w}/run/" + MEASUREMENTS_FILE], "would destroy the run"),
     ("report", ["{w}/run", "--out", "{w}/empty"], "is a folder"),
     ("report", ["{w}/run", "--format", "parquet"], "give --out FILE"),
     ("report", ["{w}/run", "--publish", "--format", "md"], "--publish"),
