@@ -497,4 +497,4 @@ def test_run_case_without_a_reader_says_so(cpu_device, toy):
 def test_run_refuses_a_negative_settle(tmp_path):
     from test_cli import assert_one_error_line, parity
 
-    assert_one_error_line(parity("run", "stream", "--settle-s", "-0.5", cwd=tmp_path), "--settle-s must be a number of seconds, 0 or more")
+    assert_one_error_line(parity("run", "stream", "--settle-s", "-0.5", cwd=tmp_path), "--settle-s -0.5 is not 0 or more and at most 3600 s")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from parity.harness.core import safeio
 from parity.harness.core.model import UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE
 
 EXIT_USAGE = 2
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 from parity.harness.cli.common import (

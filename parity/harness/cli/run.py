@@ -1,7 +1,6 @@
 """parity run, submit and merge: running cases here, on every GPU, on Slurm nodes, and gathering them."""
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
