@@ -24,9 +24,6 @@ from test_cli import TIMEOUT_S, clean_env, parity
 
 FAST = ["--preset", "smoke", "--time-cap-s", "0.02"]
 
-# one worker builds this module's expensive fixture once (pyproject: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("collectives")
-
 
 # --- formulas ------------------------------------------------------------------------------------------
 

@@ -25,9 +25,6 @@ from parity.harness.measurement.inspection import format_table, summary_counts
 TIMEOUT_S = 1500
 FULL = os.environ.get("PARITY_INSPECT_FULL") == "1"
 
-# one worker builds this module's expensive fixture once (pyproject: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("inspect")
-
 
 def parity(*args, env_extra=None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
