@@ -23,6 +23,10 @@ def clean_env() -> dict[str, str]:
     env = dict(os.environ)
     # conftest switched the interpreter on for this process: the CLI must do it by itself.
     env.pop("TRITON_INTERPRET", None)
+    # A test run spread over pytest-xdist workers must not tell a pytest started here that it is a
+    # worker (pytest-benchmark then refuses --benchmark-only).
+    for key in [k for k in env if k.startswith("PYTEST_XDIST")]:
+        env.pop(key)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
@@ -240,7 +244,7 @@ BAD = {
     "resume-with-preset": (["run", "--resume", "{d}/good", "--preset", "quick"], "--preset"),
     "resume-damaged-plan": (["run", "--resume", "{d}/damaged-plan"], "damaged"),
     "report-over-its-run": (["report", "{d}/good", "--format", "csv", "--out", "{d}/good/" + MEASUREMENTS_FILE],
-                            "would replace"),
+                            "would destroy the run"),
     "plots-into-a-file": (["report", "{d}/good", "--plots", "{d}/a-file"], "a-file"),
     "merge-twice": (["merge", "{d}/good", "{d}/good", "--out", "{x}"], "twice"),
     "merge-into-a-file": (["merge", "{d}/good", "--out", "{d}/a-file"], "a-file"),

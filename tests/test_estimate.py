@@ -39,7 +39,6 @@ def test_every_model_file_loads_and_counts_its_stated_parameters():
 
 
 def test_llama_gemm_shapes_are_the_gemm_suites():
-    from parity.suites import gemm
     from parity.suites import _gemm_op as gemm_op
 
     for model_id, (hidden, ffn, heads, kv_heads) in gemm_op.LLAMA3.items():

@@ -15,16 +15,49 @@ from pathlib import Path
 from parity.harness.core.model import UsageError
 
 
+DAY_S = 86400.0
+HOUR_S = 3600.0
+# Every time a run is given, from the CLI, the API or a recorded plan: (smallest, whether the
+# smallest itself is allowed, largest). A timeout of more than a day, or a settle or sampling time
+# of more than an hour, is a typo (1e308 would overflow the timers); NaN passes every `<=` test.
+SECONDS = {"case_timeout_s": (0.0, False, DAY_S), "rank_timeout_s": (0.0, False, DAY_S),
+           "time_cap_s": (0.0, False, HOUR_S), "settle_s": (0.0, True, HOUR_S), "min_time_s": (0.0, True, HOUR_S)}
+MAX_RANKS = 4096  # processes of one collective group on one node; far above any node's GPUs
+
+
+def seconds_range(name: str) -> str:
+    """The range of one time in words, as --help states it."""
+    low, inclusive, high = SECONDS[name]
+    return f"{'0 or more' if inclusive else 'more than 0'} and at most {high:g} s"
+
+
+def seconds_problem(name: str, value) -> str | None:
+    """Why `value` is not a valid `name` (a key of SECONDS), or None; None itself is valid (the default)."""
+    if value is None:
+        return None
+    low, inclusive, high = SECONDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number of seconds"
+    if not (math.isfinite(value) and (value >= low if inclusive else value > low) and value <= high):
+        return f"{value!r} is not {seconds_range(name)}"
+    return None
+
+
+def check_seconds(option: str, name: str, value) -> None:
+    problem = seconds_problem(name, value)
+    if problem:
+        raise UsageError(f"{option} {problem}")
+
+
 def positive_seconds(option: str, value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{option} must be a positive number of seconds, not {value!r}")
+    check_seconds(option, option.lstrip("-").replace("-", "_"), value)
 
 
 def check_run_numbers(args) -> None:
     """The numbers of `parity run` that argparse takes as any float or int."""
     check_no_empty_names(args)
-    positive_seconds("--case-timeout-s", args.case_timeout_s)
-    positive_seconds("--rank-timeout-s", args.rank_timeout_s)
+    for name in SECONDS:
+        check_seconds("--" + name.replace("_", "-"), name, getattr(args, name, None))
     if args.device is not None and args.device < 0:
         raise UsageError(f"--device {args.device}: a GPU index is 0 or more")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import specschema
 from parity.harness.core.model import UsageError
 
@@ -121,11 +121,9 @@ class DeviceSpec:
 def parse(path: Path) -> DeviceSpec:
     where = path.name if path.parent == SPEC_DIR else str(path)  # a file from outside: its whole path
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{where}: not valid TOML ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise SpecError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+        data = safeio.load_toml(path, "spec", where)  # a regular file of a few MiB, nesting bounded
+    except safeio.FileRefused as exc:
+        raise SpecError(str(exc)) from None
     try:
         specschema.check(data, where)
     except specschema.SchemaError as exc:

@@ -11,6 +11,7 @@ Blackwell's 228 KB per SM); gfx942: 64 KiB of LDS per workgroup (reference/strea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -188,9 +189,11 @@ def _bind(launch, target: Target, meta: Mapping[str, Any], config):
 
     kernel = launch.kernel
     backend = make_backend(_gpu_target(target))
+    # The compilation knobs that are also this backend's options are the ones JITFunction.run
+    # passes (3.6: instrumentation_mode; 3.9 adds fpsan_homomorphic_casts): probed, not versioned.
+    fields = {f.name for f in dataclasses.fields(backend.parse_options({}))}
     kwargs = {**launch.kwargs, **meta, "debug": False,
-              "instrumentation_mode": knobs.compilation.instrumentation_mode,
-              "fpsan_homomorphic_casts": knobs.compilation.fpsan_homomorphic_casts}
+              **{n: getattr(knobs.compilation, n) for n in sorted(fields) if hasattr(knobs.compilation, n)}}
     for name in ("maxnreg", "ir_override"):
         if kwargs.get(name) is None:
             kwargs.pop(name, None)

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import limits
 from parity.harness.core.results import RUN_FILE, ResultsError
 
 
@@ -51,11 +52,13 @@ class RunPlan:
                        for v in data.get("shapes") or ()):
                 problem = "its shapes are not lists of dimensions"
             for name in ("time_cap_s", "settle_s", "min_time_s", "case_timeout_s"):
-                if data.get(name) is not None and not isinstance(data[name], (int, float)):
-                    problem = f"its {name} is not a number"
+                why = limits.seconds_problem(name, data.get(name))
+                if why:
+                    problem = f"its {name} {why}"
             ranks = data.get("ranks")
-            if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1):
-                problem = "its ranks is not a count"
+            if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int)
+                                      or not 1 <= ranks <= limits.MAX_RANKS):
+                problem = f"its ranks {ranks!r} is not a count from 1 to {limits.MAX_RANKS}"
             if not isinstance(data.get("preset", "quick"), str):
                 problem = "its preset is not a name"
         if problem:

@@ -259,15 +259,20 @@ def print_tables(df: pd.DataFrame, console) -> None:
     render([(title, display_rows(group)) for title, group in sections(df)], "text", console)
 
 
-def to_parquet(df: pd.DataFrame, path) -> None:
-    """The frame as a parquet file (needs pyarrow, the `report` extra). Columns whose values mix
+def to_parquet(df: pd.DataFrame) -> bytes:
+    """The frame as the bytes of a parquet file (needs pyarrow, the `report` extra), for the one
+    writer (core.safeio) to put where asked. Columns whose values mix
     types (the flags and reasons are text or None) are written as text."""
     out = df.copy()
     for column in out.columns[out.dtypes == object]:
         kinds = {type(v) for v in out[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}
         if len(kinds) > 1:
             out[column] = out[column].map(lambda v: None if _missing(v) else str(v))
-    out.to_parquet(path, index=False)
+    import io
+
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def print_run(run: Run, console) -> None:

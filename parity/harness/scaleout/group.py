@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import device as device_mod
 from parity.harness.core.model import Case, UsageError
 from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, FAULT_ENV, STORE_ENV, child_env, place_from_env
@@ -133,7 +134,7 @@ def _launch_group(n: int, out: Path, run_args: list[str], timeout_s: float,
         if rank == 0:
             procs.append(subprocess.Popen(cmd, env=env))
             continue
-        log = (logs / f"rank-{rank}.log").open("a")
+        log = safeio.append_own(logs / f"rank-{rank}.log")
         files.append(log)
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     try:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
 from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, WORKER_ENV, child_env, place_from_env
@@ -124,7 +125,7 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=N
         args = ["--resume", str(folder)] if again else [*distributed.plan_args(plan), "--out", str(folder)]
         if not cpu:
             args += ["--device", str(i)]  # a resumed part too: it belongs to GPU i, not to the default 0
-        log = folder.with_suffix(".log").open("a")
+        log = safeio.append_own(folder.with_suffix(".log"))
         logs.append(log)
         env = child_env(**{WORKER_ENV: str(i)})
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
@@ -168,7 +169,7 @@ def _watch_workers(procs, parts, timeout_s: float, watch=None) -> str | None:
 
 def _count(path: Path) -> int:
     """Records in a worker's file so far (whole lines)."""
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    return safeio.count_lines(path)
 
 
 def narrowed(plan, suites: list) -> Any:
@@ -193,13 +194,13 @@ def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     args = ["--resume", str(part)] if (part / MEASUREMENTS_FILE).exists() else \
         [*distributed.plan_args(plan), "--out", str(part)]
     log_path = part.with_suffix(".log")
-    with log_path.open("a") as log:
+    with safeio.append_own(log_path) as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                env=child_env())
     if code in (0, 1):
         return None
-    said = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("parity: error: ")]
+    said = [line for line in safeio.read_bytes(log_path, "log").decode(errors="replace").splitlines() if line.startswith("parity: error: ")]
     return (said[-1][len("parity: error: "):] if said else f"the collective suites exited with status {code}") + \
         f" (see {log_path})"
 
