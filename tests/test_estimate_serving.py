@@ -12,7 +12,19 @@ BASE = ["estimate", "--model", "llama3-70b", "--dtype", "fp8", "--to", "mi300x,h
         "--isl", "1024", "--osl", "1024", "--engine", "vllm"]
 
 
-def run_json(capsys, argv):
+def with_flags(argv, extra):
+    """argv with each flag of `extra` replacing its value where present, else appended."""
+    argv = list(argv)
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i:i + 2]
+    return argv
+
+
+def run_json(capsys, argv, extra=()):
+    argv = with_flags(argv, list(extra))
     assert main(argv + ["--format", "json"]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -29,19 +41,19 @@ def test_rows_have_ranges_of_nonzero_width(capsys):
 
 
 def test_curve_throughput_rises_and_user_rate_falls(capsys):
-    rows = run_json(capsys, BASE + ["--to", "h200", "--concurrency", "1,16,256"])
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "1,16,256"])
     out = [r["output_tokens_per_s_per_gpu"] for r in rows]
     user = [r["tokens_per_s_per_user"] for r in rows]
     assert out == sorted(out) and user == sorted(user, reverse=True)
 
 
 def test_slo_picks_a_point_that_meets_it(capsys):
-    rows = run_json(capsys, BASE + ["--to", "h200", "--slo-tpot-ms", "30"])
+    rows = run_json(capsys, BASE, ["--to", "h200", "--slo-tpot-ms", "30"])
     assert rows[0]["tpot_ms"] <= 30 and rows[0]["concurrency"] > 1
 
 
 def test_price_override_and_model_too_big(capsys):
-    rows = run_json(capsys, BASE + ["--to", "h200", "--concurrency", "1", "--price", "h200=10"])
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "1", "--price", "h200=10"])
     assert rows[0]["usd_per_gpu_hour"] == 10
     rows = run_json(capsys, ["estimate", "--model", "llama3-405b", "--dtype", "bf16", "--to", "h100-sxm", "--tp", "1",
                              "--isl", "128", "--osl", "128", "--engine", "vllm", "--concurrency", "1"])
