@@ -109,3 +109,52 @@ def test_more_concurrency_costs_more_per_step_but_less_per_token():
     one = solve(Scenario("llama3-8b", "fp8", 1, 1, 1024, 1024, "trtllm", concurrency=1), spec)[1]
     many = solve(Scenario("llama3-8b", "fp8", 1, 1, 1024, 1024, "trtllm", concurrency=128), spec)[1]
     assert many.tpot_s > one.tpot_s and many.output_tps_per_gpu > 20 * one.output_tps_per_gpu
+
+
+def test_fit_sees_only_the_calibration_subset(monkeypatch):
+    from parity.harness.core.serving import fit
+
+    real = validation.entries()
+    # the check entries' published figures moved tenfold: a fit that read them would move
+    moved = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 10))
+                  if e["subset"] == "check" else e for e in real)
+    assert {e["id"] for e in fit.calibration_entries(moved)} == {e["id"] for e in real if e["subset"] == "calibration"}
+    assert fit.fit(moved, rounds=1) == fit.fit(real, rounds=1)
+    # and the calibration entries do move it
+    shifted = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 2))
+                    if e["subset"] == "calibration" else e for e in real)
+    assert fit.fit(shifted, rounds=1) != fit.fit(real, rounds=1)
+
+
+def test_band_is_the_stored_calibration_band_and_never_zero_width():
+    q_low, q_high = validation.band()
+    assert q_low < 0 < q_high
+    low, high = validation.bounds(100.0, False, (0.0, 0.0))  # even a zero band keeps +-5 %
+    assert low < 100.0 < high and high / low > 1.09
+
+
+def test_validate_json_shape(capsys):
+    data = run_json(capsys, ["estimate", "--validate"])
+    assert set(data) >= {"entries", "subsets"}
+    for r in data["entries"]:
+        assert {"id", "source", "subset", "published", "estimate", "low", "high", "error", "inside"} <= set(r)
+        assert r["source"]
+    for s in data["subsets"].values():
+        assert {"median_abs_error", "worst_abs_error", "share_inside", "entries"} <= set(s)
+
+
+@pytest.mark.parametrize("extra", [["--model", "nope"], ["--gpus", "0"], ["--gpus", "100000"], ["--tp", "16"],
+                                   ["--price", "nope=3"], ["--slo-tpot-ms", "-1"], ["--isl", "-5"]])
+def test_more_bad_input_is_one_line_exit_2(capsys, extra):
+    assert main(with_flags(BASE + ["--concurrency", "4"], extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("parity: error:")
+
+
+def test_html_has_the_curve_and_max_concurrency_row(capsys, tmp_path):
+    out = tmp_path / "s.html"
+    assert main(with_flags(BASE, ["--to", "h200", "--concurrency", "1,8,64", "--format", "html", "--out", str(out)])) == 0
+    text = out.read_text()
+    assert text.count("<circle") == 3 and "<polyline" in text
+    rows = run_json(capsys, BASE, ["--to", "mi300x", "--concurrency", "max"])
+    assert rows[0]["concurrency"] == rows[0]["max_concurrency"] > 1

@@ -170,21 +170,28 @@ def _serving(args) -> int:
         raise UsageError("a serving estimate needs --model, --isl, --osl and --engine")
     if args.slo_tpot_ms is not None and not 0 < args.slo_tpot_ms <= 1e6:
         raise UsageError("--slo-tpot-ms must be above 0 and at most 1e6")
-    if args.format == "html":
-        raise UsageError("--format html is not available for the serving scenario yet: use text, md or json")
+    if args.format == "html" and args.out is None:
+        raise UsageError("--format html needs --out FILE")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give a file name")
     refuse_run_file(args.out)
-    tp = args.tp or 1
-    scn = Scenario(model=args.model, dtype=args.dtype, gpus=args.gpus or tp, tp=tp, isl=args.isl, osl=args.osl,
+    tp = 1 if args.tp is None else args.tp
+    gpus = tp if args.gpus is None else args.gpus
+    scn = Scenario(model=args.model, dtype=args.dtype, gpus=gpus, tp=tp, isl=args.isl, osl=args.osl,
                    engine=args.engine, ep=args.ep, attention_dp=args.attention_dp)
     scn.check()
     targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
                else list(specs.load_all().values()))
     rows = serving.estimate(scn, targets, _concurrency(args.concurrency), _prices(args.price), args.slo_tpot_ms)
+    title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
+             + f", ISL {args.isl} / OSL {args.osl}, {args.engine}")
     if args.format == "json":
         text = json.dumps(rows, indent=1) + "\n"
+    elif args.format == "html":
+        from parity.harness.reporting import serving_html
+
+        text = serving_html.page(rows, serving.display_rows(rows), title)
     else:
-        title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
-                 + f", ISL {args.isl} / OSL {args.osl}, {args.engine}")
         text = report.render([(title, serving.display_rows(rows))], "md" if args.out is not None else args.format,
                              make_console())
     if args.out is not None or text:
