@@ -2,7 +2,7 @@
 
 The constants are global (no factor per figure, source or device): the small-M GEMM weight-stream
 and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
-host's per-sequence cost, and each engine's fixed host cost per step (an engine without a
+host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's fixed host cost per step (an engine without a
 calibration figure keeps its prior). The objective is the sum of |r|, r = log(estimated speed /
 published speed), over the calibration entries (a robust L1 fit); the search is a bounded
 coordinate descent with shrinking multiplicative steps (no SciPy in the install). The band is the
@@ -18,7 +18,7 @@ from parity.harness.core.serving import engines, validation
 
 # name: (prior, low bound, high bound)
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (8.0, 0.5, 50.0)}
+          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
 
 
 def calibration_entries(entries=None) -> list[dict]:

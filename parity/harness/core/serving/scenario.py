@@ -237,4 +237,5 @@ def params(values: dict | None = None) -> K.Params:
     fit = engines.calibration().get("fitted", {}) if values is None else values
     return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
                     attn_decode=fit.get("attn_decode", K.Params.attn_decode),
-                    kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"])
+                    kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"],
+                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))

@@ -139,7 +139,8 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
         e, ml = model.moe, model.moe_layers
         local = e.experts // par.ep
         f = e.expert_ffn // par.moe_tp
-        routed = t_rep * e.experts_per_token / par.ep  # token-expert pairs on one GPU
+        # token-expert pairs on the busiest GPU (uniform routing under tensor-parallel experts)
+        routed = t_rep * e.experts_per_token / par.ep * (p.moe_imbalance if par.ep > 1 else 1.0)
         # distinct experts a step touches when each of t_rep tokens picks k of E: E (1 - (1 - k/E)^t)
         touched = local * (1 - (1 - e.experts_per_token / e.experts) ** t_rep)
         out.add("gemm_s", K.gemm_s(dev, t, e.experts, h, "bf16", p, measured=measured), ml)
@@ -164,7 +165,7 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
     if par.attention_dp:
         if model.moe is not None and par.ep > 1:
             k = model.moe.experts_per_token
-            sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES
+            sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * p.moe_imbalance
             out.add("comm_s", collectives.alltoall_s(spec, par.ep, sent), 2 * model.moe_layers)
             out.algorithms.add("all-to-all")
     elif par.tp > 1:
