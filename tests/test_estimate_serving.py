@@ -158,3 +158,8 @@ def test_html_has_the_curve_and_max_concurrency_row(capsys, tmp_path):
     assert text.count("<circle") == 3 and "<polyline" in text
     rows = run_json(capsys, BASE, ["--to", "mi300x", "--concurrency", "max"])
     assert rows[0]["concurrency"] == rows[0]["max_concurrency"] > 1
+
+
+def test_max_inside_a_curve_is_the_maximum_concurrency(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "4,max"])
+    assert [r["concurrency"] for r in rows] == [4, rows[1]["max_concurrency"]] and rows[1]["max_concurrency"] > 4

@@ -133,10 +133,13 @@ def _concurrency(text: str | None) -> list[int] | None:
     if text is None or text.strip() == "max":
         return None
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        # "max" inside a list is 0 here: the curve puts the maximum concurrency in its place
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        numbers = [int(v) for v in items if v != "max"]
     except ValueError:
         raise UsageError(f"--concurrency must be an integer, max, or a comma-separated list (got {text!r})") from None
-    if not values or any(not 1 <= v <= 1_000_000 for v in values):
+    values = numbers + [0] * min(1, items.count("max"))
+    if not values or any(not 1 <= v <= 1_000_000 for v in numbers):
         raise UsageError("--concurrency values must be from 1 to 1,000,000")
     return values
 

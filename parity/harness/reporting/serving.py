@@ -87,7 +87,7 @@ def estimate(scn: Scenario, targets: list, concurrencies: list[int] | None, pric
             rows += [_row(scn, spec, mem, res, override) for _, res in points] or [_row(scn, spec, mem, None, override)]
         else:
             from dataclasses import replace
-            one = replace(scn, concurrency=concurrencies[0] if concurrencies else None)
+            one = replace(scn, concurrency=(concurrencies[0] or None) if concurrencies else None)
             mem, res = solve(one, spec)
             rows.append(_row(one, spec, mem, res, override))
     return rows

@@ -18,7 +18,8 @@ def curve(scn: Scenario, spec, concurrencies: list[int] | None = None, values: d
     mem, _ = solve(_at(scn, 1), spec, values=values, measured=measured)
     if not mem.fits:
         return mem, []
-    points = grid(mem.max_concurrency) if concurrencies is None else sorted(set(concurrencies))
+    points = (grid(mem.max_concurrency) if concurrencies is None  # 0 stands for the maximum
+              else sorted({mem.max_concurrency if c == 0 else c for c in concurrencies}))
     out = []
     for c in points:
         _, res = solve(_at(scn, c), spec, values=values, measured=measured)
