@@ -377,8 +377,11 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             console = Console(stderr=True, highlight=False)
         from parity.harness.reporting import report
 
-        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s,
-                                lambda run: report.print_run(run, console), gpu_progress)
+        try:
+            code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s,
+                                    lambda run: report.print_run(run, console), gpu_progress)
+        except KeyboardInterrupt:
+            raise RunInterrupted(folder) from None
         return RunOutcome(path=folder, code=code, reported=True)
     early = group.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
     if early is not None:
