@@ -289,12 +289,25 @@ def _merge(parts, out: Path, command: list[str], meta_extra: dict[str, Any], sta
     for (run, gpu), host in zip(runs, names):
         device = run.meta.get("device", {})
         tag = host if hosts or len(set(names)) > 1 else None  # a run gathered from several hosts names them
+        own = len(devices)
         devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
+        inner = run.meta.get("devices") or []  # a part merged before: its records name their own device
+        moved: dict[int, int] = {}
         for rec in run.records:
             index = gpu if gpu is not None else rec.get("gpu_index")
             if index is None and not is_collective(rec):
                 index = device.get("index")  # a plain single-GPU run: the GPU it ran on
-            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
+            # Each record keeps the device it ran on (`device_part`: its entry in `devices`), so a
+            # merge of an H100 run and an MI300X run normalizes each against its own spec.
+            part = rec.get("device_part")
+            if isinstance(part, int) and not isinstance(part, bool) and 0 <= part < len(inner):
+                if part not in moved:
+                    moved[part] = len(devices)
+                    devices.append(dict(inner[part], host=inner[part].get("host") or host))
+                part = moved[part]
+            else:
+                part = own
+            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag, device_part=part))
     meta["devices"] = devices
     counts: dict[str, int] = {}
     for rec in records:
