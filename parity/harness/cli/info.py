@@ -106,6 +106,9 @@ def cmd_specs(args, argv) -> int:
         if args.spec is not None or args.json:
             raise UsageError("--check checks one file: give no spec id and no --json")
         spec = specs.parse(args.check)
+        clash = specs.conflicts(spec)  # a second file for one device: every report would refuse that device
+        if clash:
+            raise specs.SpecError(clash[0])
         print(f"parity: {args.check}: a valid spec ({spec.id}, {spec.name}: {len(spec.figures)} figures, "
               f"{len(spec.peaks)} peaks)", file=sys.stderr)
         return 0
@@ -116,6 +119,8 @@ def cmd_specs(args, argv) -> int:
         sys.stdout.write(machine.dumps(machine.specs_json(chosen)))
         return 0
     if args.spec is None:
+        for line in specs.conflicts():
+            warn(line)
         rows = [{"id": s.id, "name": s.name, "status": s.status, "arch": s.arch,
                  "bf16 TFLOPS": _figure_text(s.peaks.get("bf16")), "fp8 TFLOPS": _figure_text(s.peaks.get("fp8")),
                  "fp4 TFLOPS": _figure_text(s.peaks.get("fp4")),

@@ -160,7 +160,8 @@ def identify(device: dict[str, Any] | Any) -> Identity:
         spec, how = named[0]
         return Identity(spec, how, f"{reading.describe()} is {spec.id} by its {how}")
     if len(named) > 1:  # two spec files claim one name: the database is wrong, not the device
-        raise specs.SpecError(f"{reading.describe()} matches several specs: {', '.join(s.id for s, _ in named)}")
+        raise specs.SpecError(f"{reading.describe()} matches several specs: "
+                              f"{', '.join(f'{s.id} ({s.path})' for s, _ in named)}; remove or narrow one")
     contradicted = [s for s in candidates if _named(s, rules(s.id), reading)]
     if contradicted:
         s = contradicted[0]

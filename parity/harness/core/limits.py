@@ -121,3 +121,19 @@ def check_submit_numbers(args) -> None:
     for option, value in (("--gpus-per-node", args.gpus_per_node), ("--cpus-per-task", args.cpus_per_task)):
         if value is not None and value < 1:
             raise UsageError(f"{option} {value}: give 1 or more")
+
+
+def check_api(**values) -> None:
+    """The Python API's numbers (parity.run, run_command), in the CLI's ranges, before anything is
+    created: a time as SECONDS says, a count or a GPU index a whole number (not a bool, not 2.5)."""
+    for name, value in values.items():
+        if name in SECONDS:
+            problem = seconds_problem(name, value)
+            if problem:
+                raise UsageError(f"{name}={problem}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{name}={value!r} is not a whole number")
+        elif value is not None and name == "device" and value < 0:
+            raise UsageError(f"device={value}: a GPU index is 0 or more")
+        elif value is not None and name in ("ranks", "cpu_workers") and not 1 <= value <= MAX_RANKS:
+            raise UsageError(f"{name}={value} is not 1 to {MAX_RANKS}")

@@ -317,7 +317,8 @@ def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     latest: dict[tuple, dict[str, Any]] = {}
     twice: list[str] = []
     for number, record in enumerate(records):
-        ident = (record.get("key"), record.get("gpu_index"), record.get("host")) if "key" in record else (number,)
+        ident = (record.get("key"), record.get("gpu_index"), record.get("host"),
+                 record.get("device_part")) if "key" in record else (number,)  # device_part: merge's part
         if ident in latest and record.get("key") not in twice:
             twice.append(record.get("key"))
         latest.pop(ident, None)  # the later record also takes the later place

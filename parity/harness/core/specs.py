@@ -191,3 +191,21 @@ def get(spec_id: str) -> DeviceSpec:
     if spec_id not in specs:
         raise UsageError(f"unknown spec {spec_id!r} (known: {', '.join(sorted(specs))})")
     return specs[spec_id]
+
+
+def conflicts(extra: DeviceSpec | None = None) -> list[str]:
+    """Spec files that claim one device name: the same backend and arch, and one's name_regex
+    matching the other's own name (or the very same regex). A device of that name would match both
+    and be refused (identity.identify). `extra`: a file being checked, against every loaded one."""
+    known = list(load_all().values())
+    pairs = [(extra, s) for s in known if Path(s.path).resolve() != Path(extra.path).resolve()] if extra else \
+        [(a, b) for i, a in enumerate(known) for b in known[i + 1:]]
+    out = []
+    for a, b in pairs:
+        if (a.match_backend, a.match_arch) != (b.match_backend, b.match_arch):
+            continue
+        same = a.name_regex.strip().lower() == b.name_regex.strip().lower()
+        if same or a.matches(b.match_backend, b.match_arch, b.name) or b.matches(a.match_backend, a.match_arch, a.name):
+            out.append(f"{a.path} ({a.id}) and {b.path} ({b.id}) both match "
+                       f"{'the name pattern /' + a.name_regex + '/' if same else 'one device name'}")
+    return out

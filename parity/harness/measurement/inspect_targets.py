@@ -15,12 +15,12 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError, one_line
 
 
@@ -222,16 +222,19 @@ def compile_facts(launch, target: Target, meta, config, cache_dir: Path | None) 
     key = cache_key(launch, target, specialization, kwargs)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path and path.exists():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
+        try:  # safeio's rules: a FIFO or a huge or deep file in the cache is a miss, not a hang
+            facts = safeio.load_json(path)
+            if isinstance(facts, dict):
+                return facts
+        except safeio.FileRefused:
             pass
     facts = _compile(launch, target, bound, specialization, options, kwargs, backend)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(facts))
-        tmp.replace(path)
+        try:  # never onto a run's records or a special file, whatever the cache folder links to
+            safeio.write_text(path, json.dumps(facts), option="the inspect cache")
+        except (OSError, safeio.FileRefused):  # an unwritable cache costs a compile next time, nothing more
+            pass
     return facts
 
 

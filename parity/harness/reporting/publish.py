@@ -55,7 +55,7 @@ def add_run(source: Path, root: Path) -> Path:
     if target.resolve() == run.path.resolve():
         return target
     if (target / RUN_FILE).exists():
-        same = all((target / f).exists() and (target / f).read_bytes() == (run.path / f).read_bytes()
+        same = all((target / f).exists() and safeio.read_bytes(target / f, "records") == safeio.read_bytes(run.path / f, "records")
                    for f in (RUN_FILE, MEASUREMENTS_FILE) if (run.path / f).exists())
         if not same:
             raise UsageError(f"{target} already holds a different run: rename {run.path.name} or remove {target}")

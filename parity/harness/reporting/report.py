@@ -14,7 +14,7 @@ import pandas as pd
 from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import DUTY_MIN, Run
-from parity.harness.reporting.tables import device_label, params_text, render, spec_for
+from parity.harness.reporting.tables import device_label, params_text, record_spec, render, spec_for
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -92,8 +92,9 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
     """One row per record, with derived rates and normalization; `samples` stay in the files."""
     rows = []
     for run in runs:
-        spec = spec_for(run, to_spec)
+        run_spec, by_part = spec_for(run, to_spec), {}
         for rec in run.records:
+            spec = record_spec(run, rec, run_spec, to_spec, by_part)  # a merged run: each device its own
             t = rec.get("time_ms") or {}
             work = rec.get("work") or {}
             val = rec.get("validation")
