@@ -92,7 +92,10 @@ def check_counts(plan, device, cpu_workers: int | None) -> None:
     from parity.harness.core.ranks import place_from_env
 
     have, what = available_slots(device)
-    if plan.ranks is not None and place_from_env() is None:
+    in_group = place_from_env() is not None
+    if plan.ranks is not None and in_group and not 1 <= plan.ranks <= MAX_RANKS:
+        raise UsageError(f"--ranks {plan.ranks} is not 1 to {MAX_RANKS}")
+    if plan.ranks is not None and not in_group:
         if plan.ranks < 1:
             raise UsageError(f"--ranks {plan.ranks}: a collective needs two or more ranks")
         if plan.ranks > have:
@@ -135,5 +138,4 @@ def check_api(**values) -> None:
             raise UsageError(f"{name}={value!r} is not a whole number")
         elif value is not None and name == "device" and value < 0:
             raise UsageError(f"device={value}: a GPU index is 0 or more")
-        elif value is not None and name in ("ranks", "cpu_workers") and not 1 <= value <= MAX_RANKS:
-            raise UsageError(f"{name}={value} is not 1 to {MAX_RANKS}")
+        # ranks and cpu_workers: their range is what the machine has (check_counts, with the plan)
