@@ -16,21 +16,10 @@ import pandas as pd
 import pytest
 
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
+from background import clean_env  # noqa: F401  (re-exported: tests import it from here)
 
 TIMEOUT_S = 300
 SMOKE = ["--preset", "smoke", "--time-cap-s", "0.2"]
-
-
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # conftest switched the interpreter on for this process: the CLI must do it by itself.
-    env.pop("TRITON_INTERPRET", None)
-    # A test run spread over pytest-xdist workers must not tell a pytest started here that it is a
-    # worker (pytest-benchmark then refuses --benchmark-only).
-    for key in [k for k in env if k.startswith("PYTEST_XDIST")]:
-        env.pop(key)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
 
 
 def parity_process(*args, cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
