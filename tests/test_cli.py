@@ -1,35 +1,81 @@
-"""The command line through its entry point, in a subprocess, as a user runs it."""
+"""The command line as a user runs it: through its entry point in a subprocess where the process
+matters (the smoke run, the console script, the interpreter switch), and through `main()` in this
+process where the test is about what a command says and does (bad input: one line, exit 2)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
+from background import clean_env  # noqa: F401  (re-exported: tests import it from here)
 
 TIMEOUT_S = 300
 SMOKE = ["--preset", "smoke", "--time-cap-s", "0.2"]
 
 
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # conftest switched the interpreter on for this process: the CLI must do it by itself.
-    env.pop("TRITON_INTERPRET", None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def parity(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "parity", *map(str, args)], cwd=cwd, env=clean_env(),
+def parity_process(*args, cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """`parity ARGS` through the entry point, in a fresh interpreter (python -m parity)."""
+    full = clean_env()
+    for k, v in (env or {}).items():
+        full.pop(k, None) if v is None else full.__setitem__(k, v)
+    return subprocess.run([sys.executable, "-m", "parity", *map(str, args)], cwd=cwd, env=full,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def _forget_loaded_specs() -> None:
+    """The spec tables are read once per process; a call with other PARITY_SPECS_PATH reads again."""
+    from parity.harness.core import identity, specs
+
+    specs._load.cache_clear()
+    identity.rules.cache_clear()
+
+
+def parity_main(*args, cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """`parity ARGS` run by cli.main() in this process, from `cwd`, with its stdout, stderr and exit
+    status as a subprocess would give them (argparse's SystemExit becomes the status); `env` sets
+    (or, with None, removes) variables for the call. A traceback is not caught: it fails the test,
+    as the one line it should have been."""
+    import threading
+
+    from parity.harness import cli
+
+    if threading.current_thread() is not threading.main_thread():
+        return parity_process(*args, cwd=cwd, env=env)  # stdout, stderr and the folder are the process's own
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    saved = {k: os.environ.get(k) for k in env or {}}
+
+    def put(values):
+        for k, v in values.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+    put(env or {})
+    if env:
+        _forget_loaded_specs()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(here)
+        put(saved)
+        if env:
+            _forget_loaded_specs()
+    return subprocess.CompletedProcess(["parity", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+parity = parity_main  # what most tests want; parity_process where the process itself is the subject
 
 
 def console_script() -> str | None:
@@ -61,7 +107,7 @@ def no_gpu() -> bool:
 def smoke(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cli")
     out = cwd / "smoke-run"
-    proc = parity("run", "stream", *SMOKE, "--out", out, cwd=cwd)
+    proc = parity_process("run", "stream", *SMOKE, "--out", out, cwd=cwd)
     return cwd, out, proc
 
 
@@ -240,7 +286,7 @@ BAD = {
     "resume-with-preset": (["run", "--resume", "{d}/good", "--preset", "quick"], "--preset"),
     "resume-damaged-plan": (["run", "--resume", "{d}/damaged-plan"], "damaged"),
     "report-over-its-run": (["report", "{d}/good", "--format", "csv", "--out", "{d}/good/" + MEASUREMENTS_FILE],
-                            "would replace"),
+                            "would destroy the run"),
     "plots-into-a-file": (["report", "{d}/good", "--plots", "{d}/a-file"], "a-file"),
     "merge-twice": (["merge", "{d}/good", "{d}/good", "--out", "{x}"], "twice"),
     "merge-into-a-file": (["merge", "{d}/good", "--out", "{d}/a-file"], "a-file"),
@@ -251,7 +297,8 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def bad_results(smoke, tmp_path_factory):
-    """Every bad command, run a few at a time (each is a fresh interpreter starting torch)."""
+    """Every bad command, through main() in this process (test_badinput runs a few through the
+    entry point)."""
     _, original, _ = smoke
     d = tmp_path_factory.mktemp("bad")
     (d / "foreign").mkdir()
@@ -274,11 +321,9 @@ def bad_results(smoke, tmp_path_factory):
         args, _ = BAD[name]
         x = d / f"out-{name}"
         argv = [a.format(x=x, d=d) for a in args]
-        return name, parity(*argv, cwd=d), x
+        return name, parity_main(*argv, cwd=d), x
 
-    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
-        results = dict((name, (proc, x)) for name, proc, x in pool.map(one, BAD))
-    return d, results
+    return d, {name: (proc, x) for name, proc, x in map(one, BAD)}
 
 
 @pytest.mark.parametrize("name", list(BAD))

@@ -4,15 +4,11 @@ by parity and by torchrun), with injected rank failures and hangs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
 from parity.harness.reporting import collective_report, report
-from parity.harness.core import ranks
 from parity.harness.measurement import instep
 from parity.harness.scaleout import distributed
 from parity.harness.core import roofline, specs
@@ -20,7 +16,7 @@ from parity.harness.core.model import Case
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Measurement, read_records
 from parity.suites import collectives as coll
 from synthetic import CPU, H100, record, run
-from test_cli import TIMEOUT_S, clean_env, parity
+from test_cli import parity
 
 FAST = ["--preset", "smoke", "--time-cap-s", "0.02"]
 
@@ -204,39 +200,6 @@ def test_merge_names_the_rank_that_failed_first():
 
 
 # --- real runs with gloo ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gloo_runs(tmp_path_factory):
-    """Every run of this module, a few at a time: each starts a fresh interpreter per rank."""
-    d = tmp_path_factory.mktemp("gloo")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "parity", "run", "collectives", *FAST, "--dtype", "fp32", "--size", "4KiB",
-                "--out", str(d / "torchrun")]
-    jobs = {
-        "two": ["run", "collectives", *FAST, "--out", d / "two"],
-        # two ranks (no more than this machine's cores): rank 1 fails at the sixth case, which is
-        # recorded failed; the group is replaced and the run goes on
-        "four": ["run", "collectives", *FAST, "--dtype", "fp32", "--size", "4KiB,64KiB", "--ranks", "2",
-                 "--rank-timeout-s", "10", "--out", d / "four"],
-        "hang": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "6", "--out", d / "hang"],
-        "rank0": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "10", "--out", d / "rank0"],
-        "slow": ["run", "collectives", *FAST, "--dtype", "fp32", "--rank-timeout-s", "60", "--case-timeout-s", "3",
-                 "--out", d / "slow"],
-    }
-    faults = {"hang": "1:hang:1", "four": "1:raise:5", "rank0": "0:raise:2", "slow": "1:hang:3"}
-
-    def one(name):
-        env = clean_env()
-        if name in faults:
-            env[ranks.FAULT_ENV] = faults[name]
-        if name == "torchrun":
-            return name, subprocess.run(torchrun, cwd=d, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-        return name, subprocess.run([sys.executable, "-m", "parity", *map(str, jobs[name])], cwd=d, env=env,
-                                    capture_output=True, text=True, timeout=TIMEOUT_S)
-
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return d, dict(pool.map(one, [*jobs, "torchrun"]))
 
 
 def records_of(folder):

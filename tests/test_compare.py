@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -228,9 +227,7 @@ def test_cli_compare_exit_codes(tmp_path):
              "gate20": (b, n, "--fail-on-regression", "20"),
              "same": (b, b, "--fail-on-regression", "0", "--format", "csv"),
              "alpha": (b, n, "--alpha", "2"), "devices": (b, cpu)}
-    with ThreadPoolExecutor(max_workers=3) as pool:  # each call starts Python: run them side by side
-        futures = {name: pool.submit(parity, "compare", *args, cwd=tmp_path) for name, args in calls.items()}
-        proc = {name: f.result() for name, f in futures.items()}
+    proc = {name: parity("compare", *args, cwd=tmp_path) for name, args in calls.items()}
     assert proc["md"].returncode == 0, proc["md"].stderr
     assert "| slower |" in proc["md"].stdout and "geometric mean" in proc["md"].stdout
     assert ("5 case(s) in both runs: 1 faster, 1 slower, 1 same, 2 not compared; 1 only in BASE, 1 only in NEW; "

@@ -3,8 +3,6 @@ entry point in a subprocess, as CI and users run them; --shape and the other bad
 exit 2, nothing written) through the same `main` in this process."""
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -39,8 +37,7 @@ def results(tmp_path_factory):
         out = d / f"out-{name}"
         return name, (parity(*[a.format(x=out) for a in RUNS[name]], cwd=d), out)
 
-    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
-        return dict(pool.map(one, RUNS))
+    return dict(map(one, RUNS))
 
 
 def test_gemm_smoke_through_the_cli(results):

@@ -325,73 +325,32 @@ def test_gpu_triton_fp8_against_scaled_mm(scaling):
 
 # --- compiled for real targets, without a GPU ------------------------------------------------------
 
-AOT = r"""
-import os, sys
-os.environ.pop("TRITON_INTERPRET", None)
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from parity.kernels.gemm import triton_mxfp4
 
-fn = triton_mxfp4._mxfp4_matmul_kernel
-ints = {"M": 8192, "N": 8192, "KP": 8192, "stride_am": 4096, "stride_ak": 1, "stride_asm": 256, "stride_ask": 1,
-        "stride_wn": 4096, "stride_wk": 1, "stride_wsn": 256, "stride_wsk": 1, "stride_cm": 8192, "stride_cn": 1}
-for backend, arch, target in (("cuda", "sm_90", GPUTarget("cuda", 90, 32)), ("cuda", "sm_100", GPUTarget("cuda", 100, 32)),
-                              ("rocm", "gfx942", GPUTarget("hip", "gfx942", 64)), ("rocm", "gfx950", GPUTarget("hip", "gfx950", 64))):
-    if f"{backend}:{arch}" not in sys.argv[1:]:
-        continue
-    cfg = triton_mxfp4.CONFIGS["cuda" if backend == "cuda" else "hip"][0]
-    sig, const, attrs = {}, {"SCALE_BLOCK": 32}, {}
-    opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-    for k, v in cfg.kwargs.items():
-        (const.__setitem__(k, v) if k.isupper() else opts.__setitem__(k, v))
-    for i, name in enumerate(fn.arg_names):  # as the JIT specializes: aligned pointers, 1 as a constant
-        if name in const:
-            sig[name] = "constexpr"
-        elif name.endswith("_ptr"):
-            sig[name] = "*bf16" if name == "c_ptr" else "*u8"
-            attrs[(i,)] = [["tt.divisibility", 16]]
-        elif ints[name] == 1:
-            sig[name], const[name] = "constexpr", 1
-        else:
-            sig[name] = "i32"
-            attrs[(i,)] = [["tt.divisibility", 16]]
-    k = triton.compile(ASTSource(fn, sig, constexprs=const, attrs=attrs), target=target, options=opts)
-    asm = k.asm.get("ptx") or k.asm.get("amdgcn")
-    fp4 = "kind::mxf4" in asm or "v_mfma_scale" in asm  # block-scaled FP4 tensor-core instructions
-    mma = any(op in asm for op in ("wgmma.mma_async", "tcgen05.mma", "v_mfma"))
-    print(backend, arch, fp4, mma)
-"""
-
-
-def test_mxfp4_kernel_is_native_exactly_where_the_resolver_says(tmp_path):
-    """Compiled ahead of time for sm_90, sm_100, gfx942 and gfx950 by the installed Triton's own
-    backends (no GPU needed): block-scaled FP4 instructions (tcgen05 kind::mxf4, v_mfma_scale)
-    appear exactly where `capability` says MXFP4 is native, and elsewhere the dot still runs on
-    the matrix units after an upcast: the silent emulation the records label."""
-    import os
-    import subprocess
-    import sys
-
-    from triton.backends import backends
-
+def test_mxfp4_kernel_is_native_exactly_where_the_resolver_says(inspect_rows):
+    """Compiled ahead of time for sm_90a, sm_100a, gfx942 and gfx950 by the installed Triton's own
+    backends (no GPU needed; conftest.inspect_rows, the session's `parity inspect`): block-scaled
+    FP4 instructions (tcgen05 kind::mxf4, v_mfma_scale) appear exactly where `capability` says
+    MXFP4 is native, and elsewhere the dot still runs on the matrix units after an upcast: the
+    silent emulation the records label."""
     from parity.harness.core import capability
+    from parity.harness.measurement.inspect_targets import TARGETS
 
-    missing = {"nvidia", "amd"} - set(backends)
-    if missing:
-        pytest.skip(f"this Triton has no {' or '.join(sorted(missing))} backend to compile for")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    targets = [f"{b}:{a}" for b, a in (("cuda", "sm_90"), ("cuda", "sm_100"), ("rocm", "gfx942"), ("rocm", "gfx950"))
-               if not capability.dot_scaled_problem(b, a)]  # triton 3.6 cannot compile it for gfx942
-    proc = subprocess.run([sys.executable, "-c", AOT, *targets], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == len(targets) >= 3, lines
-    for line in lines:
-        backend, arch, fp4, mma = line.split()
-        assert fp4 == str(capability.fp4_hardware(backend, arch)), line
-        assert mma == "True", line
+    seen = set()
+    for row in inspect_rows:
+        if row["op"] != "gemm_mxfp4" or row["status"] == "skipped":
+            continue
+        target = TARGETS[row["target"]]
+        backend = "rocm" if target.name.startswith("gfx") else "cuda"
+        arch = target.name.removesuffix("a")  # sm_90a is sm_90 with its arch-specific features
+        line = f"{target.name} {row['kernel']} {row['config']}"
+        assert row["status"] == "compiled", line
+        assert (row["mma_format"] == "fp4") == capability.fp4_hardware(backend, arch), line
+        assert row["mma"], line  # on the matrix units, native or not
+        seen.add(target.name)
+    # every target but one whose Triton cannot compile the scaled dot (triton 3.6 on gfx942)
+    expected = {t for t in TARGETS if not capability.dot_scaled_problem(
+        "rocm" if t.startswith("gfx") else "cuda", t.removesuffix("a"))}
+    assert seen == expected and len(seen) >= 3, seen
 
 
 def test_cuda_mxfp4_configs_keep_block_m_at_128():

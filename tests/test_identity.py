@@ -2,14 +2,12 @@
 name), not only by a marketing string a container may hide ("AMD Radeon Graphics")."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
 from synthetic import gemm_record, stream_record, write_run
-from test_cli import clean_env
 
 from parity.harness.core import device, identity, specs
 from parity.harness.measurement import runner
@@ -154,8 +152,9 @@ def test_detection_reads_the_hardware_and_the_market_name(radeon, monkeypatch):
 
 
 def _parity(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "parity", *map(str, args)], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=120)
+    from test_cli import parity_main
+
+    return parity_main(*args, cwd=cwd)
 
 
 @pytest.mark.parametrize("memory_bytes,spec_id", [(MI300X_BYTES, "mi300x"), (256 * GIB, "mi325x")])

@@ -156,7 +156,7 @@ def test_run_json_records_min_time_among_the_timing_policies(tmp_path, cpu_devic
     assert meta["timing"]["wall"]["min_time_s"] == 0.25
     assert runner.RunPlan.from_dict(plan.to_dict()) == plan
     assert runner.RunPlan.recorded({"plan": plan.to_dict()}, tmp_path).min_time_s == 0.25
-    with pytest.raises(Exception, match="min_time_s is not a number"):
+    with pytest.raises(Exception, match="min_time_s .x. is not a number"):
         runner.RunPlan.recorded({"plan": {**plan.to_dict(), "min_time_s": "x"}}, tmp_path)
 
 

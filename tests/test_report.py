@@ -6,7 +6,7 @@ import pytest
 
 from parity.harness.reporting import report
 from parity.harness.core import specs
-from synthetic import CPU, H200, record, run
+from synthetic import CPU, record, run
 
 GB = 10**9
 

@@ -160,7 +160,7 @@ def test_selfcheck_through_the_entry_point(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--repeats", "1"], "--repeats must be at least 2"),
-    (["--settle-s", "-1"], "--settle-s must be a number of seconds, 0 or more"),
+    (["--settle-s", "-1"], "--settle-s -1.0 is not 0 or more and at most 3600 s"),
     (["--json", "/nonexistent-folder/x.json"], "no folder /nonexistent-folder"),
     (["--bogus"], "unrecognized arguments"),
 ])

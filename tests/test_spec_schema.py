@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import re
 from pathlib import Path
 
@@ -13,18 +12,14 @@ import pytest
 
 from parity.harness.core import specschema, specs
 from synthetic import H200, stream_record, write_run
-from test_cli import TIMEOUT_S, assert_one_error_line, clean_env
+from test_cli import assert_one_error_line, parity_main
 
 H200_TOML = specs.SPEC_DIR / "h200.toml"
 
 
 def parity_env(*args, cwd: Path, specs_path: str | None = None) -> subprocess.CompletedProcess:
-    env = clean_env()
-    env.pop(specs.SPECS_PATH_ENV, None)
-    if specs_path is not None:
-        env[specs.SPECS_PATH_ENV] = specs_path
-    return subprocess.run([sys.executable, "-m", "parity", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    """The command in this process, with PARITY_SPECS_PATH as given (or unset)."""
+    return parity_main(*args, cwd=cwd, env={specs.SPECS_PATH_ENV: specs_path})
 
 
 def lab_card(folder: Path, text_edit=lambda t: t, spec_id: str = "labcard") -> Path:

@@ -130,10 +130,12 @@ def test_amdsmi_readings_in_normalized_units():
     gpu = fake_amdsmi.Gpu(gfx_mhz=2100, mem_mhz=1300, hotspot_c=71, resolution_uj=15.3)
     reader, mod = amd_reader(gpu)
     assert reader.source == "amdsmi" and reader.power_kind == "instant" and reader.unsupported == {}
+    before = gpu.ticks()
     s = reader.read()
+    after = gpu.ticks()
     assert (s.sm_clock_mhz, s.mem_clock_mhz, s.temp_c, s.power_w) == (2100, 1300, 71, 720)  # W stays W
-    ticks = gpu.ticks()
-    assert s.energy_j == pytest.approx(ticks * 15.3e-6, rel=1e-3)  # ticks x resolution microjoules -> J
+    # ticks x resolution microjoules -> J; the fake's counter runs, so bracket the read
+    assert before * 15.3e-6 * (1 - 1e-9) <= s.energy_j <= after * 15.3e-6 * (1 + 1e-9)
     assert s.reasons == () and s.throttle == ()
     reader.close()
     assert mod.initialized == 0
@@ -146,8 +148,10 @@ def test_amdsmi_clock_key_of_either_version(key):
 
 
 def test_amdsmi_energy_key_of_older_versions():
-    reader, _ = amd_reader(fake_amdsmi.Gpu(energy_key="power", resolution_uj=15.259))
-    assert reader.read().energy_j == pytest.approx(1_000_000 * 15.259e-6, rel=0.05)
+    # No power drawn: the counter stays at its start, so the reading is exact however long the
+    # read takes on a loaded machine (at 720 W one millisecond is 0.7 J, 5% of this counter).
+    reader, _ = amd_reader(fake_amdsmi.Gpu(energy_key="power", resolution_uj=15.259, power_w=0.0))
+    assert reader.read().energy_j == pytest.approx(1_000_000 * 15.259e-6, rel=1e-9)
 
 
 @pytest.mark.parametrize("power, watts, kind", [
@@ -497,4 +501,4 @@ def test_run_case_without_a_reader_says_so(cpu_device, toy):
 def test_run_refuses_a_negative_settle(tmp_path):
     from test_cli import assert_one_error_line, parity
 
-    assert_one_error_line(parity("run", "stream", "--settle-s", "-0.5", cwd=tmp_path), "--settle-s must be a number of seconds, 0 or more")
+    assert_one_error_line(parity("run", "stream", "--settle-s", "-0.5", cwd=tmp_path), "--settle-s -0.5 is not 0 or more and at most 3600 s")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from parity.harness.core import limits
 from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL, UsageError, one_line
 
 DEFAULT_RUNS_DIR = Path("runs")  # ignored by git: a user's runs never land in the repository
@@ -212,8 +213,10 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
         raise MeasureError(f"cache must be one of {', '.join(CACHES)}, not {cache!r}")
     if not isinstance(dtype, str) or not dtype:
         raise MeasureError(f"dtype is the math dtype whose peak applies, e.g. 'bf16', not {dtype!r}")
-    if time_cap_s is not None and not (isinstance(time_cap_s, (int, float)) and 0 < time_cap_s < math.inf):
-        raise MeasureError(f"time_cap_s must be a positive number of seconds, not {time_cap_s!r}")
+    try:
+        limits.check_api(time_cap_s=time_cap_s, device=device)  # the ranges of `parity run`
+    except UsageError as exc:
+        raise MeasureError(str(exc)) from None
     try:
         dev = device_mod.detect(device)
     except UsageError as exc:
@@ -332,13 +335,14 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
-    from parity.harness.core import limits
     from parity.harness.core.results import MEASUREMENTS_FILE, read_run
     from parity.harness.measurement import registry, runner, supervisor
     from parity.harness.measurement.flush import Flush
     from parity.harness.measurement.plan import RunPlan
     from parity.harness.scaleout import distributed, group, multigpu
 
+    limits.check_api(time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s,
+                     rank_timeout_s=rank_timeout_s, ranks=ranks, cpu_workers=cpu_workers)
     if resume is not None:
         folder, again = Path(resume), True
         limits.check_resume_folder(folder)
@@ -377,8 +381,11 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             console = Console(stderr=True, highlight=False)
         from parity.harness.reporting import report
 
-        code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s,
-                                lambda run: report.print_run(run, console), gpu_progress)
+        try:
+            code = multigpu.run_all(plan, device, folder, again, cpu_workers, rank_timeout_s,
+                                    lambda run: report.print_run(run, console), gpu_progress)
+        except KeyboardInterrupt:
+            raise RunInterrupted(folder) from None
         return RunOutcome(path=folder, code=code, reported=True)
     early = group.dispatch(plan, device, folder, again, rank_timeout_s)  # start ranks, or be one
     if early is not None:
@@ -402,9 +409,8 @@ def run(suites: str | Iterable[str] | None = None, *, preset: str = "quick", imp
         device: int = 0) -> Path:
     """Run suites as `parity run` does (default: the quick preset of every suite) and return the run
     folder; failed and invalid cases are records in it, as on the command line (see `load`)."""
+    limits.check_api(time_cap_s=time_cap_s, device=device)  # before the device is even looked at
     dev = run_device(device)
-    if time_cap_s is not None and not (isinstance(time_cap_s, (int, float)) and 0 < time_cap_s < math.inf):
-        raise UsageError(f"time_cap_s must be a positive number of seconds, not {time_cap_s!r}")
     command = ["parity.run", *names(suites), "--preset", preset]
     return run_command(dev, suites=suites or (), preset=preset, impls=names(impl), dtypes=names(dtype),
                        out=Path(out) if out is not None else None, time_cap_s=time_cap_s, command=command).path

@@ -6,8 +6,8 @@ import re
 import sys
 from pathlib import Path
 
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE
 
 EXIT_USAGE = 2
 
@@ -117,15 +117,9 @@ def require_triton() -> None:
 
 
 def refuse_overwriting_runs(out: Path | None, run_dirs: list[Path]) -> None:
-    """A report written over a run's own files would destroy the run it was made from."""
-    if out is None:
-        return
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder: give a file name")
-    for run_dir in run_dirs:
-        for name in (RUN_FILE, MEASUREMENTS_FILE):
-            if out.resolve() == (run_dir / name).resolve():
-                raise UsageError(f"--out {out} is a file of the run {run_dir}: the report would replace it")
+    """A report written over a run's own files would destroy the run it was made from (or any other:
+    safeio.check_target tells a run's records by the file itself, whatever path names it)."""
+    safeio.check_target(out, "--out", protect=tuple(run_dirs))
 
 
 def check_report_needs(args) -> None:
@@ -146,18 +140,22 @@ def check_report_needs(args) -> None:
 
 
 def refuse_run_file(out: Path | None, option: str = "--out") -> None:
-    """A file written over a run's own files (run.json, measurements.jsonl) destroys that run."""
-    if out is not None and out.name in (RUN_FILE, MEASUREMENTS_FILE) and (out.parent / RUN_FILE).exists():
-        raise UsageError(f"{option} {out} is a file of the run {out.parent}: writing it would destroy the run")
+    """Before any work: a target no writer may write (a run's records, a device, a FIFO) is refused."""
+    safeio.check_target(out, option)
 
 
 def emit(text: str, out: Path | None) -> None:
-    if out is None:
+    """The one way a command writes its output: stdout, or the file `out` (`-`: stdout) by safeio."""
+    if out is None or str(out) == safeio.STDOUT:
         sys.stdout.write(text)
         return
-    refuse_run_file(out)
+    write_file(out, text.encode("utf-8"))
+
+
+def write_file(out: Path, data: bytes, option: str = "--out") -> None:
     try:
-        out.write_text(text, encoding="utf-8")
+        safeio.write_bytes(out, data, option)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"parity: wrote {out}", file=sys.stderr)
+    if str(out) != safeio.STDOUT:
+        print(f"parity: wrote {out}", file=sys.stderr)

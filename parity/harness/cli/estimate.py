@@ -92,6 +92,10 @@ def cmd_estimate(args, argv) -> int:
         if text:
             sys.stdout.write(text)
         return 0
+    if args.validate:
+        return _serving_validation(args)
+    if any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus, args.slo_tpot_ms)):
+        return _serving(args)
     if not args.model:
         raise UsageError("estimate needs --model (see --list-models)")
     if args.format == "html" and args.out is None:
@@ -122,4 +126,90 @@ def cmd_estimate(args, argv) -> int:
         emit(text or "", args.out)
     if not any(r["fits"] for r in rows):
         print("parity: estimate: fits on none of the devices asked for (see each row's note)", file=sys.stderr)
+    return 0
+
+
+def _concurrency(text: str | None) -> list[int] | None:
+    if text is None or text.strip() == "max":
+        return None
+    try:
+        # "max" inside a list is 0 here: the curve puts the maximum concurrency in its place
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        numbers = [int(v) for v in items if v != "max"]
+    except ValueError:
+        raise UsageError(f"--concurrency must be an integer, max, or a comma-separated list (got {text!r})") from None
+    values = numbers + [0] * min(1, items.count("max"))
+    if not values or any(not 1 <= v <= 1_000_000 for v in numbers):
+        raise UsageError("--concurrency values must be from 1 to 1,000,000")
+    return values
+
+
+def _prices(items: list[str]) -> dict[str, float]:
+    import math
+
+    from parity.harness.core import specs
+
+    out = {}
+    for item in items:
+        spec_id, _, usd = item.partition("=")
+        try:
+            value = float(usd)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= 1000):
+            raise UsageError(f"--price {item!r}: want SPEC=USD per GPU-hour, above 0 and at most 1000")
+        out[specs.get(spec_id.strip()).id] = value
+    return out
+
+
+def _serving(args) -> int:
+    from parity.harness.core import specs
+    from parity.harness.core.serving.scenario import Scenario
+    from parity.harness.reporting import report, serving
+
+    if args.run is not None:
+        raise UsageError("the serving scenario takes no RUN yet (use the single-step view with --phase)")
+    if not args.model or args.isl is None or args.osl is None or not args.engine:
+        raise UsageError("a serving estimate needs --model, --isl, --osl and --engine")
+    if args.slo_tpot_ms is not None and not 0 < args.slo_tpot_ms <= 1e6:
+        raise UsageError("--slo-tpot-ms must be above 0 and at most 1e6")
+    if args.format == "html" and args.out is None:
+        raise UsageError("--format html needs --out FILE")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give a file name")
+    refuse_run_file(args.out)
+    tp = 1 if args.tp is None else args.tp
+    gpus = tp if args.gpus is None else args.gpus
+    scn = Scenario(model=args.model, dtype=args.dtype, gpus=gpus, tp=tp, isl=args.isl, osl=args.osl,
+                   engine=args.engine, ep=args.ep, attention_dp=args.attention_dp)
+    scn.check()
+    targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
+               else list(specs.load_all().values()))
+    rows = serving.estimate(scn, targets, _concurrency(args.concurrency), _prices(args.price), args.slo_tpot_ms)
+    title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
+             + f", ISL {args.isl} / OSL {args.osl}, {args.engine}")
+    if args.format == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    elif args.format == "html":
+        from parity.harness.reporting import serving_html
+
+        text = serving_html.page(rows, serving.display_rows(rows), title)
+    else:
+        text = report.render([(title, serving.display_rows(rows))], "md" if args.out is not None else args.format,
+                             make_console())
+    if args.out is not None or text:
+        emit(text or "", args.out)
+    return 0
+
+
+def _serving_validation(args) -> int:
+    from parity.harness.reporting import report, serving
+
+    rep = serving.validation_report()
+    if args.format == "json":
+        text = json.dumps(rep, indent=1) + "\n"
+    else:
+        text = report.render(serving.validation_display(rep), "md" if args.format == "md" else "text", make_console())
+    if args.out is not None or text:
+        emit(text or "", args.out)
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 from parity.harness.cli.common import (
@@ -13,7 +12,9 @@ from parity.harness.cli.common import (
     refuse_run_file,
     require_triton,
     warn,
+    write_file,
 )
+from parity.harness.core import limits
 from parity.harness.core.model import UsageError
 
 
@@ -105,6 +106,9 @@ def cmd_specs(args, argv) -> int:
         if args.spec is not None or args.json:
             raise UsageError("--check checks one file: give no spec id and no --json")
         spec = specs.parse(args.check)
+        clash = specs.conflicts(spec)  # a second file for one device: every report would refuse that device
+        if clash:
+            raise specs.SpecError(clash[0])
         print(f"parity: {args.check}: a valid spec ({spec.id}, {spec.name}: {len(spec.figures)} figures, "
               f"{len(spec.peaks)} peaks)", file=sys.stderr)
         return 0
@@ -115,6 +119,8 @@ def cmd_specs(args, argv) -> int:
         sys.stdout.write(machine.dumps(machine.specs_json(chosen)))
         return 0
     if args.spec is None:
+        for line in specs.conflicts():
+            warn(line)
         rows = [{"id": s.id, "name": s.name, "status": s.status, "arch": s.arch,
                  "bf16 TFLOPS": _figure_text(s.peaks.get("bf16")), "fp8 TFLOPS": _figure_text(s.peaks.get("fp8")),
                  "fp4 TFLOPS": _figure_text(s.peaks.get("fp4")),
@@ -152,21 +158,21 @@ def cmd_specs(args, argv) -> int:
     return 0
 
 
+def machine_json(data) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def cmd_selfcheck(args, argv) -> int:
     from parity.harness.core import provenance
-    from parity.harness.core.results import write_json_atomic
     from parity.harness.measurement import selfcheck
     from parity.harness.reporting import report
 
     if args.repeats < 2:
         raise UsageError("--repeats must be at least 2")
-    if args.settle_s is not None and not (math.isfinite(args.settle_s) and args.settle_s >= 0):
-        raise UsageError("--settle-s must be a number of seconds, 0 or more")
-    if args.json is not None and not args.json.parent.is_dir():
-        raise UsageError(f"--json {args.json}: no folder {args.json.parent}")
-    if args.json is not None and args.json.is_dir():
-        raise UsageError(f"--json {args.json} is a folder: give a file name")
-    refuse_run_file(args.json, "--json")
+    limits.check_seconds("--settle-s", "settle_s", args.settle_s)
+    if args.repeats > 1000:
+        raise UsageError(f"--repeats {args.repeats}: at most 1000")
+    refuse_run_file(args.json, "--json")  # a folder, a device, a run's records: refused before any work
     device = detect_device(args.device)
     results = selfcheck.run(device, repeats=args.repeats, settle_s=args.settle_s,
                             progress=lambda text: print(f"parity: selfcheck: {text}", file=sys.stderr, flush=True))
@@ -175,11 +181,11 @@ def cmd_selfcheck(args, argv) -> int:
     if text:
         sys.stdout.write(text)
     if args.json is not None:
-        write_json_atomic(args.json, {"schema": "parity.selfcheck/1", "command": ["parity", *argv],
+        write_file(args.json, machine_json({"schema": "parity.selfcheck/1", "command": ["parity", *argv],
                                       "device": device.to_dict(), "versions": provenance.versions(device),
                                       "git": provenance.git_revision(), "host": provenance.host(),
                                       "passed": not selfcheck.failed(results),
-                                      "checks": [r.to_dict() for r in results]})
+                                      "checks": [r.to_dict() for r in results]}), "--json")
     return EXIT_CASES_FAILED if selfcheck.failed(results) else 0
 
 

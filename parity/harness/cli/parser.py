@@ -28,18 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=path_arg, help="run folder to create (default runs/<time>-<device>)")
     p.add_argument("--resume", type=path_arg, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
-    p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case")
-    p.add_argument("--settle-s", type=float, help="idle seconds before each timed compute case (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case (more than 0, at most 3600)")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timed compute case (default 0.5 on a GPU, 0 on the CPU; 0 to 3600)")
     p.add_argument("--min-time-s", type=float,
-                   help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU)")
+                   help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU; 0 to 3600)")
     p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
     p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
-                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300)")
+                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300; more than 0, at most 86400: a day)")
     p.add_argument("--case-timeout-s", type=float, metavar="S",
                    help="wall-clock limit of one case: past it the case is recorded failed and the run goes on "
-                        "(default 900 on a GPU, 300 on the CPU)")
+                        "(default 900 on a GPU, 300 on the CPU; more than 0, at most 86400: a day)")
 
     p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
     p.add_argument("--out", type=path_arg, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")
@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="SPEC,...", help="target spec ids (default: every spec)")
     p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
     p.add_argument("--out", type=path_arg, metavar="FILE", help="write the output to FILE (html needs one)")
+    p.add_argument("--gpus", type=int, help="serving: GPUs of the whole deployment (replicas where > --tp)")
+    p.add_argument("--ep", type=int, default=1, help="serving: expert-parallel GPUs (MoE only)")
+    p.add_argument("--attention-dp", action="store_true", help="serving: attention data parallel (DEP)")
+    p.add_argument("--isl", type=int, help="serving: input tokens per request")
+    p.add_argument("--osl", type=int, help="serving: output tokens per request")
+    p.add_argument("--concurrency", help="serving: C, max, or C1,C2,... (a curve)")
+    p.add_argument("--engine", help="serving: vllm, trtllm or sglang")
+    p.add_argument("--price", action="append", default=[], metavar="SPEC=USD", help="serving: $/GPU-hour override")
+    p.add_argument("--slo-tpot-ms", type=float, help="serving: the best point with TPOT at most this")
+    p.add_argument("--validate", action="store_true", help="the published serving figures against the estimate")
 
     p = sub.add_parser("history", help="each case's trend over the published runs of a device, with compare verdicts")
     p.add_argument("results", nargs="?", type=path_arg, default=Path("results"), help="results folder (default results)")
@@ -117,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("selfcheck", help="check the harness: agreement with an independent timer, spread, flush, telemetry")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
-    p.add_argument("--repeats", type=int, default=5, help="runs of one case for the spread check (default 5)")
-    p.add_argument("--settle-s", type=float, help="idle seconds before each timing (default 0.5 on a GPU, 0 on the CPU)")
+    p.add_argument("--repeats", type=int, default=5, help="runs of one case for the spread check (default 5; 2 to 1000)")
+    p.add_argument("--settle-s", type=float, help="idle seconds before each timing (default 0.5 on a GPU, 0 on the CPU; 0 to 3600)")
     p.add_argument("--format", choices=("text", "md"), default="text")
     p.add_argument("--json", type=path_arg, metavar="FILE", help="also write the results, device and versions as JSON")
 

@@ -11,6 +11,7 @@ from parity.harness.cli.common import (
     make_console,
     refuse_overwriting_runs,
     refuse_run_file,
+    write_file,
     warn,
 )
 from parity.harness.core.model import UsageError
@@ -58,11 +59,7 @@ def cmd_report(args, argv) -> int:
 
         emit(html.page(runs, df, figures), args.out)
     elif args.format == "parquet":
-        try:
-            report.to_parquet(df, args.out)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        print(f"parity: wrote {args.out}", file=sys.stderr)
+        write_file(args.out, report.to_parquet(df))
     else:
         from parity.harness.reporting import crosstab
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import specs
 from parity.harness.core.specs import DeviceSpec
 from parity.harness.core.specschema import MATCH_KEYS as _SCHEMA_MATCH_KEYS
@@ -87,7 +87,7 @@ class MatchTableError(specs.SpecError):
 def rules(spec_id: str) -> dict[str, Any]:
     """The `[match]` table of a spec file, checked: only known keys, of the right types."""
     spec = specs.get(spec_id)
-    table = tomllib.loads(spec.path.read_text(encoding="utf-8")).get("match") or {}
+    table = safeio.load_toml(spec.path, "spec").get("match") or {}
     where = f"{spec.path.name} [match]"
     unknown = set(table) - set(MATCH_KEYS)
     if unknown:
@@ -160,7 +160,8 @@ def identify(device: dict[str, Any] | Any) -> Identity:
         spec, how = named[0]
         return Identity(spec, how, f"{reading.describe()} is {spec.id} by its {how}")
     if len(named) > 1:  # two spec files claim one name: the database is wrong, not the device
-        raise specs.SpecError(f"{reading.describe()} matches several specs: {', '.join(s.id for s, _ in named)}")
+        raise specs.SpecError(f"{reading.describe()} matches several specs: "
+                              f"{', '.join(f'{s.id} ({s.path})' for s, _ in named)}; remove or narrow one")
     contradicted = [s for s in candidates if _named(s, rules(s.id), reading)]
     if contradicted:
         s = contradicted[0]

@@ -15,16 +15,50 @@ from pathlib import Path
 from parity.harness.core.model import UsageError
 
 
+DAY_S = 86400.0
+HOUR_S = 3600.0
+# Every time a run is given, from the CLI, the API or a recorded plan: (smallest, whether the
+# smallest itself is allowed, largest). A timeout of more than a day, or a settle or sampling time
+# of more than an hour, is a typo (1e308 would overflow the timers); NaN passes every `<=` test.
+SECONDS = {"case_timeout_s": (0.0, False, DAY_S), "rank_timeout_s": (0.0, False, DAY_S),
+           "time_cap_s": (0.0, False, HOUR_S), "settle_s": (0.0, True, HOUR_S), "min_time_s": (0.0, True, HOUR_S)}
+MAX_RANKS = 4096  # processes of one collective group on one node; far above any node's GPUs
+MAX_CPU_THREADS = 4096  # PyTorch CPU threads of one case; the CPUs the process may use bound it further
+
+
+def seconds_range(name: str) -> str:
+    """The range of one time in words, as --help states it."""
+    low, inclusive, high = SECONDS[name]
+    return f"{'0 or more' if inclusive else 'more than 0'} and at most {high:g} s"
+
+
+def seconds_problem(name: str, value) -> str | None:
+    """Why `value` is not a valid `name` (a key of SECONDS), or None; None itself is valid (the default)."""
+    if value is None:
+        return None
+    low, inclusive, high = SECONDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number of seconds"
+    if not (math.isfinite(value) and (value >= low if inclusive else value > low) and value <= high):
+        return f"{value!r} is not {seconds_range(name)}"
+    return None
+
+
+def check_seconds(option: str, name: str, value) -> None:
+    problem = seconds_problem(name, value)
+    if problem:
+        raise UsageError(f"{option} {problem}")
+
+
 def positive_seconds(option: str, value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{option} must be a positive number of seconds, not {value!r}")
+    check_seconds(option, option.lstrip("-").replace("-", "_"), value)
 
 
 def check_run_numbers(args) -> None:
     """The numbers of `parity run` that argparse takes as any float or int."""
     check_no_empty_names(args)
-    positive_seconds("--case-timeout-s", args.case_timeout_s)
-    positive_seconds("--rank-timeout-s", args.rank_timeout_s)
+    for name in SECONDS:
+        check_seconds("--" + name.replace("_", "-"), name, getattr(args, name, None))
     if args.device is not None and args.device < 0:
         raise UsageError(f"--device {args.device}: a GPU index is 0 or more")
 
@@ -59,7 +93,10 @@ def check_counts(plan, device, cpu_workers: int | None) -> None:
     from parity.harness.core.ranks import place_from_env
 
     have, what = available_slots(device)
-    if plan.ranks is not None and place_from_env() is None:
+    in_group = place_from_env() is not None
+    if plan.ranks is not None and in_group and not 1 <= plan.ranks <= MAX_RANKS:
+        raise UsageError(f"--ranks {plan.ranks} is not 1 to {MAX_RANKS}")
+    if plan.ranks is not None and not in_group:
         if plan.ranks < 1:
             raise UsageError(f"--ranks {plan.ranks}: a collective needs two or more ranks")
         if plan.ranks > have:
@@ -88,3 +125,18 @@ def check_submit_numbers(args) -> None:
     for option, value in (("--gpus-per-node", args.gpus_per_node), ("--cpus-per-task", args.cpus_per_task)):
         if value is not None and value < 1:
             raise UsageError(f"{option} {value}: give 1 or more")
+
+
+def check_api(**values) -> None:
+    """The Python API's numbers (parity.run, run_command), in the CLI's ranges, before anything is
+    created: a time as SECONDS says, a count or a GPU index a whole number (not a bool, not 2.5)."""
+    for name, value in values.items():
+        if name in SECONDS:
+            problem = seconds_problem(name, value)
+            if problem:
+                raise UsageError(f"{name}={problem}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{name}={value!r} is not a whole number")
+        elif value is not None and name == "device" and value < 0:
+            raise UsageError(f"device={value}: a GPU index is 0 or more")
+        # ranks and cpu_workers: their range is what the machine has (check_counts, with the plan)

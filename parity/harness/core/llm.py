@@ -15,11 +15,11 @@ split by columns, attention output and MLP down by rows, two all-reduces per lay
 from __future__ import annotations
 
 import functools
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError
 
 MODEL_DIR = Path(__file__).with_name("llm")
@@ -139,9 +139,9 @@ def _table(data: Any, keys: set[str], where: str) -> dict[str, int]:
 def parse(path: Path) -> LanguageModel:
     where = path.name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{where}: not valid TOML ({exc})") from None
+        data = safeio.load_toml(path, "model", where)  # a regular file of a few MiB, nesting bounded
+    except safeio.FileRefused as exc:
+        raise ModelError(str(exc)) from None
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ModelError(f"{where}: unknown keys {sorted(unknown)}")

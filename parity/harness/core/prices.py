@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import statistics
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from parity.harness.core import safeio
 from parity.harness.core import specs
 from parity.harness.core.model import UsageError
 
@@ -46,9 +46,9 @@ def _pair(value, where: str, key: str) -> tuple[float, float]:
 def parse(path: Path) -> list[tuple[str, float, float, bool, str]]:
     where = path.name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PriceError(f"{where}: not valid TOML ({exc})") from None
+        data = safeio.load_toml(path, "price", where)  # a regular file of a few MiB, nesting bounded
+    except safeio.FileRefused as exc:
+        raise PriceError(str(exc)) from None
     if set(data) - {"schema", "price"} or data.get("schema") != SCHEMA:
         raise PriceError(f"{where}: expected schema = {SCHEMA} and [[price]] tables only")
     out = []

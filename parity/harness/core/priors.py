@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import functools
 import statistics
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import specs
 from parity.harness.core.model import UsageError
 
@@ -150,9 +150,9 @@ def _parse_figure(data: Any, where: str, sources: dict[str, Any]) -> PublishedFi
 def parse(path: Path) -> tuple[str, tuple[tuple[str, ...], ...], list[PublishedFigure]]:
     where = path.name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PriorError(f"{where}: not valid TOML ({exc})") from None
+        data = safeio.load_toml(path, "prior", where)  # a regular file of a few MiB, nesting bounded
+    except safeio.FileRefused as exc:
+        raise PriorError(str(exc)) from None
     unknown = set(data) - {"schema", "vendor", "generations", "figure", "sources"}
     if unknown:
         raise PriorError(f"{where}: unknown keys {sorted(unknown)}")

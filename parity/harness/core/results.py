@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from parity.harness.core import safeio
+
 RUN_FILE = "run.json"
 MEASUREMENTS_FILE = "measurements.jsonl"
 RUN_SCHEMA = "parity.run/1"
@@ -73,13 +75,8 @@ class Run:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # no stray half-written file beside the target
-        raise
+    """A run folder's own JSON file (run.json), replaced whole (safeio.replace_own: never a link)."""
+    safeio.replace_own(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 class RunWriter:
@@ -92,7 +89,7 @@ class RunWriter:
         write_json_atomic(path / RUN_FILE, meta)
         measurements = path / MEASUREMENTS_FILE
         _drop_partial_tail(measurements)
-        self._file = measurements.open("a", encoding="utf-8")
+        self._file = safeio.append_own(measurements)  # never through a link into another run
 
     def append(self, record: Measurement) -> None:
         with _naming(self.path / MEASUREMENTS_FILE):
@@ -136,20 +133,23 @@ def _drop_partial_tail(path: Path) -> None:
     """Before appending to a file cut off mid-line, move the fragment aside so lines stay whole."""
     if not path.exists() or path.stat().st_size == 0:
         return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    fragment = data[cut:]
-    try:
-        json.loads(fragment)
-        with path.open("ab") as f:  # a whole record that only lacks its newline
-            f.write(b"\n")
-        return
-    except ValueError:
-        pass
-    (path.with_name(path.name + ".partial")).write_bytes(fragment)
-    with path.open("r+b") as f:
+    fd = safeio.open_own(path, os.O_RDWR)
+    with os.fdopen(fd, "r+b") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        fragment = data[cut:]
+        try:
+            json.loads(fragment)
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")  # a whole record that only lacks its newline
+            return
+        except (ValueError, RecursionError):
+            pass
+        partial = path.with_name(path.name + ".partial")
+        with os.fdopen(safeio.open_own(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
+            out.write(fragment)
         f.truncate(cut)
 
 
@@ -205,9 +205,12 @@ def record_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
+_META_TABLES = ("device", "plan", "versions", "host", "timing", "counts", "multi_gpu")
+
+
 def meta_problem(meta: dict[str, Any]) -> str | None:
     """What makes a run.json unusable by the readers (the tables they read are not tables), or None."""
-    for name in ("device", "plan", "versions", "host", "timing", "counts"):
+    for name in _META_TABLES:
         if meta.get(name) is not None and not isinstance(meta[name], dict):
             return f"its {name} is not a table"
     for name in ("status", "run_id", "started_at", "ended_at"):
@@ -236,34 +239,53 @@ def valid_records(path: Path, numbered: list[tuple[int, dict[str, Any]]]) -> tup
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records of a measurements file; a truncated last line is dropped with a warning, and so is a
-    record the readers cannot use (`record_problem`), naming its line."""
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path} is not a parity results file (not UTF-8 text)") from None
-    except OSError as exc:
-        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
-    complete = lines[-1] == ""  # a file whose last record is whole ends with a newline
-    if complete:
-        lines = lines[:-1]
+    """Records of a measurements file, streamed a line at a time (safeio: a regular file only, each
+    line up to its cap, nesting bounded); a truncated last line is dropped with a warning, and so is
+    a record the readers cannot use (`record_problem`), naming its line."""
     records, notes = [], []
-    for number, line in enumerate(lines, start=1):
-        last = number == len(lines)
-        try:
-            record = json.loads(line)
-        except ValueError:
-            if last and not complete and (line.startswith(RECORD_PREFIX) or RECORD_PREFIX.startswith(line)):
-                notes.append(f"{path}: the last line ({number}) is truncated and was ignored")
-                continue
-            if number == 1:
-                raise ResultsError(f"{path} is not a parity results file (line 1 is not JSON)") from None
-            raise ResultsError(f"{path} is corrupt: line {number} is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
-            raise ResultsError(f"{path} is not a parity results file (line {number} has no {RECORD_SCHEMA} schema)")
-        records.append((number, record))
+    try:
+        for number, raw, whole in safeio.iter_lines(path):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ResultsError(f"{path} is not a parity results file (line {number} is not UTF-8 text)") from None
+            try:
+                record = safeio.parse_json(line, f"{path}: line {number}")
+            except ValueError as exc:
+                if not whole and (line.startswith(RECORD_PREFIX) or RECORD_PREFIX.startswith(line)):
+                    notes.append(f"{path}: the last line ({number}) is truncated and was ignored")
+                    continue
+                if "nests" in str(exc):
+                    raise ResultsError(str(exc)) from None
+                if number == 1:
+                    raise ResultsError(f"{path} is not a parity results file (line 1 is not JSON)") from None
+                raise ResultsError(f"{path} is corrupt: line {number} is not valid JSON") from None
+            if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+                raise ResultsError(f"{path} is not a parity results file (line {number} has no {RECORD_SCHEMA} schema)")
+            records.append((number, record))
+    except safeio.FileRefused as exc:
+        raise ResultsError(str(exc)) from None
     records, skipped = valid_records(path, records)
     return records, notes + skipped
+
+
+def read_meta(meta_path: Path) -> dict[str, Any]:
+    """A run.json, read by safeio's rules and checked: a one-line ResultsError for anything else."""
+    try:
+        meta = safeio.parse_json(safeio.read_bytes(meta_path, "run"), str(meta_path))
+    except safeio.FileRefused as exc:
+        raise ResultsError(str(exc)) from None
+    except ValueError as exc:
+        raise ResultsError(f"{meta_path} is corrupt (not valid JSON)" if "nests" not in str(exc) else str(exc)) from None
+    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA:
+        raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
+    problem = meta_problem(meta)
+    if problem:
+        raise ResultsError(f"{meta_path} is damaged: {problem}")
+    for name in _META_TABLES:  # a table recorded as null is a table not recorded: every reader's .get(name, {})
+        if name in meta and meta[name] is None:
+            del meta[name]
+    return meta
 
 
 def read_run(path: Path | str) -> Run:
@@ -273,17 +295,9 @@ def read_run(path: Path | str) -> Run:
     if not path.is_dir():
         raise ResultsError(f"{path}: no such run folder")
     meta_path = path / RUN_FILE
-    if not meta_path.is_file():
+    if not os.path.lexists(meta_path):
         raise ResultsError(f"{path} is not a parity run folder (no {RUN_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise ResultsError(f"{meta_path} is corrupt (not valid JSON)") from None
-    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA:
-        raise ResultsError(f"{meta_path} is not a parity run file (no {RUN_SCHEMA} schema)")
-    problem = meta_problem(meta)
-    if problem:
-        raise ResultsError(f"{meta_path} is damaged: {problem}")
+    meta = read_meta(meta_path)
     measurements = path / MEASUREMENTS_FILE
     records, notes = read_records(measurements) if measurements.exists() else ([], [])
     records, twice = latest_per_case(records)
@@ -303,7 +317,8 @@ def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     latest: dict[tuple, dict[str, Any]] = {}
     twice: list[str] = []
     for number, record in enumerate(records):
-        ident = (record.get("key"), record.get("gpu_index"), record.get("host")) if "key" in record else (number,)
+        ident = (record.get("key"), record.get("gpu_index"), record.get("host"),
+                 record.get("device_part")) if "key" in record else (number,)  # device_part: merge's part
         if ident in latest and record.get("key") not in twice:
             twice.append(record.get("key"))
         latest.pop(ident, None)  # the later record also takes the later place

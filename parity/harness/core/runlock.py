@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE
 
@@ -37,8 +38,8 @@ def _held() -> list[str]:
 
 def _holder(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
+        text = safeio.read_text(path, "lock").strip()
+    except (OSError, safeio.FileRefused):
         return "another parity process"
     return text or "another parity process"
 
@@ -87,7 +88,7 @@ def hold(folder: Path | str, what: str = "run", fresh: bool = False) -> Iterator
 
 def _acquire(path: Path, folder: Path, what: str) -> int:
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = safeio.open_own(path, os.O_RDWR | os.O_CREAT)  # never through a link onto another run's file
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

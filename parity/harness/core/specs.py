@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core import specschema
 from parity.harness.core.model import UsageError
 
@@ -121,11 +121,9 @@ class DeviceSpec:
 def parse(path: Path) -> DeviceSpec:
     where = path.name if path.parent == SPEC_DIR else str(path)  # a file from outside: its whole path
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{where}: not valid TOML ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise SpecError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+        data = safeio.load_toml(path, "spec", where)  # a regular file of a few MiB, nesting bounded
+    except safeio.FileRefused as exc:
+        raise SpecError(str(exc)) from None
     try:
         specschema.check(data, where)
     except specschema.SchemaError as exc:
@@ -193,3 +191,21 @@ def get(spec_id: str) -> DeviceSpec:
     if spec_id not in specs:
         raise UsageError(f"unknown spec {spec_id!r} (known: {', '.join(sorted(specs))})")
     return specs[spec_id]
+
+
+def conflicts(extra: DeviceSpec | None = None) -> list[str]:
+    """Spec files that claim one device name: the same backend and arch, and one's name_regex
+    matching the other's own name (or the very same regex). A device of that name would match both
+    and be refused (identity.identify). `extra`: a file being checked, against every loaded one."""
+    known = list(load_all().values())
+    pairs = [(extra, s) for s in known if Path(s.path).resolve() != Path(extra.path).resolve()] if extra else \
+        [(a, b) for i, a in enumerate(known) for b in known[i + 1:]]
+    out = []
+    for a, b in pairs:
+        if (a.match_backend, a.match_arch) != (b.match_backend, b.match_arch):
+            continue
+        same = a.name_regex.strip().lower() == b.name_regex.strip().lower()
+        if same or a.matches(b.match_backend, b.match_arch, b.name) or b.matches(a.match_backend, a.match_arch, a.name):
+            out.append(f"{a.path} ({a.id}) and {b.path} ({b.id}) both match "
+                       f"{'the name pattern /' + a.name_regex + '/' if same else 'one device name'}")
+    return out

@@ -11,15 +11,16 @@ Blackwell's 228 KB per SM); gfx942: 64 KiB of LDS per workgroup (reference/strea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError, one_line
 
 
@@ -188,9 +189,11 @@ def _bind(launch, target: Target, meta: Mapping[str, Any], config):
 
     kernel = launch.kernel
     backend = make_backend(_gpu_target(target))
+    # The compilation knobs that are also this backend's options are the ones JITFunction.run
+    # passes (3.6: instrumentation_mode; 3.9 adds fpsan_homomorphic_casts): probed, not versioned.
+    fields = {f.name for f in dataclasses.fields(backend.parse_options({}))}
     kwargs = {**launch.kwargs, **meta, "debug": False,
-              "instrumentation_mode": knobs.compilation.instrumentation_mode,
-              "fpsan_homomorphic_casts": knobs.compilation.fpsan_homomorphic_casts}
+              **{n: getattr(knobs.compilation, n) for n in sorted(fields) if hasattr(knobs.compilation, n)}}
     for name in ("maxnreg", "ir_override"):
         if kwargs.get(name) is None:
             kwargs.pop(name, None)
@@ -219,16 +222,19 @@ def compile_facts(launch, target: Target, meta, config, cache_dir: Path | None) 
     key = cache_key(launch, target, specialization, kwargs)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path and path.exists():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
+        try:  # safeio's rules: a FIFO or a huge or deep file in the cache is a miss, not a hang
+            facts = safeio.load_json(path)
+            if isinstance(facts, dict):
+                return facts
+        except safeio.FileRefused:
             pass
     facts = _compile(launch, target, bound, specialization, options, kwargs, backend)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(facts))
-        tmp.replace(path)
+        try:  # never onto a run's records or a special file, whatever the cache folder links to
+            safeio.write_text(path, json.dumps(facts), option="the inspect cache")
+        except (OSError, safeio.FileRefused):  # an unwritable cache costs a compile next time, nothing more
+            pass
     return facts
 
 

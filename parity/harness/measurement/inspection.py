@@ -302,9 +302,12 @@ def run_inspection(targets: Sequence[str], suites: Sequence[str] | None = None, 
 def _run_child(request: Mapping[str, Any], progress) -> list[dict[str, Any]]:
     import threading
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    from parity.harness.core import lifeline
+
+    # The compiling child ends with this process (a killed `parity inspect` leaves no compiler running).
+    env, fds = lifeline.child({k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
     proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(request)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
     rows, noise = [], []
     reader = threading.Thread(target=lambda: noise.extend(proc.stderr), daemon=True)
     reader.start()
@@ -340,4 +343,7 @@ def _child(request: Mapping[str, Any]) -> int:
 
 
 if __name__ == "__main__":
+    from parity.harness.core import lifeline
+
+    lifeline.hold()
     sys.exit(_child(json.loads(sys.argv[1])))

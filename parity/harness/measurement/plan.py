@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import limits
 from parity.harness.core.results import RUN_FILE, ResultsError
 
 
@@ -52,12 +53,17 @@ class RunPlan:
                        for v in data.get("shapes") or ()):
                 problem = "its shapes are not lists of dimensions"
             for name in ("time_cap_s", "settle_s", "min_time_s", "case_timeout_s"):
-                if data.get(name) is not None and not isinstance(data[name], (int, float)):
-                    problem = f"its {name} is not a number"
-            for name in ("ranks", "cpu_threads"):
-                count = data.get(name)
-                if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-                    problem = f"its {name} is not a count"
+                why = limits.seconds_problem(name, data.get(name))
+                if why:
+                    problem = f"its {name} {why}"
+            ranks = data.get("ranks")
+            if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int)
+                                      or not 1 <= ranks <= limits.MAX_RANKS):
+                problem = f"its ranks {ranks!r} is not a count from 1 to {limits.MAX_RANKS}"
+            threads = data.get("cpu_threads")
+            if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                        or not 1 <= threads <= limits.MAX_CPU_THREADS):
+                problem = f"its cpu_threads {threads!r} is not a count from 1 to {limits.MAX_CPU_THREADS}"
             if not isinstance(data.get("preset", "quick"), str):
                 problem = "its preset is not a name"
         if problem:

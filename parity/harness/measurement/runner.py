@@ -16,7 +16,7 @@ from typing import Any, Callable
 from parity.harness.core import device as device_mod
 from parity.harness.core import provenance, runlock
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL, Case, Suite, UsageError
-from parity.harness.core.results import RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
+from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, ResultsError, RunWriter, done_keys, read_run
 from parity.harness.measurement import registry, supervisor, telemetry
 from parity.harness.measurement.case import now_iso, release, run_case
 from parity.harness.measurement.flush import Flush
@@ -101,6 +101,9 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
     """The plan, metadata and finished case keys of an earlier run, checked against this device."""
     run = read_run(path)
     recorded = run.meta.get("device", {})
+    if not recorded.get("name") or not recorded.get("backend"):
+        raise UsageError(f"{path / RUN_FILE} records no device (its device has no name and backend): "
+                         "start a new run instead")
     if (recorded.get("name"), recorded.get("backend")) != (device.name, device.backend):
         raise UsageError(f"{path} was run on {recorded.get('name')} ({recorded.get('backend')}); "
                          f"this is {device.name} ({device.backend}): start a new run instead")

@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from parity.harness.core import lifeline
 from parity.harness.core.model import one_line
 from parity.harness.core.results import Measurement
 
@@ -95,7 +96,8 @@ class Supervisor:
             to_worker[0], from_worker[1])
         # Its own session: Ctrl-C in the terminal reaches this process, which ends the worker; and
         # a kill ends the worker's own children (Triton's compiler) with it.
-        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_worker[0], from_worker[1]),
+        env, line = lifeline.child(env)  # killed with this process however it dies (kill -9 too)
+        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_worker[0], from_worker[1], *line),
                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         os.close(to_worker[0])
         os.close(from_worker[1])
@@ -191,6 +193,7 @@ def _end_with_parent(poll_s: float = 1.0) -> None:
 def worker_main(recv_fd: int, send_fd: int) -> None:
     """The worker: run each case it is given with `case.run_case`, send back its record."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when the worker ends
+    lifeline.hold()
     _end_with_parent()
     recv, send = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
     try:

@@ -353,12 +353,14 @@ def write_pngs(plots: list[Plot], folder) -> list:
     """Writes each drawn plot as folder/<name>.png; returns the paths."""
     from pathlib import Path
 
+    from parity.harness.core import safeio
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for plot in plots:
         if plot.png is not None:
             path = folder / f"{plot.name}.png"
-            path.write_bytes(plot.png)
+            safeio.write_bytes(path, plot.png, "--plots")
             paths.append(path)
     return paths

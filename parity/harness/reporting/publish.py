@@ -8,11 +8,10 @@ twice changes nothing and a corrected spec shows up as a diff of the tables alon
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.harness.core import runlock
+from parity.harness.core import runlock, safeio
 from parity.harness.core.model import UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, Run, read_run
 from parity.harness.reporting import html, plots, report, tables
@@ -56,15 +55,15 @@ def add_run(source: Path, root: Path) -> Path:
     if target.resolve() == run.path.resolve():
         return target
     if (target / RUN_FILE).exists():
-        same = all((target / f).exists() and (target / f).read_bytes() == (run.path / f).read_bytes()
+        same = all((target / f).exists() and safeio.read_bytes(target / f, "records") == safeio.read_bytes(run.path / f, "records")
                    for f in (RUN_FILE, MEASUREMENTS_FILE) if (run.path / f).exists())
         if not same:
             raise UsageError(f"{target} already holds a different run: rename {run.path.name} or remove {target}")
         return target
     target.mkdir(parents=True, exist_ok=True)
     for name in (RUN_FILE, MEASUREMENTS_FILE):
-        if (run.path / name).exists():
-            shutil.copyfile(run.path / name, target / name)
+        if (run.path / name).exists():  # a new copy's own files: never through a link (safeio)
+            safeio.replace_own(target / name, safeio.read_bytes(run.path / name, "records"))
     return target
 
 
@@ -81,8 +80,8 @@ def render_run(run: Run) -> None:
     md = [f"# {(run.meta.get('device') or {}).get('name')}: run {run.meta.get('run_id')}\n\n"]
     md += [f"![{p.title}]({PLOTS_DIR}/{p.name}.png)\n\n" for p in figures if p.png is not None]
     md.append(report.to_markdown(df) if not df.empty else "No records.\n")
-    (folder / REPORT_MD).write_text("".join(md), encoding="utf-8")
-    (folder / REPORT_HTML).write_text(html.page([run], df, figures), encoding="utf-8")
+    safeio.write_text(folder / REPORT_MD, "".join(md), "")
+    safeio.write_text(folder / REPORT_HTML, html.page([run], df, figures), "")
 
 
 def index(root: Path, runs: list[Run]) -> str:
@@ -127,6 +126,6 @@ def _publish(root: Path, add) -> Published:
         render_run(run)
         runs.append(run)
         out.runs.append(folder)
-    (root / INDEX).write_text(index(root, runs), encoding="utf-8")
+    safeio.write_text(root / INDEX, index(root, runs), "")
     return out
 

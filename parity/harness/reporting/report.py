@@ -14,7 +14,7 @@ import pandas as pd
 from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import DUTY_MIN, Run
-from parity.harness.reporting.tables import device_label, params_text, render, spec_for
+from parity.harness.reporting.tables import device_label, params_text, record_spec, render, spec_for
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -92,8 +92,9 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
     """One row per record, with derived rates and normalization; `samples` stay in the files."""
     rows = []
     for run in runs:
-        spec = spec_for(run, to_spec)
+        run_spec, by_part = spec_for(run, to_spec), {}
         for rec in run.records:
+            spec = record_spec(run, rec, run_spec, to_spec, by_part)  # a merged run: each device its own
             t = rec.get("time_ms") or {}
             work = rec.get("work") or {}
             val = rec.get("validation")
@@ -259,15 +260,20 @@ def print_tables(df: pd.DataFrame, console) -> None:
     render([(title, display_rows(group)) for title, group in sections(df)], "text", console)
 
 
-def to_parquet(df: pd.DataFrame, path) -> None:
-    """The frame as a parquet file (needs pyarrow, the `report` extra). Columns whose values mix
+def to_parquet(df: pd.DataFrame) -> bytes:
+    """The frame as the bytes of a parquet file (needs pyarrow, the `report` extra), for the one
+    writer (core.safeio) to put where asked. Columns whose values mix
     types (the flags and reasons are text or None) are written as text."""
     out = df.copy()
     for column in out.columns[out.dtypes == object]:
         kinds = {type(v) for v in out[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}
         if len(kinds) > 1:
             out[column] = out[column].map(lambda v: None if _missing(v) else str(v))
-    out.to_parquet(path, index=False)
+    import io
+
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def print_run(run: Run, console) -> None:

@@ -41,6 +41,21 @@ def spec_for(run: Run, to_spec=None):
         return None
 
 
+def record_spec(run: Run, rec: dict[str, Any], run_spec, to_spec=None, cache: dict | None = None):
+    """The spec of the device a record ran on: in a merged run, its own part's device (`device_part`
+    names its entry in run.json's `devices`), else the run's; the one asked for overrides both."""
+    part, devices = rec.get("device_part"), run.meta.get("devices") or []
+    if to_spec is not None or isinstance(part, bool) or not isinstance(part, int) or not 0 <= part < len(devices):
+        return run_spec
+    cache = {} if cache is None else cache
+    if part not in cache:
+        try:
+            cache[part] = identity.match_device(devices[part])
+        except specs.SpecError:
+            cache[part] = None
+    return cache[part]
+
+
 def markdown_table(title: str, rows: list[dict[str, str]]) -> str:
     headers = list(rows[0])
     out = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

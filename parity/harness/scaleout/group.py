@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import lifeline, safeio
 from parity.harness.core import device as device_mod
 from parity.harness.core.model import Case, UsageError
 from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, FAULT_ENV, STORE_ENV, child_env, place_from_env
@@ -129,13 +130,15 @@ def _launch_group(n: int, out: Path, run_args: list[str], timeout_s: float,
     for rank in range(n):
         env = child_env(RANK=str(rank), WORLD_SIZE=str(n), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(n),
                         **{STORE_ENV: f"127.0.0.1:{store.port}"})
+        env, fds = lifeline.child(env)  # a rank ends with this process, however it dies
         cmd = [sys.executable, "-m", "parity", "run", *run_args]
         if rank == 0:
-            procs.append(subprocess.Popen(cmd, env=env))
+            procs.append(subprocess.Popen(cmd, env=env, pass_fds=fds))
             continue
-        log = (logs / f"rank-{rank}.log").open("a")
+        log = safeio.append_own(logs / f"rank-{rank}.log")
         files.append(log)
-        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      pass_fds=fds))
     try:
         return _watch(procs, dist.PrefixStore("parity", store), out, timeout_s, case_timeout_s)
     except KeyboardInterrupt:

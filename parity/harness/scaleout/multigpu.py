@@ -13,6 +13,9 @@ merged all the same. `merge` also gathers the runs of several nodes (submit.py, 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,10 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import lifeline, safeio
 from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
 from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, WORKER_ENV, child_env, place_from_env
-from parity.harness.core.results import MEASUREMENTS_FILE, RUN_SCHEMA, ResultsError, RunWriter, is_collective, read_run
+from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, RUN_SCHEMA, ResultsError, RunWriter, is_collective, read_run
 from parity.harness.measurement import registry
 from parity.harness.scaleout import distributed, group
 
@@ -88,22 +92,36 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
     (out / GPUS_DIR).mkdir(parents=True, exist_ok=True)
     parts: list[tuple[Path, int | None]] = []
     error = None
+    names = ([f"{GPUS_DIR}/gpu-{i}" for i in range(n)] if local is not None else []) + \
+        ([COLLECTIVES_DIR] if collective is not None else [])
+    multi = {"workers": n, "cpu_workers": cpu_workers, "concurrent": True, "parts": names}
+    if resume:
+        started = meta.get("started_at") or started
+    else:
+        # The run is a run before any worker starts: a kill -9 of this process leaves a folder
+        # that `--resume` knows (plan, workers), not a folder of parts nobody can finish.
+        _write_top(out, {"schema": RUN_SCHEMA, "run_id": dt.datetime.now().strftime("%Y%m%d-%H%M%S-") +
+                         uuid.uuid4().hex[:6], "started_at": started, "status": "running",
+                         "command": ["parity", "run", "--all-gpus", *distributed.plan_args(plan)],
+                         "plan": plan.to_dict(), "device": device.to_dict(), "multi_gpu": multi})
     if local is not None:
         parts = [(out / GPUS_DIR / f"gpu-{i}", i) for i in range(n)]
         print(f"parity: {len(local.suites)} suite(s) on {n} {'CPU worker' if cpu_workers else 'GPU'}(s) at once; "
               f"logs in {out / GPUS_DIR}", file=sys.stderr, flush=True)
         total = len(plan_cases(local, device))
         watch = (lambda done: progress(done, total)) if progress is not None else None
-        error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch)
+        try:
+            error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch)
+        except KeyboardInterrupt:
+            _mark_interrupted(out)
+            raise
     if collective is not None and error is None:
         part = out / COLLECTIVES_DIR
         ranks = collective.ranks or (max(n, 2) if cpu_workers else None)
         parts.append((part, None))
         error = _run_collectives(replace(collective, ranks=ranks), part, timeout_s)
     present = [(p, i) for p, i in parts if (p / MEASUREMENTS_FILE).exists()]
-    meta = {"plan": plan.to_dict(), "started_at": started,
-            "multi_gpu": {"workers": n, "cpu_workers": cpu_workers, "concurrent": True,
-                          "parts": [str(p.relative_to(out)) for p, _ in parts]}}
+    meta = {"plan": plan.to_dict(), "started_at": started, "multi_gpu": multi}
     run = merge(present, out, ["parity", "run", "--all-gpus", *distributed.plan_args(plan)], meta,
                 status="failed" if error else "complete")
     show(run)  # the command prints the merged run's tables
@@ -120,21 +138,55 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=N
     """Start one worker per part, all at once; None when all ended, else what went wrong."""
     procs, logs = [], []
     for folder, i in parts:
-        again = resume and (folder / MEASUREMENTS_FILE).exists()
+        again = resume and (folder / RUN_FILE).exists()  # a part its worker began: finish it
         args = ["--resume", str(folder)] if again else [*distributed.plan_args(plan), "--out", str(folder)]
         if not cpu:
             args += ["--device", str(i)]  # a resumed part too: it belongs to GPU i, not to the default 0
-        log = folder.with_suffix(".log").open("a")
+        log = safeio.append_own(folder.with_suffix(".log"))
         logs.append(log)
-        env = child_env(**{WORKER_ENV: str(i)})
+        env, fds = lifeline.child(child_env(**{WORKER_ENV: str(i)}))  # it ends when this process does
         procs.append(subprocess.Popen([sys.executable, "-m", "parity", "run", *args], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=fds))
     try:
         return _watch_workers(procs, parts, timeout_s, watch)
+    except KeyboardInterrupt:
+        _interrupt(procs)
+        raise
     finally:
         group.stop_processes(procs)
         for log in logs:
             log.close()
+
+
+def _write_top(out: Path, meta: dict[str, Any]) -> None:
+    safeio.replace_own(out / RUN_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def _mark_interrupted(out: Path) -> None:
+    try:
+        meta = json.loads(safeio.read_bytes(out / RUN_FILE, "run"))
+        meta["status"] = "interrupted"
+        _write_top(out, meta)
+    except (OSError, ValueError):  # unreadable now: --resume still reads the plan it holds
+        pass
+
+
+def _interrupt(procs, grace_s: float = 1.0) -> None:
+    """Ctrl-C (the terminal's, reaching every worker too, or a SIGINT to this process alone): each
+    worker is told (SIGINT: it marks its part interrupted) and given `grace_s`, then killed, so none
+    outlives this process by more than that; a killed part resumes as a kill -9's does."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _watch_workers(procs, parts, timeout_s: float, watch=None) -> str | None:
@@ -168,7 +220,7 @@ def _watch_workers(procs, parts, timeout_s: float, watch=None) -> str | None:
 
 def _count(path: Path) -> int:
     """Records in a worker's file so far (whole lines)."""
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    return safeio.count_lines(path)
 
 
 def narrowed(plan, suites: list) -> Any:
@@ -190,16 +242,17 @@ def narrowed(plan, suites: list) -> Any:
 
 def _run_collectives(plan, part: Path, timeout_s: float) -> str | None:
     """The collective suites once across all GPUs: `parity run` starts and watches the ranks."""
-    args = ["--resume", str(part)] if (part / MEASUREMENTS_FILE).exists() else \
+    args = ["--resume", str(part)] if (part / RUN_FILE).exists() else \
         [*distributed.plan_args(plan), "--out", str(part)]
     log_path = part.with_suffix(".log")
-    with log_path.open("a") as log:
+    env, fds = lifeline.child(child_env())
+    with safeio.append_own(log_path) as log:
         code = subprocess.call([sys.executable, "-m", "parity", "run", *args, "--rank-timeout-s", repr(timeout_s)],
                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=child_env())
+                               env=env, pass_fds=fds)
     if code in (0, 1):
         return None
-    said = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("parity: error: ")]
+    said = [line for line in safeio.read_bytes(log_path, "log").decode(errors="replace").splitlines() if line.startswith("parity: error: ")]
     return (said[-1][len("parity: error: "):] if said else f"the collective suites exited with status {code}") + \
         f" (see {log_path})"
 
@@ -236,12 +289,25 @@ def _merge(parts, out: Path, command: list[str], meta_extra: dict[str, Any], sta
     for (run, gpu), host in zip(runs, names):
         device = run.meta.get("device", {})
         tag = host if hosts or len(set(names)) > 1 else None  # a run gathered from several hosts names them
+        own = len(devices)
         devices.append({"part": str(run.path), "gpu_index": gpu, "host": host, **device})
+        inner = run.meta.get("devices") or []  # a part merged before: its records name their own device
+        moved: dict[int, int] = {}
         for rec in run.records:
             index = gpu if gpu is not None else rec.get("gpu_index")
             if index is None and not is_collective(rec):
                 index = device.get("index")  # a plain single-GPU run: the GPU it ran on
-            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag))
+            # Each record keeps the device it ran on (`device_part`: its entry in `devices`), so a
+            # merge of an H100 run and an MI300X run normalizes each against its own spec.
+            part = rec.get("device_part")
+            if isinstance(part, int) and not isinstance(part, bool) and 0 <= part < len(inner):
+                if part not in moved:
+                    moved[part] = len(devices)
+                    devices.append(dict(inner[part], host=inner[part].get("host") or host))
+                part = moved[part]
+            else:
+                part = own
+            records.append(dict(rec, gpu_index=index, host=rec.get("host") or tag, device_part=part))
     meta["devices"] = devices
     counts: dict[str, int] = {}
     for rec in records:

@@ -1,0 +1,86 @@
+"""Serving engines as data (engines.toml): scheduler limits, graph capture, fixed step costs.
+
+`host_base_ms` and `host_per_seq_us` (the host's share of a step: scheduling, input preparation,
+sampling bookkeeping, detokenization) and the graph `kernel_gap_us` are priors here; the values
+fitted on the calibration subset live in calibration.toml and replace them (`fitted()`).
+"""
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from parity.harness.core.model import UsageError
+
+DATA = Path(__file__).with_name("engines.toml")
+CALIBRATION = Path(__file__).with_name("calibration.toml")
+KV_POLICIES = ("on-demand", "reserve")
+OVERRIDABLE = ("max_num_seqs", "max_num_batched_tokens", "graph_max_batch")
+
+
+@dataclass(frozen=True)
+class Engine:
+    id: str
+    name: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    graph_max_batch: int
+    async_scheduling: bool
+    kv_allocation: str
+    gpu_memory_utilization: float
+    host_base_ms: float
+    host_per_seq_us: float
+    source: tuple[str, ...]
+
+    def host_s(self, seqs: float) -> float:
+        return (self.host_base_ms + self.host_per_seq_us * seqs * 1e-3) * 1e-3
+
+    def with_overrides(self, overrides: dict) -> "Engine":
+        bad = set(overrides) - set(OVERRIDABLE)
+        if bad:
+            raise UsageError(f"engine settings {sorted(bad)} cannot be overridden")
+        return replace(self, **{k: int(v) for k, v in overrides.items()})
+
+
+def _load(path: Path) -> dict:
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=None)
+def calibration() -> dict:
+    """The fitted constants (calibration.toml), {} before a fit."""
+    return _load(CALIBRATION) if CALIBRATION.is_file() else {}
+
+
+@functools.lru_cache(maxsize=None)
+def priors() -> tuple[dict[str, Engine], dict]:
+    data = _load(DATA)
+    out = {}
+    for eid, e in data["engine"].items():
+        if e.get("kv_allocation") not in KV_POLICIES:
+            raise UsageError(f"engines.toml {eid}: kv_allocation must be one of {KV_POLICIES}")
+        out[eid] = Engine(eid, e["name"], int(e["max_num_seqs"]), int(e["max_num_batched_tokens"]),
+                          int(e["graph_max_batch"]), bool(e["async_scheduling"]), e["kv_allocation"],
+                          float(e["gpu_memory_utilization"]), float(e["host_base_ms"]),
+                          float(e["host_per_seq_us"]), tuple(e["source"]))
+    return out, dict(data["gpu"])
+
+
+def fitted(values: dict | None = None) -> tuple[dict[str, Engine], dict]:
+    """Engines and GPU constants with the calibration's values (or `values`, during a fit)."""
+    engines, gpu = priors()
+    values = calibration().get("fitted", {}) if values is None else values
+    gpu = dict(gpu, **{k: v for k, v in values.items() if k in gpu})
+    out = {}
+    for eid, e in engines.items():
+        out[eid] = replace(e, host_base_ms=values.get(f"{eid}.host_base_ms", e.host_base_ms),
+                           host_per_seq_us=values.get("host_per_seq_us", e.host_per_seq_us))
+    return out, gpu
+
+
+def get(engine_id: str) -> Engine:
+    engines, _ = fitted()
+    if engine_id not in engines:
+        raise UsageError(f"unknown engine {engine_id!r} (known: {', '.join(sorted(engines))})")
+    return engines[engine_id]

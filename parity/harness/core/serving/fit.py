@@ -1,0 +1,89 @@
+"""Fit the step model's mechanism constants on the calibration subset of validation.json only.
+
+The constants are global (no factor per figure, source or device): the small-M GEMM weight-stream
+and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
+host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's fixed host cost per step (an engine without a
+calibration figure keeps its prior). The objective is the sum of |r|, r = log(estimated speed /
+published speed), over the calibration entries (a robust L1 fit); the search is a bounded
+coordinate descent with shrinking multiplicative steps (no SciPy in the install). The band is the
+10th and 90th percentiles of the fitted calibration residuals, widened by sqrt(n / (n - p)).
+
+Run as `python -m parity.harness.core.serving.fit` to rewrite calibration.toml.
+"""
+from __future__ import annotations
+
+import math
+
+from parity.harness.core.serving import engines, validation
+
+# name: (prior, low bound, high bound)
+PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
+          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
+
+
+def calibration_entries(entries=None) -> list[dict]:
+    """The only entries a fit may see."""
+    return [e for e in (validation.entries() if entries is None else entries) if e["subset"] == "calibration"]
+
+
+def residuals(values: dict, entries=None) -> list[float]:
+    return [validation.speed_residual(e, validation.estimate(e, values)) for e in calibration_entries(entries)]
+
+
+def objective(values: dict, entries=None) -> float:
+    return sum(min(abs(r), 5.0) for r in residuals(values, entries))
+
+
+def space(entries=None) -> dict[str, tuple[float, float, float]]:
+    out = dict(PARAMS)
+    base, _ = engines.priors()
+    for eid in sorted({e["scenario"]["engine"] for e in calibration_entries(entries)}):
+        out[f"{eid}.host_base_ms"] = (base[eid].host_base_ms, 0.05, 10.0)
+    return out
+
+
+def fit(entries=None, rounds: int = 6) -> dict:
+    dims = space(entries)
+    values = {k: v[0] for k, v in dims.items()}
+    best = objective(values, entries)
+    step = 0.5
+    for _ in range(rounds):
+        for name, (_, lo, hi) in dims.items():
+            for factor in (1 + step, 1 / (1 + step)):
+                while True:
+                    trial = dict(values, **{name: min(hi, max(lo, values[name] * factor))})
+                    score = objective(trial, entries)
+                    if score < best - 1e-9:
+                        values, best = trial, score
+                    else:
+                        break
+        step /= 2
+    return values
+
+
+def band(values: dict, entries=None) -> tuple[float, float, int]:
+    rs = sorted(r for r in residuals(values, entries) if math.isfinite(r))
+    n, p = len(rs), len(values)
+
+    def q(f):
+        x = f * (n - 1)
+        i = int(x)
+        return rs[i] + (rs[min(i + 1, n - 1)] - rs[i]) * (x - i)
+    widen = math.sqrt(n / max(1, n - p))
+    return q(0.10) * widen, q(0.90) * widen, n
+
+
+def write(values: dict, q_low: float, q_high: float, n: int) -> None:
+    lines = ["# Written by core/serving/fit.py from the calibration subset of validation.json only (never the",
+             "# check subset). [fitted]: the global mechanism constants; [band]: 10th and 90th percentiles of",
+             f"# r = log(estimated speed / published speed) over the {n} calibration entries, widened by",
+             f"# sqrt(n / (n - p)) for the p = {len(values)} fitted constants.", "schema = 1", "", "[band]",
+             f"q_low = {q_low:.4f}", f"q_high = {q_high:.4f}", f"entries = {n}", "", "[fitted]"]
+    lines += [f'"{k}" = {v:.4g}' for k, v in sorted(values.items())]
+    engines.CALIBRATION.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    found = fit()
+    write(found, *band(found))
+    print(found, objective(found))

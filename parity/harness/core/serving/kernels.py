@@ -1,0 +1,160 @@
+"""Kernel times by shape on one device: the pieces of an engine step.
+
+Each kernel is max(memory time, compute time), never less than the roofline:
+- GEMM y = x W^T with x (m, k) and W (n, k): memory = weights streamed at the device's published
+  copy efficiency x `weight_stream` (a small-M GEMM is a weight read, a GEMV-like kernel that
+  streams less well than a copy) + activations at the copy efficiency; compute = FLOPs of the
+  padded tile grid at the published GEMM efficiency of the math dtype, over the wave utilisation.
+  Tiles: M padded to 64 (m <= 64, the smallest tensor-core tile: Hopper wgmma m64, CDNA MFMA
+  blocks) or to 128, N to 128; split-K fills a device with fewer tiles than compute units (as
+  stream-K / split-K GEMMs do for decode shapes), and the last partial wave idles the rest
+  (wave quantization, CUTLASS profiler docs).
+- Paged decode attention: the KV cache read at copy efficiency x `attn_decode` (gathers of
+  16-token pages through block tables), or its FLOPs at the attention efficiency where larger
+  (MLA decode with absorbed weights is compute-heavy at large batch).
+- Prefill attention: FLOPs at the device's published FlashAttention-class efficiency.
+- The memory-bound rest at copy efficiency.
+A run's measured kernel (its share of the roofline at a near shape) replaces the model where the
+caller gives one: the roofline time over that share.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from parity.harness.core import priors
+from parity.harness.core.model import UsageError
+
+ACT_BYTES = 2
+TILE_N = 128
+SPLIT_K_MIN = 512  # the shortest K slice a split-K GEMM hands one block
+
+# Bytes per weight: FP4 is the format each vendor serves. NVFP4 (Blackwell): 4-bit E2M1 + one FP8
+# scale per 16 (NVIDIA, 'Introducing NVFP4', 2025); MXFP4 (MI355X, OCP MX v1.0): one E8M0 per 32.
+WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0}
+FP4_BYTES = {"nvidia": 0.5 + 1 / 16, "amd": 0.5 + 1 / 32}
+KV_BYTES = {"bf16": 2, "fp8": 1, "fp4": 1}  # FP8 KV cache with quantized weights (engines' usual pairing)
+GEMM_CLASS = {"bf16": "gemm_bf16_best", "fp8": "gemm_fp8_best", "fp4": "gemm_fp4_best"}
+
+
+def weight_bytes(dtype: str, vendor: str) -> float:
+    if dtype == "fp4":
+        return FP4_BYTES.get(vendor, FP4_BYTES["amd"])
+    return WEIGHT_BYTES[dtype]
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the kernel model needs of a spec: peaks, bandwidth, compute units, priors."""
+    id: str
+    vendor: str
+    bw_bps: float
+    peak_flops: dict  # math dtype -> FLOP/s
+    compute_units: int | None
+    copy_eff: float
+    gemm_eff: dict  # math dtype -> efficiency
+    attn_eff: float
+
+
+@functools.lru_cache(maxsize=None)
+def _prior(spec_id: str, op_class: str) -> float:
+    found = priors.prior(spec_id, op_class)
+    if found is None:
+        raise UsageError(f"no published efficiency for {op_class} on {spec_id} or its vendor")
+    return found.efficiency
+
+
+def device(spec) -> Device:
+    bw = spec.value("memory_bandwidth_tbps")
+    if not bw:
+        raise UsageError(f"{spec.id} has no memory bandwidth in its spec")
+    peaks, effs = {}, {}
+    for dtype in ("bf16", "fp8", "fp4"):
+        fig = spec.peak(dtype)
+        if fig is not None:
+            peaks[dtype] = fig.value * 1e12
+            effs[dtype] = _prior(spec.id, GEMM_CLASS[dtype])
+    cu = spec.value("compute_units")
+    return Device(spec.id, spec.vendor, bw * 1e12, peaks, int(cu) if cu else None,
+                  _prior(spec.id, "hbm_copy"), effs, _prior(spec.id, "attention_fwd_d128"))
+
+
+@dataclass(frozen=True)
+class Params:
+    """The mechanism constants the calibration fits (calibration.toml); priors in engines.toml."""
+    weight_stream: float = 0.85  # small-M GEMM weight streaming, relative to the copy efficiency
+    attn_decode: float = 0.70  # paged decode attention KV read, relative to the copy efficiency
+    kernel_gap_us: float = 1.5  # per kernel inside a graph
+    eager_launch_us: float = 4.0  # per kernel launched from the host
+    # Busiest EP rank's routed load over the mean: a learned router does not spread tokens evenly
+    # (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance EP ranks),
+    # and a step waits for its slowest rank. One global constant, fitted; 1.0 is uniform routing.
+    moe_imbalance: float = 1.0
+
+
+# measured(kind, shape, device_id) -> efficiency or None; kind "gemm_<dtype>", "attention_<phase>"
+Measured = Callable[[str, tuple, str], "float | None"]
+
+
+def _wave_util(tiles: int, k: int, cu: int | None) -> float:
+    if not cu:
+        return 1.0
+    splits = 1
+    if tiles < cu:
+        splits = max(1, min(cu // tiles, k // SPLIT_K_MIN))
+    total = tiles * splits
+    return total / (math.ceil(total / cu) * cu)
+
+
+def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_rows: float | None = None,
+           measured: Measured | None = None) -> float:
+    """Seconds of one GEMM; `weight_rows` of W are read (routed experts: those touched)."""
+    if m <= 0:
+        return 0.0
+    math_dtype = dtype if dtype in dev.peak_flops else "bf16"
+    rows = n if weight_rows is None else weight_rows
+    wbytes = rows * k * weight_bytes(dtype, dev.vendor)
+    abytes = (m * k + m * n) * ACT_BYTES
+    if measured is not None:  # a run's kernel at this shape: its share of the roofline, kept
+        found = measured(f"gemm_{math_dtype}", (m, n, k), dev.id)
+        if found:
+            return max((wbytes + abytes) / dev.bw_bps, 2.0 * m * n * k / dev.peak_flops[math_dtype]) / found
+    t_mem = wbytes / (dev.bw_bps * dev.copy_eff * p.weight_stream) + abytes / (dev.bw_bps * dev.copy_eff)
+    m_pad = 64 * math.ceil(m / 64) if m <= 64 else 128 * math.ceil(m / 128)
+    tiles = math.ceil(m_pad / (64 if m <= 64 else 128)) * math.ceil(n / TILE_N)
+    eff = dev.gemm_eff.get(math_dtype, dev.gemm_eff["bf16"])
+    t_comp = 2.0 * m_pad * n * k / (dev.peak_flops[math_dtype] * eff * _wave_util(tiles, k, dev.compute_units))
+    return max(t_mem, t_comp)
+
+
+def grouped_gemm_s(dev: Device, routed: float, experts_local: int, touched: float, n: int, k: int, dtype: str,
+                   p: Params, measured: Measured | None = None) -> float:
+    """A MoE grouped GEMM: `routed` token-expert pairs spread over `touched` of this GPU's experts;
+    each touched expert's weights are read once and its rows padded to the tile."""
+    if routed <= 0 or touched <= 0:
+        return 0.0
+    per_expert = routed / touched
+    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured)
+
+
+def decode_attention_s(dev: Device, kv_bytes: float, flops: float, p: Params,
+                       measured: Measured | None = None) -> float:
+    found = measured("attention_decode", (), dev.id) if measured is not None else None
+    if found:
+        return max(kv_bytes / dev.bw_bps, flops / dev.peak_flops["bf16"]) / found
+    eff = p.attn_decode
+    return max(kv_bytes / (dev.bw_bps * dev.copy_eff * eff), flops / (dev.peak_flops["bf16"] * dev.attn_eff))
+
+
+def prefill_attention_s(dev: Device, flops: float, nbytes: float, measured: Measured | None = None) -> float:
+    found = measured("attention_prefill", (), dev.id) if measured is not None else None
+    if found:
+        return max(flops / dev.peak_flops["bf16"], nbytes / dev.bw_bps) / found
+    eff = dev.attn_eff
+    return max(flops / (dev.peak_flops["bf16"] * eff), nbytes / (dev.bw_bps * dev.copy_eff))
+
+
+def memory_s(dev: Device, nbytes: float) -> float:
+    return nbytes / (dev.bw_bps * dev.copy_eff)

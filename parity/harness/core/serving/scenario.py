@@ -1,0 +1,241 @@
+"""A serving scenario on one device: memory, the largest batch, and the steady state of the engine.
+
+Continuous batching in steady state at concurrency C (C users, each sending its next request when
+the last one ends: InferenceX, vLLM benchmark_serving --max-concurrency, and with C at its maximum
+the offline max-throughput runs of trtllm-bench and benchmark_throughput):
+- every output round advances each of the c = C / replicas sequences of a replica by one token;
+  new requests arrive at c / OSL per round, so the round also carries P = c x ISL / OSL prompt
+  tokens, in chunks of at most the token budget left after the decode tokens;
+- TPOT = one pure decode step + the extra time of the chunks (mixed steps), interpolated in the
+  prompt tokens: TPOT = T_d + (T_mixed - T_d) x P / chunk;
+- TTFT = half a step in flight + ceil(ISL / chunk) mixed steps, stretched by the M/D/1 wait
+  behind the other prompts (rho / (2 (1 - rho)), rho the share of time spent on prompt chunks);
+- e2e = TTFT + (OSL - 1) x TPOT, output tokens/s = C x OSL / e2e.
+A static batch (vLLM benchmark_latency) prefills all C prompts first, then decodes C sequences.
+Decode attention is linear in the context, so the mean context ISL + OSL / 2 gives the exact mean.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from parity.harness.core import llm
+from parity.harness.core.model import UsageError
+from parity.harness.core.serving import engines
+from parity.harness.core.serving import kernels as K
+from parity.harness.core.serving.step import Batch, Parallel, step
+
+MAX_GPUS = 4096
+MAX_TOKENS = 1_048_576  # ISL or OSL beyond a million tokens: no model in the database serves it
+MAX_CONCURRENCY = 1_000_000
+WORKSPACE_BYTES_PER_TOKEN_HIDDEN = 24  # activations of one budget's worth of tokens (BF16 q, k, v, MLP)
+MODES = ("serving", "static")
+DTYPES = ("bf16", "fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    model: str
+    dtype: str
+    gpus: int
+    tp: int
+    isl: int
+    osl: int
+    engine: str
+    concurrency: int | None = None  # None: the maximum the engine and memory allow
+    ep: int = 1
+    attention_dp: bool = False
+    mode: str = "serving"
+    request_rate: float | None = None  # open loop (requests/s, whole deployment): C from Little's law
+    overrides: tuple = ()  # engine settings the source states: (("max_num_seqs", 256), ...)
+
+    @property
+    def parallel(self) -> Parallel:
+        return Parallel(self.tp, self.ep, self.attention_dp)
+
+    @property
+    def replicas(self) -> int:
+        return self.gpus // self.tp
+
+    def check(self) -> None:
+        """Every bad input as one UsageError line."""
+        model = llm.get(self.model)
+        engines.get(self.engine)
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
+        for name, value, top in (("--gpus", self.gpus, MAX_GPUS), ("--tp", self.tp, MAX_GPUS),
+                                 ("--ep", self.ep, MAX_GPUS), ("--isl", self.isl, MAX_TOKENS),
+                                 ("--osl", self.osl, MAX_TOKENS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise UsageError(f"{name} must be an integer from 1 to {top:,}")
+        if self.concurrency is not None and not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"--concurrency must be from 1 to {MAX_CONCURRENCY:,} (or max)")
+        if self.gpus % self.tp:
+            raise UsageError(f"--gpus {self.gpus} is not a multiple of --tp {self.tp}")
+        attn_tp = self.parallel.attn_tp
+        if model.heads % attn_tp:
+            raise UsageError(f"--tp {self.tp} does not divide {model.id}'s {model.heads} attention heads")
+        if model.moe is None and model.ffn % self.tp:
+            raise UsageError(f"--tp {self.tp} does not divide {model.id}'s FFN dimension ({model.ffn})")
+        if self.ep > 1:
+            if model.moe is None:
+                raise UsageError(f"--ep needs a mixture-of-experts model; {model.id} is dense")
+            if self.tp % self.ep or model.moe.experts % self.ep:
+                raise UsageError(f"--ep {self.ep} must divide --tp {self.tp} and {model.id}'s "
+                                 f"{model.moe.experts} experts")
+        if model.moe is not None and model.moe.expert_ffn % self.parallel.moe_tp:
+            raise UsageError(f"tp / ep = {self.parallel.moe_tp} does not divide {model.id}'s expert FFN "
+                             f"({model.moe.expert_ffn})")
+        if self.mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}")
+        if self.request_rate is not None and not 0 < self.request_rate <= 1e6:
+            raise UsageError("request rate must be above 0 and at most 1e6 requests/s")
+
+
+@dataclass
+class Memory:
+    capacity_gb: float
+    usable_gb: float
+    weights_gb: float
+    workspace_gb: float
+    kv_per_token_bytes: float
+    kv_tokens: float  # tokens of KV cache one GPU holds
+    tokens_per_seq: float
+    max_concurrency: int  # whole deployment
+
+    @property
+    def fits(self) -> bool:
+        return self.max_concurrency >= 1
+
+    @property
+    def needed_gb(self) -> float:  # weights + workspace + the KV cache of one sequence
+        return self.weights_gb + self.workspace_gb + self.kv_per_token_bytes * self.tokens_per_seq / 1e9
+
+
+def weights_per_gpu(model, dtype: str, vendor: str, par: Parallel) -> float:
+    """Bytes of weights on one GPU: attention, dense MLP and embeddings split over the attention TP
+    group (or whole under attention DP), experts over EP and their FFN over tp / ep."""
+    wb = K.weight_bytes(dtype, vendor)
+    h, n = model.hidden, par.attn_tp
+    embed = model.vocab * h * (1 if model.tied_embeddings else 2)
+    shared = model.layers * model.attention_params() + embed
+    dense_layers = model.layers if model.moe is None else model.moe.dense_layers
+    shared += dense_layers * 3 * h * model.ffn
+    total = shared / n
+    if model.mla is not None and n > 1:  # MLA's small down-projections are replicated
+        m = model.mla
+        total += model.layers * h * (m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim) * (1 - 1 / n)
+    if model.moe is not None:
+        e = model.moe
+        expert = 3 * h * e.expert_ffn
+        routed = model.moe_layers * (e.experts // par.ep) * expert / par.moe_tp
+        total += routed + model.moe_layers * (e.shared_experts * expert / n + h * e.experts)
+    return total * wb
+
+
+def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
+    model = llm.get(scn.model)
+    par = scn.parallel
+    capacity = (spec.value("memory_gb") or 0) * 1e9
+    usable = capacity * engine.gpu_memory_utilization
+    weights = weights_per_gpu(model, scn.dtype, spec.vendor, par)
+    workspace = engine.max_num_batched_tokens * model.hidden * WORKSPACE_BYTES_PER_TOKEN_HIDDEN
+    kv_token = model.kv_bytes_per_token(K.KV_BYTES[scn.dtype], par.attn_tp)
+    kv_tokens = max(0.0, usable - weights - workspace) / kv_token
+    # TRT-LLM's GUARANTEED_NO_EVICT reserves a request's whole length; paged allocation on demand
+    # holds ISL + OSL / 2 on average over a request's life.
+    per_seq = scn.isl + (scn.osl if engine.kv_allocation == "reserve" else scn.osl / 2)
+    per_replica = min(engine.max_num_seqs * par.batch_ranks, math.floor(kv_tokens / per_seq) * par.batch_ranks)
+    return Memory(capacity / 1e9, usable / 1e9, weights / 1e9, workspace / 1e9, kv_token, kv_tokens, per_seq,
+                  int(per_replica) * scn.replicas)
+
+
+@dataclass
+class Result:
+    concurrency: float
+    tpot_s: float
+    ttft_s: float
+    e2e_s: float
+    output_tps_per_gpu: float
+    tps_per_gpu: float
+    decode_step_s: float
+    prefill_share: float  # share of GPU time spent on prompt tokens
+    parts: dict = field(default_factory=dict)  # seconds per decode step by part
+    note: str = ""
+
+
+def _pass_s(scn, spec, dev, engine, p, batch: Batch, measured) -> tuple[float, object]:
+    model = llm.get(scn.model)
+    graphs = batch.prefill == 0 and batch.decode / scn.parallel.batch_ranks <= engine.graph_max_batch
+    br = step(model, spec, dev, scn.dtype, scn.parallel, batch, p, graphs, measured)
+    host = engine.host_s(batch.decode + batch.prefill_seqs)
+    return (max(br.gpu_s, host) if engine.async_scheduling else br.gpu_s + host), br
+
+
+def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_total: float,
+                 measured: K.Measured | None = None) -> Result:
+    dev = K.device(spec)
+    c = max(c_total / scn.replicas, 1e-9)
+    isl, osl, budget = scn.isl, scn.osl, engine.max_num_batched_tokens
+    ctx = isl + osl / 2
+    n_dec = max(1, math.ceil(c / budget))
+    t_dec, br = _pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, ctx), measured)
+    t_dec *= n_dec
+    parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
+    parts["host_s"] = engine.host_s(c)
+    if scn.mode == "static":
+        chunk = min(budget, c * isl)
+        n_pre = math.ceil(c * isl / chunk)
+        t_pre, _ = _pass_s(scn, spec, dev, engine, p, Batch(0, 0, chunk, isl / 2, chunk / isl), measured)
+        ttft = n_pre * t_pre
+        e2e = ttft + (osl - 1) * t_dec
+        return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
+                      c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
+    prompt = c * isl / osl  # prompt tokens per output round
+    chunk = max(1.0, min(isl, budget - c / n_dec)) if budget > c / n_dec else min(isl, budget / 2)
+    t_mix, _ = _pass_s(scn, spec, dev, engine, p,
+                       Batch(c / n_dec, ctx, chunk, isl / 2, chunk / isl), measured)
+    extra = max(0.0, t_mix - t_dec / n_dec)
+    tpot = t_dec + extra * prompt / chunk
+    busy = min(0.9, (prompt / chunk) * t_mix / tpot)
+    ttft = 0.5 * t_dec + math.ceil(isl / chunk) * t_mix * (1 + busy / (2 * (1 - busy)))
+    e2e = ttft + (osl - 1) * tpot
+    out_rate = c * osl / e2e
+    return Result(c * scn.replicas, tpot, ttft, e2e, out_rate / scn.tp, out_rate * (isl + osl) / osl / scn.tp,
+                  t_dec, extra * prompt / chunk / tpot, parts)
+
+
+def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured | None = None,
+          values: dict | None = None) -> tuple[Memory, Result | None]:
+    """Memory and the steady state of `scn` on `spec` (None where the model does not fit)."""
+    engine_map, gpu = engines.fitted(values)
+    engine = engine_map[scn.engine].with_overrides(dict(scn.overrides))
+    if p is None:
+        p = params(values)
+    mem = memory(scn, spec, engine)
+    if not mem.fits:
+        return mem, None
+    if scn.request_rate is not None:  # open loop: C = rate x e2e (Little's law), by fixed point
+        c = 1.0
+        for _ in range(40):
+            res = steady_state(scn, spec, engine, p, c, measured)
+            new = min(mem.max_concurrency, max(1.0, scn.request_rate * res.e2e_s))
+            if abs(new - c) < 1e-3 * c:
+                break
+            c = 0.5 * (c + new)
+        return mem, steady_state(scn, spec, engine, p, c, measured)
+    c = mem.max_concurrency if scn.concurrency is None else min(scn.concurrency, mem.max_concurrency)
+    res = steady_state(scn, spec, engine, p, c, measured)
+    if scn.concurrency is not None and scn.concurrency > mem.max_concurrency:
+        res.note = (f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
+                    f"allow: the rest wait in the queue")
+    return mem, res
+
+
+def params(values: dict | None = None) -> K.Params:
+    _, gpu = engines.fitted(values)
+    fit = engines.calibration().get("fitted", {}) if values is None else values
+    return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
+                    attn_decode=fit.get("attn_decode", K.Params.attn_decode),
+                    kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"],
+                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))

@@ -1,0 +1,165 @@
+"""The serving scenario, its bad input and the validation report, through main() in-process."""
+import json
+
+import pytest
+
+from parity.harness.cli import main
+from parity.harness.core.serving import collectives, validation
+from parity.harness.core.serving.scenario import Scenario, solve
+from parity.harness.core import specs
+
+BASE = ["estimate", "--model", "llama3-70b", "--dtype", "fp8", "--to", "mi300x,h200", "--gpus", "8", "--tp", "8",
+        "--isl", "1024", "--osl", "1024", "--engine", "vllm"]
+
+
+def with_flags(argv, extra):
+    """argv with each flag of `extra` replacing its value where present, else appended."""
+    argv = list(argv)
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i:i + 2]
+    return argv
+
+
+def run_json(capsys, argv, extra=()):
+    argv = with_flags(argv, list(extra))
+    assert main(argv + ["--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rows_have_ranges_of_nonzero_width(capsys):
+    rows = run_json(capsys, BASE + ["--concurrency", "64"])
+    assert [r["device"] for r in rows] == ["mi300x", "h200"]
+    for r in rows:
+        assert r["fits"] and r["concurrency"] == 64
+        for key in ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu", "tpot_ms", "ttft_ms", "e2e_ms",
+                    "tokens_per_s_per_user", "usd_per_m_output_tokens", "usd_per_m_input_tokens"):
+            assert r[f"{key}_low"] < r[key] < r[f"{key}_high"], key
+        assert r["e2e_ms"] == pytest.approx(r["ttft_ms"] + 1023 * r["tpot_ms"], rel=1e-9)
+
+
+def test_curve_throughput_rises_and_user_rate_falls(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "1,16,256"])
+    out = [r["output_tokens_per_s_per_gpu"] for r in rows]
+    user = [r["tokens_per_s_per_user"] for r in rows]
+    assert out == sorted(out) and user == sorted(user, reverse=True)
+
+
+def test_slo_picks_a_point_that_meets_it(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--slo-tpot-ms", "30"])
+    assert rows[0]["tpot_ms"] <= 30 and rows[0]["concurrency"] > 1
+
+
+def test_price_override_and_model_too_big(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "1", "--price", "h200=10"])
+    assert rows[0]["usd_per_gpu_hour"] == 10
+    rows = run_json(capsys, ["estimate", "--model", "llama3-405b", "--dtype", "bf16", "--to", "h100-sxm", "--tp", "1",
+                             "--isl", "128", "--osl", "128", "--engine", "vllm", "--concurrency", "1"])
+    assert rows[0]["fits"] is False and "needs" in rows[0]["note"] and rows[0]["memory_needed_gb_per_gpu"] > 800
+
+
+@pytest.mark.parametrize("extra", [["--tp", "3"], ["--engine", "nope"], ["--ep", "2"], ["--gpus", "12"],
+                                   ["--isl", "0"], ["--osl", "99999999"], ["--concurrency", "0"],
+                                   ["--concurrency", "x"], ["--price", "h200=-1"], ["--to", "nope"]])
+def test_bad_input_is_one_line_exit_2(capsys, extra):
+    argv = BASE + ["--concurrency", "4"]
+    for i in range(0, len(extra), 2):  # replace a flag's value where present, else append it
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i:i + 2]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("parity: error:")
+
+
+def test_validate_json_has_every_entry_and_both_subsets(capsys):
+    data = run_json(capsys, ["estimate", "--validate"])
+    subsets = {r["subset"] for r in data["entries"]}
+    assert subsets == {"calibration", "check"} and set(data["subsets"]) == {"calibration", "check"}
+    for r in data["entries"]:
+        assert r["low"] < r["estimate"] < r["high"]
+        assert r["error"] == pytest.approx(r["estimate"] / r["published"] - 1)
+        assert r["inside"] == (r["low"] <= r["published"] <= r["high"])
+    assert len(data["entries"]) + len(data["skipped"]) == 72
+
+
+def test_split_is_stored_and_stratified():
+    entries = validation.entries()
+    by = {}
+    for e in entries:
+        if e["subset"] != "skipped":
+            by.setdefault(e["family"], []).append(e["subset"])
+    for family, subs in by.items():
+        assert abs(subs.count("calibration") - subs.count("check")) <= 1, family
+
+
+def test_allreduce_latency_then_bandwidth_and_mesh_uses_fewer_links():
+    h200, mi300x = specs.get("h200"), specs.get("mi300x")
+    small, _ = collectives.allreduce_s(h200, 8, 16384)
+    large, algo = collectives.allreduce_s(h200, 8, 256e6)
+    assert 3e-6 < small < 3e-5 and algo == "nvls" and large > 256e6 * 1.75 / (450e9 * 1.2)
+    assert collectives.allreduce_s(mi300x, 4, 64e6)[0] > collectives.allreduce_s(mi300x, 8, 64e6)[0] * 1.5
+
+
+def test_more_concurrency_costs_more_per_step_but_less_per_token():
+    spec = specs.get("h200")
+    one = solve(Scenario("llama3-8b", "fp8", 1, 1, 1024, 1024, "trtllm", concurrency=1), spec)[1]
+    many = solve(Scenario("llama3-8b", "fp8", 1, 1, 1024, 1024, "trtllm", concurrency=128), spec)[1]
+    assert many.tpot_s > one.tpot_s and many.output_tps_per_gpu > 20 * one.output_tps_per_gpu
+
+
+def test_fit_sees_only_the_calibration_subset(monkeypatch):
+    from parity.harness.core.serving import fit
+
+    real = validation.entries()
+    # the check entries' published figures moved tenfold: a fit that read them would move
+    moved = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 10))
+                  if e["subset"] == "check" else e for e in real)
+    assert {e["id"] for e in fit.calibration_entries(moved)} == {e["id"] for e in real if e["subset"] == "calibration"}
+    assert fit.fit(moved, rounds=1) == fit.fit(real, rounds=1)
+    # and the calibration entries do move it
+    shifted = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 2))
+                    if e["subset"] == "calibration" else e for e in real)
+    assert fit.fit(shifted, rounds=1) != fit.fit(real, rounds=1)
+
+
+def test_band_is_the_stored_calibration_band_and_never_zero_width():
+    q_low, q_high = validation.band()
+    assert q_low < 0 < q_high
+    low, high = validation.bounds(100.0, False, (0.0, 0.0))  # even a zero band keeps +-5 %
+    assert low < 100.0 < high and high / low > 1.09
+
+
+def test_validate_json_shape(capsys):
+    data = run_json(capsys, ["estimate", "--validate"])
+    assert set(data) >= {"entries", "subsets"}
+    for r in data["entries"]:
+        assert {"id", "source", "subset", "published", "estimate", "low", "high", "error", "inside"} <= set(r)
+        assert r["source"]
+    for s in data["subsets"].values():
+        assert {"median_abs_error", "worst_abs_error", "share_inside", "entries"} <= set(s)
+
+
+@pytest.mark.parametrize("extra", [["--model", "nope"], ["--gpus", "0"], ["--gpus", "100000"], ["--tp", "16"],
+                                   ["--price", "nope=3"], ["--slo-tpot-ms", "-1"], ["--isl", "-5"]])
+def test_more_bad_input_is_one_line_exit_2(capsys, extra):
+    assert main(with_flags(BASE + ["--concurrency", "4"], extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("parity: error:")
+
+
+def test_html_has_the_curve_and_max_concurrency_row(capsys, tmp_path):
+    out = tmp_path / "s.html"
+    assert main(with_flags(BASE, ["--to", "h200", "--concurrency", "1,8,64", "--format", "html", "--out", str(out)])) == 0
+    text = out.read_text()
+    assert text.count("<circle") == 3 and "<polyline" in text
+    rows = run_json(capsys, BASE, ["--to", "mi300x", "--concurrency", "max"])
+    assert rows[0]["concurrency"] == rows[0]["max_concurrency"] > 1
+
+
+def test_max_inside_a_curve_is_the_maximum_concurrency(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "4,max"])
+    assert [r["concurrency"] for r in rows] == [4, rows[1]["max_concurrency"]] and rows[1]["max_concurrency"] > 4
