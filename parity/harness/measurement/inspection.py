@@ -182,7 +182,7 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
                variants: set | None = None) -> Iterable[Row]:
     base = Row(suite=suite.name, op=impl.op, impl=impl.name, kernel=None, config=None, lead=True, preset=preset,
                case=params, target=target.name, status=SKIPPED)
-    reason = impl.supports(device, params)
+    reason = impl.skip_reason(device, params)
     if reason:
         yield replace(base, error=reason)
         return
