@@ -138,10 +138,10 @@ def test_measure_normalizes_against_the_matched_spec(monkeypatch):
     monkeypatch.setattr(device_mod, "detect", lambda index=0, select=True: h200)
     monkeypatch.setattr(flush.Flush, "buffer", lambda self: None)
     monkeypatch.setattr(telemetry_readers, "open_reader", lambda device: telemetry_readers.Unavailable("test"))
-    monkeypatch.setattr("parity.harness.api._synchronize", lambda device: None)
+    monkeypatch.setattr("parity.harness.api_measure._synchronize", lambda device: None)
     samples = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0, 1.0, 1.0]
     stats = timing.summarize(samples, "noise")
-    monkeypatch.setattr(timing, "measure", lambda thunk, kind, policy, flush, window=None: stats)
+    monkeypatch.setattr(timing, "measure", lambda thunk, kind, policy, flush, window=None, setup=None: stats)
     flops = 495e12 * 1e-3  # 1 ms at 495 TFLOPS: half of H200's dense bf16 peak (989.4)
     r = parity.measure(lambda: None, flops=flops, dtype="bf16")
     assert r.timing == "events" and r.spec_id == "h200" and r.bound == "compute"

@@ -75,7 +75,9 @@ def default_threads(workers: int = 1) -> int:
 
 def limit() -> int:
     """The most threads a case may be given: the logical CPUs this process may use."""
-    return max(1, len(allowed_cpus()))
+    from parity.harness.core.limits import usable_cpus
+
+    return usable_cpus()
 
 
 @contextlib.contextmanager

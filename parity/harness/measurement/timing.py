@@ -81,7 +81,10 @@ class Policy:
     resolution_ms: float = 0.0
 
     @classmethod
-    def for_timing(cls, timing: str, time_cap_s: float | None = None, min_time_s: float | None = None) -> "Policy":
+    def for_timing(cls, timing: str, time_cap_s: float | None = None, min_time_s: float | None = None,
+                   warmup_ms: float | None = None, max_samples: int | None = None) -> "Policy":
+        """The timing's defaults, with any of the cap, the least time, the warm-up budget and the
+        sample count replaced by the caller's (None: the default)."""
         base = {
             # nvbench's defaults are min 10 samples, 0.5 % noise, 0.5 s min time, 15 s; a sweep of
             # hundreds of cases needs a shorter cap, and most GPU cases reach the noise target well
@@ -95,8 +98,9 @@ class Policy:
         cap = base.time_cap_s if time_cap_s is None else time_cap_s
         least = base.min_time_s if min_time_s is None else min_time_s
         # A cap below the minimum time wins: the user asked for a short case.
-        return cls(base.warmup_ms, base.min_samples, base.max_samples, base.noise_target, cap,
-                   min(least, cap), base.resolution_ms)
+        most = base.max_samples if max_samples is None else max_samples
+        return cls(base.warmup_ms if warmup_ms is None else warmup_ms, min(base.min_samples, most), most,
+                   base.noise_target, cap, min(least, cap), base.resolution_ms)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
