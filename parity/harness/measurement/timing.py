@@ -59,6 +59,8 @@ PROBE_SAMPLES = 8  # one-launch samples taken (and dropped) to judge whether a k
 STALL_SLACK_MS = 0.02  # a gap between samples this much longer than usual is a host stall
 
 
+MAX_SAMPLES_FOR_MIN_TIME = 100_000  # samples kept when a least time, not a count, bounds sampling
+
 MAX_RETAKES = 2  # a stalled batch is taken again at most this often, with a longer hold
 
 
@@ -98,7 +100,11 @@ class Policy:
         cap = base.time_cap_s if time_cap_s is None else time_cap_s
         least = base.min_time_s if min_time_s is None else min_time_s
         # A cap below the minimum time wins: the user asked for a short case.
+        # A least time the caller asked for is honoured over the default sample count (a 1 us op
+        # reaches 500 samples in 0.5 ms); a count the caller gave caps both.
         most = base.max_samples if max_samples is None else max_samples
+        if max_samples is None and min_time_s:
+            most = max(most, MAX_SAMPLES_FOR_MIN_TIME)
         return cls(base.warmup_ms if warmup_ms is None else warmup_ms, min(base.min_samples, most), most,
                    base.noise_target, cap, min(least, cap), base.resolution_ms)
 
