@@ -123,7 +123,8 @@ def test_run_takes_the_cli_controls(tmp_path):
     out = parity.run(["stream"], preset="smoke", impl="torch", dtype="fp32", sizes="64KiB,128KiB",
                      out=tmp_path / "r", time_cap_s=0.05, case_timeout_s=60, threads=1, min_time_s=0)
     records, _ = read_records(out / MEASUREMENTS_FILE)
-    assert records and {r["params"]["working_set_bytes"] for r in records} == {65536, 131072}
+    sizes = {r["params"]["working_set_bytes"] for r in records}  # each op rounds to its element count
+    assert records and all(min(abs(s - 65536), abs(s - 131072)) <= 16 for s in sizes) and len(sizes) >= 2
     ok = [r for r in records if r["status"] == "ok"]
     assert ok and all(r["time_ms"]["threads"] == 1 for r in ok)
 
