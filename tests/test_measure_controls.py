@@ -180,3 +180,13 @@ def test_a_loaded_machine_gives_a_median_within_2x_of_the_unloaded_minimum_or_a_
             hog.kill()
             hog.wait()
     assert loaded.median_ms <= 2 * min(quiet.samples_ms) or loaded.noisy, (loaded.median_ms, min(quiet.samples_ms))
+
+
+def test_a_noisy_record_is_flagged_in_the_report():
+    from parity.harness.reporting import report
+    from tests.synthetic import run, stream_record
+
+    clean, noisy = stream_record(), stream_record(op="copy")
+    noisy["time_ms"] = {**noisy["time_ms"], "noisy": "two modes: 0.01 ms (60%) and 8 ms (40%)"}
+    df = report.frame([run([clean, noisy])]).set_index("op")
+    assert df.loc["copy", "flag"].startswith("noisy, two modes") and df.loc["triad", "flag"] is None

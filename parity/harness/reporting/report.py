@@ -125,7 +125,11 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
                 **_normalize(rec, spec, gbps, tflops),
                 **_telemetry(rec, gbps, tflops),
+                "noisy": t.get("noisy"),  # samples of two levels or a plateau (noisy.judge): not a clean median
             })
+            if rows[-1]["noisy"]:
+                flag = rows[-1]["flag"]
+                rows[-1]["flag"] = f"noisy, {rows[-1]['noisy']}" + (f"; {flag}" if flag else "")
     df = pd.DataFrame(rows)
     if not df.empty:
         df["pct_of_best"] = _pct_of_best(df)
