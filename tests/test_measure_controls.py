@@ -189,4 +189,4 @@ def test_a_noisy_record_is_flagged_in_the_report():
     clean, noisy = stream_record(), stream_record(op="copy")
     noisy["time_ms"] = {**noisy["time_ms"], "noisy": "two modes: 0.01 ms (60%) and 8 ms (40%)"}
     df = report.frame([run([clean, noisy])]).set_index("op")
-    assert df.loc["copy", "flag"].startswith("noisy, two modes") and df.loc["triad", "flag"] is None
+    assert df.loc["copy", "flag"].startswith("noisy, two modes") and not isinstance(df.loc["triad", "flag"], str)
