@@ -16,9 +16,9 @@ def torch_measurements(run: Run) -> list:
     times). Skipped, failed and invalid records have no times and are left out."""
     from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-    from parity.harness.reporting.tables import device_label, params_text
+    from parity.harness.reporting.tables import device_label, params_text, worker_unit
 
-    out = []
+    out, unit = [], worker_unit(run.meta)
     for rec in run.records:
         samples = (rec.get("time_ms") or {}).get("samples") or []
         if rec.get("status") != "ok" or not samples:
@@ -28,7 +28,7 @@ def torch_measurements(run: Run) -> list:
         sub_label = " ".join(p for p in (str(params.get("dtype") or ""), params_text(params)) if p)
         spec = TaskSpec(stmt=rec.get("key", ""), setup="", label=f"{rec.get('suite')}/{rec.get('op')}",
                         sub_label=sub_label or "-", description=f"{rec.get('impl')}" + (" [interpreter]" if interp else ""),
-                        env=f"{device_label(rec)} ({rec.get('timing')}" + (": interpreter, not performance)" if interp else ")"), num_threads=1)
+                        env=f"{device_label(rec, unit)} ({rec.get('timing')}" + (": interpreter, not performance)" if interp else ")"), num_threads=1)
         out.append(Measurement(number_per_run=1, raw_times=[s / 1e3 for s in samples], task_spec=spec,
                                metadata={"key": rec.get("key"), "run_id": run.meta.get("run_id"),
                                          "work": rec.get("work"), "cache": rec.get("cache"),
