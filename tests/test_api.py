@@ -184,8 +184,10 @@ def test_to_torch_benchmark_feeds_compare(tmp_path):
                                       stream_record(n=1000, impl="triton", timing="wall-interpret"),
                                       stream_record(n=5003, status="failed")])
     ms = parity.to_torch_benchmark(base)
-    assert len(ms) == 1  # the interpreter's and the failed record are not timings to compare
-    m = ms[0]
+    assert len(ms) == 2  # the failed record has no times; the interpreter's is kept, marked
+    m, interp = ms
+    assert interp.description == "triton [interpreter]" and interp.metadata["interpreter"] is True
+    assert "interpreter, not performance" in interp.env and m.metadata["interpreter"] is False
     assert (m.label, m.description, m.sub_label) == ("stream/triad", "torch", "fp32 n=1000 working_set=11.7 KiB")
     assert "NVIDIA H200" in m.env and m.median == pytest.approx(0.011e-3)
     compare = Compare(ms)
