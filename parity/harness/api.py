@@ -72,6 +72,7 @@ class Result:
     noise_rel: float
     validation: dict[str, Any] | None = None
     telemetry: dict[str, Any] | None = field(default=None, repr=False)
+    autotune: tuple[dict[str, Any], ...] = ()  # per Triton autotuner: the config timed and how it was chosen
 
     @property
     def n(self) -> int:
@@ -199,7 +200,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     from parity.harness.core import device as device_mod
     from parity.harness.core.results import Measurement, Run
     from parity.harness.measurement import flush as flush_mod
-    from parity.harness.measurement import telemetry, timing
+    from parity.harness.measurement import autotuning, telemetry, timing
     from parity.harness.measurement.telemetry_readers import open_reader
     from parity.harness.reporting import report
 
@@ -222,25 +223,29 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     except UsageError as exc:
         raise MeasureError(str(exc)) from None
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    tuning = autotuning.Tuning()  # in the interpreter each config of an autotuner is run (and checked) once
+    tuned, checks = tuning.wrap(fn), reference is not None or check is not None
     try:
-        output = fn()
+        output = tuned()
         _synchronize(dev)
+        result = _validate(output, reference, check) if checks else None
+        del output
+        result = autotuning.validate_each_config(tuning, tuned, (lambda out: _validate(out, reference, check))
+                                                 if checks else None, first=result)
+    except MeasureError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's callable: one line, the cause chained
         raise MeasureError(f"{name}() raised {one_line(exc)}{_hint(exc, dev)}") from exc
-    validation = None
-    if reference is not None or check is not None:
-        result = _validate(output, reference, check)
-        validation = result.to_dict()
-        if not result.passed:
-            raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
-    del output
+    if result is not None and not result.passed:
+        raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
+    validation = None if result is None else result.to_dict()
     kind = TIMING_EVENTS if dev.is_gpu else TIMING_WALL
     policy = timing.Policy.for_timing(kind, time_cap_s)
     flush = flush_mod.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
     reader = open_reader(dev)
     try:
         sampler = telemetry.Sampler(reader)
-        stats = timing.measure(fn, kind, policy, flush, window=sampler)
+        stats = timing.measure(tuned if tuning.interpret else fn, kind, policy, flush, window=sampler)
     except Exception as exc:  # noqa: BLE001
         raise MeasureError(f"{name}() raised {one_line(exc)} while being timed") from exc
     finally:
@@ -250,7 +255,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
     record = Measurement(suite="measure", op=name, impl="callable", backend="python", params={}, status="ok",
                          reason=None, timing=kind, key=f"measure/{name}", device=dev.name, cache=cache,
                          time_ms=stats.to_dict(), work=work, validation=validation,
-                         telemetry=sampler.summary).to_dict()
+                         telemetry=sampler.summary, extra={"autotune": tuning.record()}).to_dict()
     row = report.frame([Run(path=Path("."), meta={"run_id": "measure", "device": dev.to_dict()},
                             records=(record,))]).iloc[0]
 
@@ -263,7 +268,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
                   gbps=value("gbps") if bytes_read + bytes_written else None, pct_of_spec=value("pct_of_spec"),
                   spec_id=value("spec_id"), bound=value("bound"), flag=value("flag"), timing=kind, device=dev.name,
                   dtype=dtype, cache=cache, stop=stats.stop, noise_rel=stats.noise_rel, validation=validation,
-                  telemetry=sampler.summary)
+                  telemetry=sampler.summary, autotune=tuple(tuning.record()))
 
 
 # --- runs --------------------------------------------------------------------------------------------
@@ -324,15 +329,13 @@ def run_device(index: int = 0):
 
 def _warn(line: str) -> None:
     import warnings
-
     warnings.warn(line, stacklevel=3)
 
 
 def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=(), out: Path | None = None,
                 resume: Path | None = None, time_cap_s=None, settle_s=None, min_time_s=None, case_timeout_s=None,
-                ranks=None, all_gpus=False,
-                cpu_workers=None, rank_timeout_s=None, command=(), progress=None, console=None,
-                warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
+                ranks=None, all_gpus=False, cpu_workers=None, rank_timeout_s=None, command=(), progress=None,
+                console=None, warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
     from parity.harness.core.results import MEASUREMENTS_FILE, read_run
@@ -356,10 +359,9 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
             raise UsageError(f"{folder} already holds a run: use --resume {folder}, or another --out")
     # Every suite that loads; a plugin that does not is one warning line, and the rest runs.
     chosen = names(suites) or tuple(suite.name for suite in registry.load_all())
-    plan = RunPlan(suites=chosen, preset=preset or "quick",
-                          impls=names(impls), dtypes=names(dtypes), sizes_bytes=tuple(sizes),
-                          time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes),
-                          min_time_s=min_time_s, case_timeout_s=case_timeout_s)
+    plan = RunPlan(suites=chosen, preset=preset or "quick", impls=names(impls), dtypes=names(dtypes),
+                   sizes_bytes=tuple(sizes), time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks,
+                   shapes=tuple(shapes), min_time_s=min_time_s, case_timeout_s=case_timeout_s)
     limits.check_counts(plan, device, cpu_workers)
     if resume is None:
         runner.plan_cases(plan, device)  # bad input fails here, before anything starts
@@ -367,7 +369,6 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         (warn or _warn)(line)
     if not device.is_gpu:
         from parity.harness.core import capability
-
         older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
         if older:
             (warn or _warn)(older)
@@ -377,7 +378,6 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     if all_gpus or cpu_workers is not None or (again and multigpu.is_multi_gpu(folder)):
         if console is None:
             from rich.console import Console
-
             console = Console(stderr=True, highlight=False)
         from parity.harness.reporting import report
 
