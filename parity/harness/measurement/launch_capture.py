@@ -79,16 +79,6 @@ def _strip(value: Any) -> Any:
     return value
 
 
-class SimpleConfig:
-    """Meta-parameters as a config for `with_heuristics` (a fixed `cfg`)."""
-
-    def __init__(self, kwargs):
-        self.kwargs = dict(kwargs)
-
-    def all_kwargs(self):
-        return dict(self.kwargs)
-
-
 def _jit_of(fn) -> JITFunction:
     while not isinstance(fn, JITFunction):
         fn = fn.fn
@@ -132,9 +122,6 @@ def _record(out: list, kernel, args, kwargs, configs, via) -> None:
     jit = _jit_of(kernel)
     if configs is not None:
         configs = with_heuristics(kernel, configs, args, kwargs)
-    elif _heuristics_of(kernel):  # a Launcher's fixed `cfg` through heuristics: one config of its own
-        only = with_heuristics(kernel, {"*": [SimpleConfig(kwargs)]}, args, {})["*"][0]
-        kwargs = only.kwargs
     out.append(Launch(jit, tuple(_strip(a) for a in args), {k: _strip(v) for k, v in kwargs.items()},
                       configs, via, tuple(jit.arg_names)))
 
@@ -143,10 +130,7 @@ def _record(out: list, kernel, args, kwargs, configs, via) -> None:
 def intercepted(out: list):
     """Within: every launch is appended to `out` instead of running."""
     def launcher_call(self, grid, *args, like, cfg=None, **kwargs):
-        if cfg is not None:  # a fixed config: the one compiled, as Launcher.__call__ launches it
-            _record(out, self.kernel, args, {**kwargs, **cfg}, None, "launcher")
-        else:
-            _record(out, self.kernel, args, kwargs, self.configs, "launcher")
+        _record(out, self.kernel, args, kwargs, self.configs, "launcher")
 
     def autotune_run(self, *args, **kwargs):
         # kernel[grid](...) passes grid and warmup to the autotuner's run: launch options, not arguments
