@@ -277,47 +277,39 @@ def _measure(fn, dev, name: str, given: dict[str, Any], cpu_threads: int | None 
     from parity.harness.reporting import report
 
     setup, reference, check, cache = given["setup"], given["reference"], given["check"], given["cache"]
-    tuning = autotuning.Tuning()
+    tuning = autotuning.Tuning()  # in the interpreter each config of an autotuner is run (and checked) once
+    tuned, checks = tuning.wrap(fn), reference is not None or check is not None
+
+    def call():
+        if setup is not None:
+            setup()
+        out = tuned()
+        _synchronize(dev)
+        return out
+
     try:
-        with tuning, interpreted.counting() as launches:
-            if setup is not None:
-                setup()
-            output = fn()
-            _synchronize(dev)
+        with interpreted.counting() as launches:
+            output = call()
+        result = _validate(output, reference, check) if checks else None
+        del output
+        result = autotuning.validate_each_config(tuning, call, (lambda out: _validate(out, reference, check))
+                                                 if checks else None, first=result)
+    except MeasureError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's callable: one line, the cause chained
         raise MeasureError(f"{name}() raised {one_line(exc)}{_hint(exc, dev)}") from exc
-    validation = None
-    if reference is not None or check is not None:
-        result = _validate(output, reference, check)
-        validation = result.to_dict()
-        if not result.passed:
-            raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
-        if tuning.interpret and tuning.configs > 1:  # every other config of its autotuners, once each
-            def call():
-                if setup is not None:
-                    setup()
-                with tuning:
-                    out = fn()
-                _synchronize(dev)
-                return out
-
-            verdict = autotuning.validate_each_config(tuning, call, lambda out: _validate(out, reference, check))
-            if verdict is not None and not verdict.passed:
-                raise ValidationError(f"{name}() does not match the reference: {verdict.error}", verdict)
-    del output
+    if result is not None and not result.passed:
+        raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
+    validation = None if result is None else result.to_dict()
     kind = TIMING_EVENTS if dev.is_gpu else (TIMING_INTERPRET if launches.count else TIMING_WALL)
     policy = timing.Policy.for_timing(kind, given["time_cap_s"], given["min_time_s"], given["warmup_ms"],
                                       given["max_samples"])
     flush = flush_mod.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
     reader = open_reader(dev)
 
-    def timed():
-        with tuning:  # the interpreter's autotuners run their first config while timed
-            return fn()
-
     try:
         sampler = telemetry.Sampler(reader)
-        stats = timing.measure(timed if tuning.record() else fn, kind, policy, flush, window=sampler, setup=setup)
+        stats = timing.measure(tuned if tuning.interpret and tuning.record() else fn, kind, policy, flush, window=sampler, setup=setup)
     except Exception as exc:  # noqa: BLE001
         raise MeasureError(f"{name}() raised {one_line(exc)} while being timed") from exc
     finally:
