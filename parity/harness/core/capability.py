@@ -233,11 +233,13 @@ def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
 def interpreter_warning(triton: tuple[int, int] | None = None, numpy: tuple[int, int] | None = None) -> str | None:
     """One line on what this Triton's interpreter cannot run, for the start of a run on the CPU;
     None on a recent enough Triton."""
+    installed = triton is None and numpy is None  # then the probes answer, not the version rules
     triton = triton_version() if triton is None else tuple(triton)
     numpy = _numpy_version() if numpy is None else tuple(numpy)
     gaps = [("fails with numpy >= 2.4, this is numpy %d.%d" % numpy) if interpreter_problem("kernels", triton, numpy)
             else None,
-            "has no FNUZ FP8" if interpreter_problem("fnuz", triton, numpy) else None,
+            "has no FNUZ FP8" if (interpreter_problem("fnuz") if installed else
+                                  interpreter_problem("fnuz", triton, numpy)) else None,
             "has no tl.dot_scaled with a string format (MXFP4 GEMMs are skipped)"
             if interpreter_problem("dot_scaled", triton, numpy) else None]
     gaps = [g for g in gaps if g]
