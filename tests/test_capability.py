@@ -94,3 +94,12 @@ def test_fnuz_in_the_interpreter_is_probed_and_the_skip_reason_follows_it(monkey
     monkeypatch.setattr(capability, "interpreter_has_fnuz", lambda: True)
     assert capability.interpreter_problem("fnuz") is None
     assert capability.interpreter_problem("fnuz", (3, 6), (2, 3))  # a described Triton: its stated rule
+
+
+def test_the_gpu_start_up_line_names_what_an_older_triton_degrades():
+    assert "older than 3.6" in capability.gpu_warning("cuda", "sm_90", (3, 5))
+    line = capability.gpu_warning("rocm", "gfx942", (3, 6))
+    assert "Unsupported DotScaleOp" in line and "MXFP4" in line
+    for backend, arch in (("cuda", "sm_90"), ("rocm", "gfx950"), ("cuda", "sm_100")):
+        assert capability.gpu_warning(backend, arch, (3, 6)) is None
+    assert capability.gpu_warning("rocm", "gfx942", (3, 9)) is None

@@ -256,3 +256,20 @@ def dot_scaled_problem(backend: str, arch: str, triton: tuple[int, int] | None =
         return (f"triton {triton[0]}.{triton[1]} cannot compile tl.dot_scaled for {arch} (\"Unsupported "
                 f"DotScaleOp\"; triton >= {DOT_SCALED_AMD_EMULATED_TRITON[0]}.{DOT_SCALED_AMD_EMULATED_TRITON[1]} can)")
     return None
+
+
+# The oldest Triton parity supports on a GPU: the NVIDIA PyTorch image for H200 carries 3.6.0, and
+# scripts/compat-check 3.6.0 (results/compat/triton-3.6.0) compiles every lead config for the four
+# targets with it, the gfx942 MXFP4 GEMM excepted (dot_scaled_problem says so per case).
+GPU_TRITON = (3, 6)
+
+
+def gpu_warning(backend: str, arch: str, triton: tuple[int, int] | None = None) -> str | None:
+    """One line for the start of a run on a GPU with an older or degraded Triton, or None: what is
+    degraded and why (never a silent wrong answer)."""
+    triton = triton_version() if triton is None else tuple(triton)
+    if triton < GPU_TRITON:
+        return (f"triton {triton[0]}.{triton[1]} is older than {GPU_TRITON[0]}.{GPU_TRITON[1]}, the oldest parity "
+                f"supports on a GPU: its kernels were not checked with it (scripts/compat-check checks a version)")
+    mx = dot_scaled_problem(backend, arch, triton)
+    return f"{mx}: the MXFP4 GEMM's Triton cases are unsupported here" if mx else None
