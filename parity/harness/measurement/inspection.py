@@ -32,6 +32,7 @@ from parity.harness.measurement.inspect_targets import (
     ERROR,
     OVER_LIMIT,
     SKIPPED,
+    BindingError,
     TARGETS,
     Target,
     as_meta,
@@ -353,10 +354,14 @@ def _child(request: Mapping[str, Any]) -> int:
         out.flush()
 
     targets = [TARGETS[t] for t in request["targets"]]
-    for row in inspect_rows(targets, request["suites"] or None, request["presets"] or None, request["lead_only"],
-                            request["one_case"], Path(request["cache_dir"]), progress):
-        out.write("row " + json.dumps(row.to_dict(), default=str) + "\n")
-        out.flush()
+    try:
+        for row in inspect_rows(targets, request["suites"] or None, request["presets"] or None,
+                                request["lead_only"], request["one_case"], Path(request["cache_dir"]), progress):
+            out.write("row " + json.dumps(row.to_dict(), default=str) + "\n")
+            out.flush()
+    except BindingError as exc:  # parity's fault: the parent's error line and nonzero exit carry it
+        print(exc, file=sys.stderr)
+        return 3
     return 0
 
 
