@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -300,17 +301,30 @@ class _OlderKnobs:
         return getattr(self._real, name)
 
 
-def test_the_binding_holds_with_an_older_tritons_knobs(monkeypatch):
-    """The binding passes only the knobs this Triton has (probed): faking 3.6's knob set, the probe
-    kernel still binds and compiles for a target whose backend is here."""
+def older_knobs_probe() -> str:
+    """target_problem for sm_90a with 3.6's knob set faked (run in a fresh process: a process where the
+    interpreter ran has Triton's language patched for it and cannot compile)."""
     from triton import knobs
 
     import triton.experimental.gluon  # noqa: F401 - the binder imports it; it asserts the mode it was loaded in
 
-    monkeypatch.setattr(knobs, "compilation", _OlderKnobs(knobs.compilation, KNOBS_36))
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # a compiled kernel, not an interpreted one
-    problem = inspect_targets.target_problem(TARGETS["sm_90a"])
-    assert problem is None or "has no cuda backend" in problem, problem
+    knobs.compilation = _OlderKnobs(knobs.compilation, KNOBS_36)
+    return repr(inspect_targets.target_problem(TARGETS["sm_90a"]))
+
+
+def test_the_binding_holds_with_an_older_tritons_knobs():
+    """The binding passes only the knobs this Triton has (probed): faking 3.6's knob set, the probe
+    kernel still binds and compiles for a target whose backend is here."""
+    from tests.background import clean_env
+
+    here = Path(__file__).resolve().parent
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here.parent), str(here), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", "from test_inspect import older_knobs_probe as f; print(f())"],
+                          cwd=here.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    problem = proc.stdout.strip().splitlines()[-1]
+    assert problem == "None" or "has no cuda backend" in problem, problem
 
 
 def test_a_binding_fault_is_an_error_not_cannot_compile_here(monkeypatch):

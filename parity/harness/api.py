@@ -133,6 +133,12 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
         if older:
             (warn or _warn)(older)
+    else:
+        from parity.harness.core import capability
+
+        older = capability.gpu_warning(device.backend, device.arch)  # an older Triton on this GPU
+        if older:
+            (warn or _warn)(older)
     unmatched = runner.unmatched_note(device, Flush(device) if device.is_gpu else None)
     if unmatched:  # also in run.json's spec_note
         (warn or _warn)(unmatched)
