@@ -138,10 +138,10 @@ def test_measure_normalizes_against_the_matched_spec(monkeypatch):
     monkeypatch.setattr(device_mod, "detect", lambda index=0, select=True: h200)
     monkeypatch.setattr(flush.Flush, "buffer", lambda self: None)
     monkeypatch.setattr(telemetry_readers, "open_reader", lambda device: telemetry_readers.Unavailable("test"))
-    monkeypatch.setattr("parity.harness.api._synchronize", lambda device: None)
+    monkeypatch.setattr("parity.harness.api_measure._synchronize", lambda device: None)
     samples = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0, 1.0, 1.0]
     stats = timing.summarize(samples, "noise")
-    monkeypatch.setattr(timing, "measure", lambda thunk, kind, policy, flush, window=None: stats)
+    monkeypatch.setattr(timing, "measure", lambda thunk, kind, policy, flush, window=None, setup=None: stats)
     flops = 495e12 * 1e-3  # 1 ms at 495 TFLOPS: half of H200's dense bf16 peak (989.4)
     r = parity.measure(lambda: None, flops=flops, dtype="bf16")
     assert r.timing == "events" and r.spec_id == "h200" and r.bound == "compute"
@@ -184,8 +184,10 @@ def test_to_torch_benchmark_feeds_compare(tmp_path):
                                       stream_record(n=1000, impl="triton", timing="wall-interpret"),
                                       stream_record(n=5003, status="failed")])
     ms = parity.to_torch_benchmark(base)
-    assert len(ms) == 1  # the interpreter's and the failed record are not timings to compare
-    m = ms[0]
+    assert len(ms) == 2  # the failed record has no times; the interpreter's is kept, marked
+    m, interp = ms
+    assert interp.description == "triton [interpreter]" and interp.metadata["interpreter"] is True
+    assert "interpreter, not performance" in interp.env and m.metadata["interpreter"] is False
     assert (m.label, m.description, m.sub_label) == ("stream/triad", "torch", "fp32 n=1000 working_set=11.7 KiB")
     assert "NVIDIA H200" in m.env and m.median == pytest.approx(0.011e-3)
     compare = Compare(ms)

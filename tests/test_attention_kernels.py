@@ -102,6 +102,8 @@ def test_triton_fp8_forward(dtype, causal, cpu_device):
     interpreter; a GPU runs its architecture's own."""
     if HAS_GPU and dtype != capability.torch_fp8_dtypes(cpu_device)[0]:
         pytest.skip(f"{dtype} is not this GPU architecture's FP8 format")
+    if not HAS_GPU and "fnuz" in str(dtype) and capability.interpreter_problem("fnuz"):
+        pytest.skip(capability.interpreter_problem("fnuz"))  # probed: this Triton's interpreter lacks it
     real = qkv(1, 4, 2, 33, 47, 64, torch.float32)
     x = {}
     for name, t in zip("qkv", real):

@@ -39,6 +39,11 @@ def test_resolver_on_described_devices(device, fp8, fp4_triton, fp4_torch):
         assert (cap.fp8_format, cap.path) == fp8
         assert resolve(device, "bf16", backend).path == NATIVE
     triton4, torch4 = resolve(device, "mxfp4", "triton"), resolve(device, "mxfp4", "torch")
+    older = capability.interpreter_problem("dot_scaled") if device is CPU else \
+        capability.dot_scaled_problem(device.backend, device.arch)
+    if older:  # this Triton cannot compile or interpret tl.dot_scaled there (triton 3.6): said so
+        fp4_triton = UNSUPPORTED
+        assert triton4.reason and "dot_scaled" in triton4.reason
     assert (triton4.path, torch4.path) == (fp4_triton, fp4_torch)
     for cap in (triton4, torch4):
         assert (cap.reason is None) == (cap.path == NATIVE)  # every non-native answer says why
@@ -77,3 +82,24 @@ def test_resolver_agrees_with_every_spec_file(spec):
 def test_unknown_format_is_an_error():
     with pytest.raises(ValueError, match="unknown format"):
         resolve(H100, "fp6", "torch")
+
+
+def test_fnuz_in_the_interpreter_is_probed_and_the_skip_reason_follows_it(monkeypatch):
+    """The FNUZ gap comes from running a probe kernel, so a Triton whose number says nothing (a
+    patch release, a vendor build) is judged by what its interpreter does."""
+    probed = capability.interpreter_has_fnuz()
+    assert (capability.interpreter_problem("fnuz") is None) == probed
+    monkeypatch.setattr(capability, "interpreter_has_fnuz", lambda: False)
+    assert "no FNUZ FP8" in capability.interpreter_problem("fnuz")
+    monkeypatch.setattr(capability, "interpreter_has_fnuz", lambda: True)
+    assert capability.interpreter_problem("fnuz") is None
+    assert capability.interpreter_problem("fnuz", (3, 6), (2, 3))  # a described Triton: its stated rule
+
+
+def test_the_gpu_start_up_line_names_what_an_older_triton_degrades():
+    assert "older than 3.6" in capability.gpu_warning("cuda", "sm_90", (3, 5))
+    line = capability.gpu_warning("rocm", "gfx942", (3, 6))
+    assert "Unsupported DotScaleOp" in line and "MXFP4" in line
+    for backend, arch in (("cuda", "sm_90"), ("rocm", "gfx950"), ("cuda", "sm_100")):
+        assert capability.gpu_warning(backend, arch, (3, 6)) is None
+    assert capability.gpu_warning("rocm", "gfx942", (3, 9)) is None

@@ -153,8 +153,37 @@ def test_compare_runs_verdicts_geomean_and_one_sided_cases():
     assert list(c.only_base["op"]) == ["read"] and list(c.only_new["op"]) == ["write"]
     geo = c.geomeans().iloc[0]
     assert geo["cases"] == 3  # copy, scale, add: the triad timed two ways and the skipped dot do not count
-    assert geo["geomean"] == pytest.approx((1.10 * 0.80 * 1.001) ** (1 / 3), rel=1e-6)
-    assert (geo["slower"], geo["faster"], geo["same"]) == (1, 1, 1)
+    # the mean is over the significant cases only (copy, scale): the `same` add does not dilute it
+    assert geo["significant"] == 2 and geo["geomean"] == pytest.approx((1.10 * 0.80) ** (1 / 2), rel=1e-6)
+    assert geo["geomean_low"] < geo["geomean"] < geo["geomean_high"]
+    assert (geo["slower"], geo["faster"], geo["same"], geo["no_change"]) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("shift", [0.001, 500.0])
+def test_headline_claims_no_change_when_no_case_is_significant(shift):
+    # three samples per side: any ratio, even 500x, is `uncertain` (a p below 0.001 needs more), so the
+    # headline must count verdicts and give no "Nx faster" (the fault: a geomean over uncertain cases)
+    ops = ("copy", "scale", "add")
+    base = [record(op=o, samples=[1.0, 1.02, 0.98], time_ms=1.0) for o in ops]
+    new = [record(op=o, samples=[s * shift for s in (1.0, 1.02, 0.98)], time_ms=shift) for o in ops]
+    c = compare.compare(run(base, run_id="a"), run(new, run_id="b"))
+    assert set(c.rows["verdict"]) == {"uncertain"}
+    geo = c.geomeans().iloc[0]
+    assert geo["no_change"] == 3 and geo["significant"] == 0 and math.isnan(geo["geomean"])
+    text = report.render(compare.tables(c), "md")
+    assert "0 faster, 0 slower, 3 no significant change" in text
+    assert "x faster" not in text and "x slower" not in text
+
+
+def test_geomean_interval_widens_with_the_cases_intervals():
+    # a case whose own interval is wide makes the mean's interval wider: the interval is not decoration
+    def side(spread, shift):
+        rng = np.random.default_rng(1)
+        return [record(op="copy", samples=list(shift * (1 + spread * rng.standard_normal(40))), time_ms=shift)]
+    quiet = compare.compare(run(side(0.001, 1.0), run_id="a"), run(side(0.001, 2.0), run_id="b")).geomeans().iloc[0]
+    noisy = compare.compare(run(side(0.05, 1.0), run_id="a"), run(side(0.05, 2.0), run_id="b")).geomeans().iloc[0]
+    assert quiet["significant"] == noisy["significant"] == 1
+    assert (noisy["geomean_high"] - noisy["geomean_low"]) > 5 * (quiet["geomean_high"] - quiet["geomean_low"])
 
 
 def test_regressions_respect_the_threshold_and_ignore_interpreter_times():
@@ -187,11 +216,11 @@ GOLDEN = """\
 | stream | triad | torch | fp32 | n=250000000 | - | - | - | - | - | - | n/a | timed differently (events vs wall): not compared |
 | stream | dot | torch | fp32 | n=1 | - | - | - | - | - | - | n/a | status skipped -> skipped: because |
 
-### NVIDIA H200 (base) -> NVIDIA H200 (new): geometric mean of the time ratios per suite
+### NVIDIA H200 (base) -> NVIDIA H200 (new): verdicts per suite; geometric mean of the time ratios over the significant (faster or slower) cases only, with its 95% interval
 
-| suite | timing | cases | geomean new/base | change | faster | slower | same | uncertain |
+| suite | timing | cases | faster | slower | no significant change | geomean new/base | interval | change |
 |---|---|---|---|---|---|---|---|---|
-| stream | events | 3 | 0.959 | 1.04x faster | 1 | 1 | 1 | 0 |
+| stream | events | 3 | 1 | 1 | 1 | 0.938 | [0.937, 0.939] | 1 faster, 1 slower, 1 no significant change; significant cases 1.07x faster |
 
 ### only in BASE NVIDIA H200 (base)
 
@@ -210,7 +239,7 @@ GOLDEN = """\
 
 def test_golden_compare_markdown():
     # p of two fully separated samples of 12: U = 0, z = (72 - 0.5) / sqrt(144 / 12 * 25) = 4.13, p = 3.7e-05;
-    # geometric mean (1.1 * 0.8 * 1.001) ** (1/3) = 0.959
+    # geometric mean over the two significant cases: (1.1 * 0.8) ** (1/2) = 0.938
     c = compare.compare(*runs_with_changes())
     assert report.render(compare.tables(c), "md") == GOLDEN
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from parity.harness import cli
+from parity.harness.core import capability
 from parity.harness.core.results import MEASUREMENTS_FILE, read_records
 from test_cli import assert_one_error_line, no_gpu, parity
 
@@ -54,7 +55,12 @@ def test_gemm_smoke_through_the_cli(results):
         assert r["cache"] == "cold"
     if no_gpu():
         triton = [r for r in records if r["impl"] == "triton"]
-        assert {r["status"] for r in triton} == {"ok"}  # every Triton GEMM checked in the interpreter
+        # Every Triton GEMM checked in the interpreter, but for what this Triton's interpreter lacks
+        # (probed or stated by capability.interpreter_problem: triton 3.6 has no tl.dot_scaled there).
+        gaps = [g for g in map(capability.interpreter_problem, ("fnuz", "dot_scaled")) if g]
+        assert all(r["status"] == "ok" or any(g in r["reason"] for g in gaps) for r in triton), \
+            [r["reason"] for r in triton if r["status"] != "ok"]
+        assert any(r["status"] == "ok" for r in triton)
         assert "gemm" in proc.stdout and "emulated" in proc.stdout
 
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from parity.harness.core import capability
 from parity.kernels.gemm import quant, torch_gemm, triton_fp8, triton_persistent as tp, triton_splitk as sk
 from parity.suites import gemm
 from parity.suites import _gemm_op as gemm_op
@@ -169,6 +170,8 @@ def test_fp8_kernels_in_both_accumulation_modes(kernel, accum, dtype, scaling):
         pytest.skip(f"{dtype} is not this GPU's FP8")
     if not INTERPRET and not torch.version.hip and "fnuz" in str(dtype):
         pytest.skip(f"{dtype} is AMD gfx942's FP8")
+    if INTERPRET and "fnuz" in str(dtype) and capability.interpreter_problem("fnuz"):
+        pytest.skip(capability.interpreter_problem("fnuz"))  # probed: this Triton's interpreter lacks it
     x, ref, a_abs_b = fp8_operands(m, n, k, dtype, scaling)
     out = FP8_RUNS[kernel](x, accum)
     assert out.dtype == torch.bfloat16 and out.shape == (m, n)

@@ -287,6 +287,8 @@ def impl(op, name):
 ])
 def test_paths_on_described_devices(device, triton_fp4, torch_fp4, fp8):
     mx, f8 = params("mxfp4", m=1024, n=1024, k=1024), params("fp8", m=1024, n=1024, k=1024)
+    if capability.dot_scaled_problem(device.backend, device.arch):  # an older Triton cannot compile it there
+        triton_fp4 = "unsupported"
     assert impl("gemm_mxfp4", "triton").path(device, mx) == triton_fp4
     assert impl("gemm_mxfp4", "torch").path(device, mx) == torch_fp4
     for name in ("triton", "torch"):

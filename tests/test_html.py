@@ -121,3 +121,79 @@ def test_a_real_browser_renders_the_tables_and_plots_and_sorts(tmp_path, page_an
     down = [rate(t) for t in probe["descending"] if rate(t) is not None]
     assert down == sorted(numbers, reverse=True)
     assert sorted(probe["before"]) == sorted(probe["ascending"])  # sorting moves rows, it loses none
+
+
+# --- a run over CPU workers, as `parity run --cpu-workers 2` lays it out --------------------------
+
+LAYOUT_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  function box(e) { var r = e.getBoundingClientRect(); return [r.left, r.top + window.scrollY, r.right, r.bottom + window.scrollY]; }
+  var out = {width: document.documentElement.clientWidth, text: document.body.innerText};
+  out.images = Array.prototype.map.call(document.images, function (i) {
+    return {box: box(i), natural: i.naturalWidth, shown: i.getBoundingClientRect().width}; });
+  out.tables = Array.prototype.map.call(document.querySelectorAll("table"), function (t) {
+    var rows = Array.prototype.slice.call(t.tBodies.length ? t.tBodies[0].rows : t.rows);
+    var heads = t.tHead ? Array.prototype.map.call(t.tHead.rows[0].cells, function (c) { return c.textContent; }) : [];
+    var cols = heads.map(function (_, k) { return rows.map(function (r) { return r.cells[k] ? r.cells[k].textContent.trim() : ""; }); });
+    return {box: box(t), heads: heads, cols: cols, rows: rows.length}; });
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def cpu_worker_run(tmp_path):
+    """Two CPU workers' parts merged by the multi-GPU runner itself, so the layout (gpus/gpu-N,
+    gpu_index and device_part on each record, multi_gpu in run.json) is a real run's."""
+    from parity.harness.scaleout import multigpu
+    from synthetic import CPU, STREAM_ARRAYS, write_run
+
+    parts = []
+    for worker, scale in ((0, 1.0), (1, 0.9)):
+        recs = []
+        for op in ("copy", "triad"):
+            for size in (64 << 10, 4 << 20, 64 << 20):
+                n = size // (sum(STREAM_ARRAYS[op]) * 4)
+                recs.append(stream_record(op=op, n=n, gbps=scale * (40.0 if size < (8 << 20) else 12.0),
+                                          device="Some CPU", timing="wall"))
+        parts.append((write_run(tmp_path / "run" / "gpus" / f"gpu-{worker}", recs, device=dict(CPU, index=worker),
+                                run_id=f"part-{worker}"), worker))
+    meta = {"multi_gpu": {"workers": 2, "cpu_workers": 2, "concurrent": True, "parts": ["gpus/gpu-0", "gpus/gpu-1"]}}
+    return multigpu.merge(parts, tmp_path / "run", ["parity", "run", "--all-gpus"], meta)
+
+
+@pytest.mark.skipif(browser() is None, reason="no headless chromium here (apt-get install chromium)")
+def test_a_run_over_cpu_workers_is_one_device_with_workers_and_lays_out(tmp_path):
+    run_ = cpu_worker_run(tmp_path)
+    page, df = make_page([run_])
+    path = tmp_path / "workers.html"
+    path.write_text(page.replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    proc = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                           path.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert match, (proc.returncode, proc.stderr[-2000:])
+    probe = json.loads(match.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    text = probe["text"]
+    # workers are workers of one device: never "GPU N", no side-by-side of a device with itself
+    assert re.search(r"GPU \d", text) is None and "worker 1" in text and "Spread between workers" in text
+    assert "Side by side" not in text and set(df["device_name"]) == {"Some CPU"}
+    assert text.count("Some CPU [worker") >= 2
+    # every table shows values: no column that is '-' in every row, no empty table without a reason
+    for table in probe["tables"]:
+        assert table["rows"] > 0, table["heads"]
+        for head, col in zip(table["heads"], table["cols"]):
+            assert col and not all(c in ("-", "") for c in col) or head in ("note", "behind > 3 %", "reason"), (head, col)
+    # the layout: each plot is shown whole (not clipped by the page, not scaled past its pixels),
+    # and no plot overlaps another or a table
+    assert len(probe["images"]) >= 2
+    boxes = [i["box"] for i in probe["images"]] + [t["box"] for t in probe["tables"]]
+    for img in probe["images"]:
+        left, top, right, bottom = img["box"]
+        assert left >= 0 and right <= probe["width"] + 1 and bottom > top, img
+    for a_i, a in enumerate(boxes):
+        for b in boxes[a_i + 1:]:
+            overlap = min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+            assert not overlap, (a, b)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -280,3 +281,64 @@ def test_each_check_catches_its_failure(check, bad):
         assert not CHECKS[check](_row(lead=False, **bad))  # only lead configs must not spill
     assert CHECKS["gemm-tensor-core"](_row(target="gfx950", mma="mfma_scale", case={"dtype": "mxfp4"})) is False
     assert CHECKS["gemm-tensor-core"](_row(target="sm_100a", mma="tcgen05")) is False
+
+
+# triton 3.6.0's `knobs.compilation` (read from its wheel): 3.9 added fpsan_homomorphic_casts.
+KNOBS_36 = {"allow_non_constexpr_globals", "always_compile", "copy", "disable_line_info", "dump_ir",
+            "dump_ir_extract_di_local_variables", "enable_asan", "front_end_debugging", "instrumentation_mode",
+            "knob_descriptors", "knobs", "listener", "override", "reset", "scope", "store_binary_only", "use_ir_loc"}
+
+
+class _OlderKnobs:
+    """The installed Triton's compilation knobs as an older Triton has them: the rest are absent."""
+
+    def __init__(self, real, names):
+        self._real, self._names = real, names
+
+    def __getattr__(self, name):
+        if name not in self._names:
+            raise AttributeError(f"'compilation_knobs' object has no attribute '{name}'")
+        return getattr(self._real, name)
+
+
+def older_knobs_probe() -> str:
+    """target_problem for sm_90a with 3.6's knob set faked (run in a fresh process: a process where the
+    interpreter ran has Triton's language patched for it and cannot compile)."""
+    from triton import knobs
+
+    import triton.experimental.gluon  # noqa: F401 - the binder imports it; it asserts the mode it was loaded in
+
+    knobs.compilation = _OlderKnobs(knobs.compilation, KNOBS_36)
+    return repr(inspect_targets.target_problem(TARGETS["sm_90a"]))
+
+
+def test_the_binding_holds_with_an_older_tritons_knobs():
+    """The binding passes only the knobs this Triton has (probed): faking 3.6's knob set, the probe
+    kernel still binds and compiles for a target whose backend is here."""
+    from tests.background import clean_env
+
+    here = Path(__file__).resolve().parent
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here.parent), str(here), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", "from test_inspect import older_knobs_probe as f; print(f())"],
+                          cwd=here.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    problem = proc.stdout.strip().splitlines()[-1]
+    assert problem == "None" or "has no cuda backend" in problem, problem
+
+
+def test_a_binding_fault_is_an_error_not_cannot_compile_here(monkeypatch):
+    """A failure of parity's own binding raises BindingError (the child exits nonzero and the CLI
+    says `parity: error:`), never the "cannot compile here" skip a missing backend gets."""
+    def broken(*args, **kwargs):
+        raise AttributeError("'compilation_knobs' object has no attribute 'some_new_knob'")
+
+    monkeypatch.setattr(inspect_targets, "_bind", broken)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(inspect_targets.BindingError, match="parity's binding .*some_new_knob"):
+        inspect_targets.target_problem(TARGETS["gfx942"])
+    with pytest.raises(inspect_targets.BindingError):
+        list(inspection.inspect_rows([TARGETS["sm_90a"]], ["stream"], ["smoke"], lead_only=True))
+    # In the child: the message on stderr and exit 3, which the parent turns into its error line.
+    assert inspection._child({"targets": ["sm_90a"], "suites": ["stream"], "presets": ["smoke"],
+                              "lead_only": True, "one_case": True, "cache_dir": "/nonexistent-parity"}) == 3

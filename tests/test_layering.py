@@ -27,7 +27,7 @@ def part(module: str) -> str:
         return p[1]
     if p[2] in ("core", "measurement", "reporting", "scaleout"):
         return p[2]
-    if p[2] in ("api", "bench", "bench_cases"):
+    if p[2] in ("api", "api_measure", "bench", "bench_cases"):
         return "api"
     if p[2] == "cli":
         return "cli"

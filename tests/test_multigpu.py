@@ -150,7 +150,8 @@ def test_cpu_workers_end_to_end(workers):
         assert len(part) == 14
     meta = json.loads((out / RUN_FILE).read_text())
     assert meta["multi_gpu"]["workers"] == 2 and meta["status"] == "complete"
-    assert "Spread between GPUs" in proc.stdout and "[GPU 1]" in proc.stdout
+    assert "Spread between workers" in proc.stdout and "[worker 1]" in proc.stdout
+    assert "GPU 0" not in proc.stdout and "GPU 1" not in proc.stdout  # CPU workers are workers, not GPUs
     assert "over 2 workers" in proc.stderr
 
 
@@ -158,8 +159,8 @@ def test_report_of_a_run_over_gpus(workers):
     d, _ = workers
     proc = parity("report", d / "run", "--format", "md", cwd=d)
     assert proc.returncode == 0, proc.stderr
-    assert "### Spread between GPUs" in proc.stdout
-    assert "[GPU 0]" in proc.stdout and "[GPU 1]" in proc.stdout
+    assert "### Spread between workers" in proc.stdout
+    assert "[worker 0]" in proc.stdout and "[worker 1]" in proc.stdout and "GPU 1" not in proc.stdout
 
 
 def test_resume_of_a_run_over_gpus_runs_nothing_twice(workers, tmp_path):

@@ -30,6 +30,7 @@ SAMPLES = {
     "min_time_s": 0.0625,
     "case_timeout_s": 42.0,
     "ranks": 2,  # within the 2 cores CI has (limits refuse more ranks than cores)
+    "cpu_threads": 1,  # within any machine's CPUs
     "shapes": ((24, 40, 56), (7, 9, 11)),
 }
 

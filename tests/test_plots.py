@@ -83,3 +83,31 @@ def test_only_drawn_plots_are_written_and_a_run_without_spec_gets_points_only(tm
               device=CPU, run_id="cpu")
     figures = by_kind(plots.make_plots([cpu], report.frame([cpu])))
     assert figures["roofline"].png is not None and figures["gemm"].png is not None  # no spec: points only
+
+
+def test_no_legend_covers_any_plot_area(monkeypatch):
+    # the layout itself: every legend's box, as drawn, lies outside every axes' box of its figure
+    # (a legend inside, or beside one panel but over the next, covers the data it names)
+    figures = []
+    real_png = plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or real_png(fig))
+    r = full_h200_run()
+    drawn = [p for p in plots.make_plots([r], report.frame([r])) if p.png is not None]
+    assert len(figures) == len(drawn) >= 4
+    checked = 0
+    for fig in figures:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is None:
+                continue
+            box = legend.get_window_extent(renderer)
+            checked += 1
+            for other in boxes:
+                assert not box.overlaps(other), (fig._suptitle.get_text() if fig._suptitle else "", box, other)
+    assert checked >= 5  # roofline, stream, gemm and both attention panels: every legend was looked at

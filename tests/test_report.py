@@ -187,3 +187,22 @@ def test_two_runs_of_one_device_get_a_table_each():
 def test_small_rates_keep_three_significant_digits():
     assert report.rate_text(0.0412) == "0.0412" and report.rate_text(4312.44) == "4,312.4"
     assert report.rate_text(9.876) == "9.88"
+
+
+def test_side_by_side_of_two_runs_over_several_gpus_is_a_column_per_device():
+    # each run has two GPUs; the devices are the columns (the GPU of median rate), not four "devices"
+    from synthetic import H200, MI300X, gemm_record
+    from parity.harness.reporting import crosstab
+
+    def multi(device, name, rates, run_id):
+        recs = [dict(gemm_record(m=4096, dtype="bf16", tflops=t, device=name), gpu_index=i) for i, t in enumerate(rates)]
+        return run(recs, device=device, run_id=run_id)
+
+    runs = [multi(H200, "NVIDIA H200", (600.0, 700.0, 650.0), "h"), multi(MI300X, "AMD Instinct MI300X", (800.0, 900.0, 850.0), "m")]
+    (title, rows), = crosstab.side_by_side(report.frame(runs))
+    (row,) = rows
+    rates = [k for k in row if k.endswith(" rate")]
+    assert rates == ["NVIDIA H200 rate", "AMD Instinct MI300X rate"], list(row)
+    assert row["AMD Instinct MI300X / NVIDIA H200"] == f"{850 / 650:.2f}x"  # median GPU over median GPU
+    assert "NVIDIA H200: median of 3" in title and "AMD Instinct MI300X: median of 3" in title
+    assert all(v != "-" for v in row.values())

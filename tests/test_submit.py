@@ -29,7 +29,7 @@ def test_submit_two_local_nodes(tmp_path):
     meta = json.loads((out / RUN_FILE).read_text())
     assert meta["command"][:2] == ["parity", "submit"] and len(meta["nodes"]) == 2 and meta["status"] == "complete"
     assert (out / "slurm").is_dir()  # submitit's scripts and logs
-    assert "Spread between GPUs" in proc.stdout
+    assert "Spread between workers" in proc.stdout  # CPU workers are workers, never GPUs
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -15,256 +15,18 @@ from deep inside.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from parity.harness.core import limits
-from parity.harness.core.model import TIMING_EVENTS, TIMING_WALL, UsageError, one_line
+from parity.harness.core.model import UsageError
+
+from parity.harness.api_measure import (DEFAULT_RTOL, MeasureError, Result, ValidationError,  # noqa: F401
+                                        default_check, measure, table)
 
 DEFAULT_RUNS_DIR = Path("runs")  # ignored by git: a user's runs never land in the repository
-CACHES = ("cold", "warm")
-# The default check of measure(): max |out - ref| <= rtol * max |ref|, rtol by the output's dtype.
-# bf16 and fp16 take torch.testing.assert_close's default rtol (its documented table); fp32 is
-# loosened from 1.3e-6 to 1e-4 so long fp32 reductions (a K of 10^4-10^5) pass, since the callable's
-# reduction length is unknown here. Normwise against the largest |ref| so cancellation near zero is
-# not a failure. Anything stricter or looser: pass `check`.
-DEFAULT_RTOL = {"torch.float64": 1e-7, "torch.float32": 1e-4, "torch.bfloat16": 1.6e-2, "torch.float16": 1e-3}
-DEFAULT_RTOL_OTHER = 0.125  # fp8 and narrower: one e4m3 rounding is 2^-4 relative
-
-
-class MeasureError(Exception):
-    """parity.measure could not time the callable: the message says why, in one line."""
-
-
-class ValidationError(MeasureError):
-    """The callable's output does not match the reference; `check` holds the comparison."""
-
-    def __init__(self, message: str, check):
-        super().__init__(message)
-        self.check = check
-
-
-@dataclass(frozen=True)
-class Result:
-    """One callable timed by parity.measure. Times in ms; `tflops` and `gbps` are None where no
-    flops or bytes were declared; `pct_of_spec` is a fraction (0.62 is 62 %) of the spec's roof
-    for the declared work, None where no spec applies (a CPU, an unknown card), as in the frame."""
-
-    name: str
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    samples_ms: tuple[float, ...]
-    tflops: float | None
-    gbps: float | None
-    pct_of_spec: float | None
-    spec_id: str | None
-    bound: str | None  # "compute" | "memory" | "cache" | None
-    flag: str | None  # e.g. above the spec's peak: a measurement error, not a result
-    timing: str  # "events" (GPU) | "wall" (CPU)
-    device: str
-    dtype: str
-    cache: str
-    stop: str  # why sampling stopped
-    noise_rel: float
-    validation: dict[str, Any] | None = None
-    telemetry: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def n(self) -> int:
-        return len(self.samples_ms)
-
-    def row(self) -> dict[str, str]:
-        """The result as one row of a table (the report's number formats)."""
-        from parity.harness.reporting.report import rate_text
-
-        return {"name": self.name, "device": self.device, "timing": self.timing, "dtype": self.dtype,
-                "median ms": f"{self.median_ms:.4g}", "p10-p90 ms": f"{self.p10_ms:.4g}-{self.p90_ms:.4g}",
-                "n": str(self.n), "TFLOPS": "-" if self.tflops is None else rate_text(self.tflops),
-                "GB/s": "-" if self.gbps is None else rate_text(self.gbps),
-                "% of spec": "-" if self.pct_of_spec is None else f"{100 * self.pct_of_spec:.1f} % of {self.spec_id}",
-                "validated": "-" if self.validation is None else ("yes" if self.validation["passed"] else "NO")}
-
-    def __str__(self) -> str:
-        return "  ".join(f"{k} {v}" for k, v in self.row().items())
-
-
-def table(results: Iterable[Result], fmt: str = "md") -> str:
-    """Several results as one table: "md" (markdown) or "text"."""
-    from parity.harness.reporting.tables import markdown_table
-
-    rows = [r.row() for r in results]
-    if fmt == "md":
-        return markdown_table("parity.measure", rows)
-    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]} if rows else {}
-    lines = ["  ".join(k.ljust(w) for k, w in widths.items())]
-    lines += ["  ".join(r[k].ljust(w) for k, w in widths.items()) for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _nonnegative(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise MeasureError(f"{name} must be a number of 0 or more, not {value!r}")
-
-
-def _hint(exc: BaseException, device) -> str:
-    """Where a Triton kernel fails on a machine without a GPU: it was decorated before the
-    interpreter was switched on, so it tries to compile for a GPU that is not there."""
-    tb, triton_frames = exc.__traceback__, False
-    while tb is not None:
-        triton_frames |= str(tb.tb_frame.f_globals.get("__name__", "")).startswith("triton")
-        tb = tb.tb_next
-    if device.is_gpu or not triton_frames:
-        return ""
-    return (" (no GPU here: a Triton kernel imported before the interpreter was on cannot run; call "
-            "parity.detect() before importing it, or set TRITON_INTERPRET=1)")
-
-
-def _synchronize(device) -> None:
-    if device.is_gpu:
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def _validate(output, reference, check):
-    """The callable's output against the reference: the user's `check`, or the default bound."""
-    from parity.harness.core.model import Check
-
-    try:
-        expected = reference() if callable(reference) else reference
-    except Exception as exc:  # noqa: BLE001 - the user's reference: one line
-        raise MeasureError(f"the reference raised {one_line(exc)}") from exc
-    if check is not None:
-        try:
-            verdict = check(output, expected) if reference is not None else check(output)
-        except AssertionError as exc:  # torch.testing.assert_close and plain asserts say why
-            return Check(False, math.nan, {}, f"check failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'assertion'}")
-        except Exception as exc:  # noqa: BLE001
-            raise MeasureError(f"the check raised {one_line(exc)}") from exc
-        if isinstance(verdict, Check):
-            return verdict
-        passed = verdict is None or bool(verdict)  # assert_close returns None when it passes
-        return Check(passed, math.nan, {}, None if passed else "check returned False")
-    return default_check(output, expected)
-
-
-def default_check(output, expected):
-    """max |out - ref| <= rtol * max |ref| (DEFAULT_RTOL by the output's dtype); tensors, or tuples
-    and lists of them."""
-    import torch
-
-    from parity.harness.core.model import Check
-
-    outs = output if isinstance(output, (tuple, list)) else (output,)
-    refs = expected if isinstance(expected, (tuple, list)) else (expected,)
-    if len(outs) != len(refs):
-        return Check(False, math.inf, {}, f"{len(outs)} outputs for {len(refs)} reference outputs")
-    worst, tolerance = 0.0, {}
-    for i, (out, ref) in enumerate(zip(outs, refs)):
-        if not isinstance(out, torch.Tensor):
-            raise MeasureError(f"the callable returned {type(out).__name__}: the default check compares tensors; "
-                               "pass check=... for other outputs")
-        ref = torch.as_tensor(ref, device=out.device)
-        if tuple(out.shape) != tuple(ref.shape):
-            return Check(False, math.inf, {}, f"output {i} has shape {tuple(out.shape)}, the reference {tuple(ref.shape)}")
-        out64, ref64 = out.detach().to(torch.float64), ref.detach().to(torch.float64)
-        if not torch.isfinite(out64).all():
-            return Check(False, math.inf, {}, f"output {i} holds NaN or inf")
-        err = float((out64 - ref64).abs().max()) if out64.numel() else 0.0
-        rtol = DEFAULT_RTOL.get(str(out.dtype), DEFAULT_RTOL_OTHER)
-        scale = float(ref64.abs().max()) if ref64.numel() else 0.0
-        bound = rtol * scale
-        tolerance[f"output{i}_rtol"] = rtol
-        worst = max(worst, err)
-        if err > bound:
-            return Check(False, err, tolerance, f"output {i}: max abs error {err:.3g} > {rtol:g} x max|ref| {scale:.3g}")
-    return Check(True, worst, tolerance)
-
-
-def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: float = 0, bytes_written: float = 0,
-            dtype: str = "bf16", cache: str = "cold", reference=None, check=None,
-            time_cap_s: float | None = None, device: int = 0) -> Result:
-    """Time `fn()` as `parity run` times a case and return the statistics, rates and % of spec.
-
-    `flops`, `bytes_read` and `bytes_written` are the work of one call (they give TFLOPS, GB/s and
-    the roofline bound); `dtype` is the math dtype whose peak applies; `cache="cold"` flushes the
-    last-level cache before every sample on a GPU. With `reference` (a value, or a callable returning
-    it) one call of `fn` is checked first, by `check(output, expected)` (False or an AssertionError
-    is a mismatch) or the default bound (DEFAULT_RTOL); a mismatch raises ValidationError.
-    """
-    from parity.harness.core import device as device_mod
-    from parity.harness.core.results import Measurement, Run
-    from parity.harness.measurement import flush as flush_mod
-    from parity.harness.measurement import telemetry, timing
-    from parity.harness.measurement.telemetry_readers import open_reader
-    from parity.harness.reporting import report
-
-    if not callable(fn):
-        raise MeasureError(f"parity.measure times a callable taking no arguments, not {type(fn).__name__}")
-    if flops is not None:
-        _nonnegative("flops", flops)
-    _nonnegative("bytes_read", bytes_read)
-    _nonnegative("bytes_written", bytes_written)
-    if cache not in CACHES:
-        raise MeasureError(f"cache must be one of {', '.join(CACHES)}, not {cache!r}")
-    if not isinstance(dtype, str) or not dtype:
-        raise MeasureError(f"dtype is the math dtype whose peak applies, e.g. 'bf16', not {dtype!r}")
-    try:
-        limits.check_api(time_cap_s=time_cap_s, device=device)  # the ranges of `parity run`
-    except UsageError as exc:
-        raise MeasureError(str(exc)) from None
-    try:
-        dev = device_mod.detect(device)
-    except UsageError as exc:
-        raise MeasureError(str(exc)) from None
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
-    try:
-        output = fn()
-        _synchronize(dev)
-    except Exception as exc:  # noqa: BLE001 - the user's callable: one line, the cause chained
-        raise MeasureError(f"{name}() raised {one_line(exc)}{_hint(exc, dev)}") from exc
-    validation = None
-    if reference is not None or check is not None:
-        result = _validate(output, reference, check)
-        validation = result.to_dict()
-        if not result.passed:
-            raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
-    del output
-    kind = TIMING_EVENTS if dev.is_gpu else TIMING_WALL
-    policy = timing.Policy.for_timing(kind, time_cap_s)
-    flush = flush_mod.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`
-    reader = open_reader(dev)
-    try:
-        sampler = telemetry.Sampler(reader)
-        stats = timing.measure(fn, kind, policy, flush, window=sampler)
-    except Exception as exc:  # noqa: BLE001
-        raise MeasureError(f"{name}() raised {one_line(exc)} while being timed") from exc
-    finally:
-        reader.close()
-    work = {"flops": int(flops or 0), "bytes_read": int(bytes_read), "bytes_written": int(bytes_written),
-            "math_dtype": dtype}
-    record = Measurement(suite="measure", op=name, impl="callable", backend="python", params={}, status="ok",
-                         reason=None, timing=kind, key=f"measure/{name}", device=dev.name, cache=cache,
-                         time_ms=stats.to_dict(), work=work, validation=validation,
-                         telemetry=sampler.summary).to_dict()
-    row = report.frame([Run(path=Path("."), meta={"run_id": "measure", "device": dev.to_dict()},
-                            records=(record,))]).iloc[0]
-
-    def value(key):
-        v = row.get(key)
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-    return Result(name=name, median_ms=stats.median, p10_ms=stats.p10, p90_ms=stats.p90,
-                  samples_ms=tuple(stats.samples), tflops=value("tflops") if flops else None,
-                  gbps=value("gbps") if bytes_read + bytes_written else None, pct_of_spec=value("pct_of_spec"),
-                  spec_id=value("spec_id"), bound=value("bound"), flag=value("flag"), timing=kind, device=dev.name,
-                  dtype=dtype, cache=cache, stop=stats.stop, noise_rel=stats.noise_rel, validation=validation,
-                  telemetry=sampler.summary)
-
 
 # --- runs --------------------------------------------------------------------------------------------
 
@@ -330,7 +92,7 @@ def _warn(line: str) -> None:
 
 def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=(), out: Path | None = None,
                 resume: Path | None = None, time_cap_s=None, settle_s=None, min_time_s=None, case_timeout_s=None,
-                ranks=None, all_gpus=False,
+                ranks=None, all_gpus=False, cpu_threads=None,
                 cpu_workers=None, rank_timeout_s=None, command=(), progress=None, console=None,
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
@@ -342,7 +104,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     from parity.harness.scaleout import distributed, group, multigpu
 
     limits.check_api(time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s,
-                     rank_timeout_s=rank_timeout_s, ranks=ranks, cpu_workers=cpu_workers)
+                     rank_timeout_s=rank_timeout_s, ranks=ranks, cpu_workers=cpu_workers, cpu_threads=cpu_threads)
     if resume is not None:
         folder, again = Path(resume), True
         limits.check_resume_folder(folder)
@@ -359,7 +121,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
     plan = RunPlan(suites=chosen, preset=preset or "quick",
                           impls=names(impls), dtypes=names(dtypes), sizes_bytes=tuple(sizes),
                           time_cap_s=time_cap_s, settle_s=settle_s, ranks=ranks, shapes=tuple(shapes),
-                          min_time_s=min_time_s, case_timeout_s=case_timeout_s)
+                          min_time_s=min_time_s, case_timeout_s=case_timeout_s, cpu_threads=cpu_threads)
     limits.check_counts(plan, device, cpu_workers)
     if resume is None:
         runner.plan_cases(plan, device)  # bad input fails here, before anything starts
@@ -369,6 +131,12 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         from parity.harness.core import capability
 
         older = capability.interpreter_warning()  # what an older Triton's interpreter cannot run
+        if older:
+            (warn or _warn)(older)
+    else:
+        from parity.harness.core import capability
+
+        older = capability.gpu_warning(device.backend, device.arch)  # an older Triton on this GPU
         if older:
             (warn or _warn)(older)
     unmatched = runner.unmatched_note(device, Flush(device) if device.is_gpu else None)
@@ -405,15 +173,58 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
 
 
 def run(suites: str | Iterable[str] | None = None, *, preset: str = "quick", impl: str | Iterable[str] | None = None,
-        dtype: str | Iterable[str] | None = None, out: str | Path | None = None, time_cap_s: float | None = None,
-        device: int = 0) -> Path:
+        dtype: str | Iterable[str] | None = None, sizes: str | Iterable[str | int] | None = None,
+        shapes: str | Iterable[str | Iterable[int]] | None = None, out: str | Path | None = None,
+        time_cap_s: float | None = None, settle_s: float | None = None, min_time_s: float | None = None,
+        case_timeout_s: float | None = None, threads: int | None = None, device: int = 0) -> Path:
     """Run suites as `parity run` does (default: the quick preset of every suite) and return the run
-    folder; failed and invalid cases are records in it, as on the command line (see `load`)."""
-    limits.check_api(time_cap_s=time_cap_s, device=device)  # before the device is even looked at
+    folder; failed and invalid cases are records in it, as on the command line (see `load`).
+
+    Every flag of `parity run` that shapes the plan, by the same name: `sizes` as "64KiB,1GiB" or
+    byte counts (--size), `shapes` as "4096x4096x4096" or tuples (--shape), `threads` PyTorch's CPU
+    threads per case (--cpu-threads; default one per physical core), and the times in seconds."""
+    limits.check_api(time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s,
+                     cpu_threads=threads, device=device)  # before the device is even looked at
+    sizes_bytes = tuple(_size(s) for s in _items(sizes))
+    dims = tuple(dict.fromkeys(_shape(s) for s in _items(shapes, nested=True)))
     dev = run_device(device)
     command = ["parity.run", *names(suites), "--preset", preset]
     return run_command(dev, suites=suites or (), preset=preset, impls=names(impl), dtypes=names(dtype),
-                       out=Path(out) if out is not None else None, time_cap_s=time_cap_s, command=command).path
+                       sizes=sizes_bytes, shapes=dims, out=Path(out) if out is not None else None,
+                       time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s,
+                       case_timeout_s=case_timeout_s, cpu_threads=threads, command=command).path
+
+
+def _items(values, nested: bool = False) -> list:
+    """A comma-separated string, or a list of items (strings split at commas; a shape may be a
+    tuple of ints where `nested`)."""
+    if values is None:
+        return []
+    if isinstance(values, (str, int)) or (nested and isinstance(values, tuple) and all(isinstance(v, int) for v in values)):
+        values = [values]
+    out = []
+    for value in values:
+        out += names(value) if isinstance(value, str) else [value]
+    return out
+
+
+def _size(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UsageError(f"sizes: {value!r} is not a size (64KiB, 1GiB or a byte count)")
+    if isinstance(value, int):
+        if value <= 0:
+            raise UsageError(f"sizes: {value} must be positive")
+        return value
+    return limits.parse_size(value)
+
+
+def _shape(value) -> tuple[int, ...]:
+    if isinstance(value, str):
+        return limits.parse_shape(value)
+    dims = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
+        raise UsageError(f"shapes: {value!r} is not a shape (\"4096x4096x4096\" or positive integers)")
+    return dims
 
 
 def load(*runs: str | Path, to_spec: str | None = None):

@@ -140,7 +140,7 @@ def run(benchmark, item, settings: Settings) -> dict[str, Any]:
     info.update(suite=case.suite, op=case.op, impl=case.impl, params=dict(case.params), key=case.key,
                 device=device.name, backend=impl.backend, timing=kind, cache=op.cache, metric=op.metric,
                 path=impl.path(device, case.params), work=work.to_dict())
-    reason = impl.supports(device, case.params)
+    reason = impl.skip_reason(device, case.params)
     if reason:
         info["status"] = "skipped"
         pytest.skip(reason)

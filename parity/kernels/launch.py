@@ -1,13 +1,22 @@
-"""Launching a Triton kernel with the config list of the target it runs on (every kernel family).
+"""Launching a Triton kernel with the config list of the target it runs on: NVIDIA and AMD each get
+their own configs (every kernel family here, and a user's own kernels: docs/own-kernels.md).
 
-Each kernel declares one config list per target: "cuda", "hip" (options such as `waves_per_eu` and
-`matrix_instr_nonkdim` that the CUDA backend does not know) and "interpret". The kernel is wrapped in
-`triton.autotune` for the target it runs on, lazily, on first use; the autotuner benchmarks every
-config at the first call with a new key, which the harness makes during validation, outside the
-timed region.
+`Launcher(kernel, configs, key)` takes one config list per target: "cuda", "hip" (options such as
+`waves_per_eu` and `matrix_instr_nonkdim` that the CUDA backend does not know), optionally an
+architecture ("cuda:sm_100", "hip:gfx950") whose list is used there instead, and "interpret" (the CPU
+interpreter; where absent, the "cuda" list). The kernel is wrapped in `triton.autotune` for the
+target it runs on, lazily, on first use; the autotuner benchmarks every config at the first call
+with a new key, which the harness makes during validation, outside the timed region, and records
+the config it chose. `parity inspect` compiles every config of the "cuda" list for sm_90a/sm_100a
+and of the "hip" list for gfx942/gfx950, without a GPU.
 
-The Triton CPU interpreter (TRITON_INTERPRET=1, read by `triton.jit` when a kernel module is
-imported) gets one fixed config and no autotuning: there is nothing to tune, only to check.
+    launch = Launcher(my_kernel, {"cuda": [triton.Config({"BLOCK": 128}, num_warps=4), ...],
+                                  "hip": [triton.Config({"BLOCK": 256, "waves_per_eu": 2}, num_warps=8)],
+                                  "interpret": [triton.Config({"BLOCK": 16}, num_warps=1)]}, key=["n"])
+    launch(lambda meta: (triton.cdiv(n, meta["BLOCK"]),), x, out, n, like=x)
+
+In the Triton CPU interpreter (TRITON_INTERPRET=1) the "interpret" list runs: one config is simply
+run; several are each validated once by the harness, which times the first (measurement/autotuning.py).
 """
 from __future__ import annotations
 
@@ -71,12 +80,23 @@ class Launcher:
         return self._tuned[where]
 
     def list_for(self, like: torch.Tensor) -> str:
-        """The key of the config list a kernel on `like` uses."""
-        arch = arch_target(like)
-        return arch if arch in self.configs else target(like)
+        """The key of the config list a kernel on `like` uses: its architecture's, its target's, or in
+        the interpreter without an "interpret" list the "cuda" one; a target without a list is a
+        ValueError naming the lists there are."""
+        arch, where = arch_target(like), target(like)
+        if arch in self.configs:
+            return arch
+        if where not in self.configs and where == "interpret" and "cuda" in self.configs:
+            return "cuda"
+        if where not in self.configs:
+            name = getattr(self.kernel, "__name__", "the kernel")
+            raise ValueError(f"{name} has no config list for {where!r} (lists: {', '.join(self.configs)})")
+        return where
 
     def __call__(self, grid: Callable[[Mapping[str, Any]], tuple[int, ...]], *args,
                  like: torch.Tensor, cfg: Mapping[str, Any] | None = None, **kwargs) -> None:
+        """Launch on `grid` (a function of the config's meta-parameters) with `args`; `like` is a
+        tensor on the device it runs on (it picks the list); `cfg` fixes the config instead."""
         where = self.list_for(like)
         if cfg is None and self._for_target(where) is not None:
             self._for_target(where)[grid](*args, **kwargs)

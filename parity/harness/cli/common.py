@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from parity.harness.core import safeio
+from parity.harness.core.limits import parse_shape, parse_size  # noqa: F401 - the commands' argument types
 from parity.harness.core.model import UsageError
 
 EXIT_USAGE = 2
@@ -16,10 +16,6 @@ EXIT_CASES_FAILED = 1
 
 
 EXIT_INTERRUPTED = 130
-
-
-SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
 
 
 class StoreOnce(argparse._StoreAction):
@@ -42,26 +38,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
-    if not match or match.group(2).lower() not in SIZE_UNITS:
-        raise UsageError(f"cannot read size {text!r}: write e.g. 65536, 64KiB, 256MiB, 1GiB or 2GB")
-    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
-    if size <= 0:
-        raise UsageError(f"size {text!r} must be positive")
-    return size
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """A shape such as 4096x4096x4096 (GEMM MxNxK): positive integers joined by "x"."""
-    if not re.fullmatch(r"\s*\d+(\s*[xX]\s*\d+)*\s*", text):
-        raise UsageError(f"cannot read shape {text!r}: write MxNxK, e.g. 4096x4096x4096")
-    dims = tuple(int(d) for d in re.split(r"[xX]", text))
-    if min(dims) <= 0:
-        raise UsageError(f"shape {text!r} has a zero dimension: every dimension must be positive")
-    return dims
 
 
 def path_arg(text: str) -> Path:

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU; 0 to 3600)")
     p.add_argument("--all-gpus", action="store_true", help="run the suites on every visible GPU at once, one process each")
     p.add_argument("--cpu-workers", type=int, metavar="N", help="as --all-gpus with N CPU workers (tests, CI)")
+    p.add_argument("--cpu-threads", type=int, metavar="N",
+                   help="PyTorch's CPU threads while a CPU case runs (default one per physical core this process may use, "
+                        "shared among --cpu-workers; 1 to the CPUs it may use); recorded in each record")
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
                    help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300; more than 0, at most 86400: a day)")

@@ -19,9 +19,10 @@ def cmd_run(args, argv) -> int:
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
                         or args.preset or args.time_cap_s is not None or args.settle_s is not None
-                        or args.min_time_s is not None or args.case_timeout_s is not None):
+                        or args.min_time_s is not None or args.case_timeout_s is not None
+                        or args.cpu_threads is not None):
         raise UsageError("--resume takes its plan from the run folder: give no suites, --out, --preset, --impl, "
-                         "--dtype, --size, --shape, --time-cap-s, --settle-s, --min-time-s or --case-timeout-s")
+                         "--dtype, --size, --shape, --time-cap-s, --settle-s, --min-time-s, --case-timeout-s or --cpu-threads")
     limits.check_run_numbers(args)
     if args.cpu_workers is not None and args.all_gpus:
         raise UsageError("--cpu-workers runs CPU workers in place of the GPUs: give it or --all-gpus, not both")
@@ -37,6 +38,7 @@ def cmd_run(args, argv) -> int:
                                       resume=args.resume, time_cap_s=args.time_cap_s, settle_s=args.settle_s,
                                       min_time_s=args.min_time_s, case_timeout_s=args.case_timeout_s,
                                       ranks=args.ranks, all_gpus=args.all_gpus, cpu_workers=args.cpu_workers,
+                                      cpu_threads=args.cpu_threads,
                                       rank_timeout_s=args.rank_timeout_s, command=["parity", *argv],
                                       progress=progress, console=make_console(), warn=warn, gpu_progress=bars)
         except api.RunInterrupted as exc:

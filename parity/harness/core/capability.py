@@ -16,6 +16,7 @@ so tests can describe an MI300X without having one.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -182,13 +183,38 @@ def _numpy_version() -> tuple[int, int]:
     return _version(numpy.__version__)
 
 
+@functools.lru_cache(maxsize=None)
+def interpreter_has_fnuz() -> bool:
+    """Whether the installed Triton's interpreter runs a kernel on FNUZ FP8 operands: probed by
+    running a one-element kernel (triton 3.6's interpreter stops with "fail to convert fp8e4b8 to
+    ir type"), so a patch release that adds or drops it is seen as it is, whatever its number."""
+    try:
+        import torch
+        import triton.language as tl
+        from triton.runtime.interpreter import InterpretedFunction
+
+        def narrow(x_ptr, y_ptr):  # a quantizing kernel's step: FP32 to FNUZ FP8
+            tl.store(y_ptr, tl.load(x_ptr).to(tl.float8e4b8))
+
+        x = torch.full((1,), 2.0)
+        y = torch.zeros(1, dtype=torch.float8_e4m3fnuz)
+        InterpretedFunction(narrow)[(1,)](x, y)
+        return float(y.float()[0]) == 2.0
+    except Exception:  # noqa: BLE001 - whatever the interpreter raises means it cannot
+        return False
+
+
 def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
                         numpy: tuple[int, int] | None = None) -> str | None:
     """Why this Triton's CPU interpreter cannot run `feature`, or None. Features: "kernels" (any
     kernel at all), "fnuz" (FNUZ FP8 operands), "dot_scaled" (`tl.dot_scaled` with a string format:
     the MXFP4 GEMM)."""
+    probed = triton is None
     triton = triton_version() if triton is None else tuple(triton)
-    if triton >= INTERPRETER_TRITON:
+    if feature == "fnuz" and probed:  # a feature that can be probed is probed (issue 24)
+        if interpreter_has_fnuz():
+            return None
+    elif triton >= INTERPRETER_TRITON:
         return None
     numpy = _numpy_version() if numpy is None else tuple(numpy)
     this = f"the interpreter of triton {triton[0]}.{triton[1]}"
@@ -207,11 +233,13 @@ def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
 def interpreter_warning(triton: tuple[int, int] | None = None, numpy: tuple[int, int] | None = None) -> str | None:
     """One line on what this Triton's interpreter cannot run, for the start of a run on the CPU;
     None on a recent enough Triton."""
+    installed = triton is None and numpy is None  # then the probes answer, not the version rules
     triton = triton_version() if triton is None else tuple(triton)
     numpy = _numpy_version() if numpy is None else tuple(numpy)
     gaps = [("fails with numpy >= 2.4, this is numpy %d.%d" % numpy) if interpreter_problem("kernels", triton, numpy)
             else None,
-            "has no FNUZ FP8" if interpreter_problem("fnuz", triton, numpy) else None,
+            "has no FNUZ FP8" if (interpreter_problem("fnuz") if installed else
+                                  interpreter_problem("fnuz", triton, numpy)) else None,
             "has no tl.dot_scaled with a string format (MXFP4 GEMMs are skipped)"
             if interpreter_problem("dot_scaled", triton, numpy) else None]
     gaps = [g for g in gaps if g]
@@ -228,3 +256,20 @@ def dot_scaled_problem(backend: str, arch: str, triton: tuple[int, int] | None =
         return (f"triton {triton[0]}.{triton[1]} cannot compile tl.dot_scaled for {arch} (\"Unsupported "
                 f"DotScaleOp\"; triton >= {DOT_SCALED_AMD_EMULATED_TRITON[0]}.{DOT_SCALED_AMD_EMULATED_TRITON[1]} can)")
     return None
+
+
+# The oldest Triton parity supports on a GPU: the NVIDIA PyTorch image for H200 carries 3.6.0, and
+# scripts/compat-check 3.6.0 (results/compat/triton-3.6.0) compiles every lead config for the four
+# targets with it, the gfx942 MXFP4 GEMM excepted (dot_scaled_problem says so per case).
+GPU_TRITON = (3, 6)
+
+
+def gpu_warning(backend: str, arch: str, triton: tuple[int, int] | None = None) -> str | None:
+    """One line for the start of a run on a GPU with an older or degraded Triton, or None: what is
+    degraded and why (never a silent wrong answer)."""
+    triton = triton_version() if triton is None else tuple(triton)
+    if triton < GPU_TRITON:
+        return (f"triton {triton[0]}.{triton[1]} is older than {GPU_TRITON[0]}.{GPU_TRITON[1]}, the oldest parity "
+                f"supports on a GPU: its kernels were not checked with it (scripts/compat-check checks a version)")
+    mx = dot_scaled_problem(backend, arch, triton)
+    return f"{mx}: the MXFP4 GEMM's Triton cases are unsupported here" if mx else None

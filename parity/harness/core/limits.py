@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from parity.harness.core.model import UsageError
@@ -23,6 +24,7 @@ HOUR_S = 3600.0
 SECONDS = {"case_timeout_s": (0.0, False, DAY_S), "rank_timeout_s": (0.0, False, DAY_S),
            "time_cap_s": (0.0, False, HOUR_S), "settle_s": (0.0, True, HOUR_S), "min_time_s": (0.0, True, HOUR_S)}
 MAX_RANKS = 4096  # processes of one collective group on one node; far above any node's GPUs
+MAX_CPU_THREADS = 4096  # PyTorch CPU threads of one case; the CPUs the process may use bound it further
 
 
 def seconds_range(name: str) -> str:
@@ -100,12 +102,25 @@ def check_counts(plan, device, cpu_workers: int | None) -> None:
             raise UsageError(f"--ranks {plan.ranks}: a collective needs two or more ranks")
         if plan.ranks > have:
             raise UsageError(f"--ranks {plan.ranks}: only {have} {what}")
+    threads = getattr(plan, "cpu_threads", None)
+    if threads is not None:
+        cpus = usable_cpus()
+        if not 1 <= threads <= cpus:
+            raise UsageError(f"--cpu-threads {threads}: give 1 to {cpus}, the CPUs this process may use")
     if cpu_workers is not None:
         if cpu_workers < 1:
             raise UsageError("--cpu-workers must be 1 or more")
         cores = max(device.multiprocessors if not device.is_gpu else (os.cpu_count() or 1), 1)
         if cpu_workers > cores:
             raise UsageError(f"--cpu-workers {cpu_workers}: only {cores} CPU cores here, one per core")
+
+
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def check_creatable(folder: Path, option: str) -> None:
@@ -138,4 +153,28 @@ def check_api(**values) -> None:
             raise UsageError(f"{name}={value!r} is not a whole number")
         elif value is not None and name == "device" and value < 0:
             raise UsageError(f"device={value}: a GPU index is 0 or more")
-        # ranks and cpu_workers: their range is what the machine has (check_counts, with the plan)
+        # ranks, cpu_workers and cpu_threads: their range is what the machine has (check_counts)
+
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in SIZE_UNITS:
+        raise UsageError(f"cannot read size {text!r}: write e.g. 65536, 64KiB, 256MiB, 1GiB or 2GB")
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return size
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """A shape such as 4096x4096x4096 (GEMM MxNxK): positive integers joined by "x"."""
+    if not re.fullmatch(r"\s*\d+(\s*[xX]\s*\d+)*\s*", text):
+        raise UsageError(f"cannot read shape {text!r}: write MxNxK, e.g. 4096x4096x4096")
+    dims = tuple(int(d) for d in re.split(r"[xX]", text))
+    if min(dims) <= 0:
+        raise UsageError(f"shape {text!r} has a zero dimension: every dimension must be positive")
+    return dims

@@ -110,8 +110,8 @@ class Impl:
     """How one backend computes an op.
 
     `prepare(inputs, params)` does all setup and returns a thunk that runs the computation once and
-    returns its output; only the thunk is timed. `supports(device, params)` returns None or the
-    reason to skip. `timing(device)` is decided by the backend: Triton on the CPU runs in the
+    returns its output; only the thunk is timed. `dtypes` and `layouts` declare what it takes
+    (others are skipped, naming them); `supports(device, params)` returns None or the reason to skip. `timing(device)` is decided by the backend: Triton on the CPU runs in the
     interpreter.
     """
 
@@ -131,6 +131,20 @@ class Impl:
     # What really runs (a forced SDPA backend and its aten op, an autotuned config), asked after the
     # case has run and recorded in the measurement's `extra`; None records nothing.
     details: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    # What the implementation takes, declared: the case parameters "dtype" and "layout" (GEMM's
+    # NN/NT/TN) it handles; None: every one the suite has. A case outside them is skipped with
+    # the reason, before `supports` is asked.
+    dtypes: tuple[str, ...] | None = None
+    layouts: tuple[str, ...] | None = None
+
+    def skip_reason(self, device, params: Mapping[str, Any]) -> str | None:
+        """Why this implementation skips the case: outside its declared dtypes or layouts, else
+        its `supports` predicate's answer (None: it runs)."""
+        for key, declared in (("dtype", self.dtypes), ("layout", self.layouts)):
+            value = params.get(key)
+            if declared is not None and value is not None and value not in declared:
+                return f"{self.name} declares {key}s {', '.join(declared)}; not {value}"
+        return self.supports(device, params)
 
     def timing(self, device) -> str:
         if device.backend != "cpu":

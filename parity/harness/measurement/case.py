@@ -12,7 +12,7 @@ from typing import Any
 
 from parity.harness.core.model import MEASURE_IN_STEP, REASON_CHARS, TIMING_INTERPRET, Case, Suite, one_line
 from parity.harness.core.results import Measurement
-from parity.harness.measurement import telemetry
+from parity.harness.measurement import autotuning, telemetry, threads
 from parity.harness.measurement.flush import Flush
 from parity.harness.measurement.instep import measure_in_step
 from parity.harness.measurement.plan import RunPlan
@@ -30,14 +30,25 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def prepare_checked(op, impl, case: Case, device):
+def prepare_checked(op, impl, case: Case, device, tuning: autotuning.Tuning | None = None):
     """Random inputs, the implementation's thunk, one call of it checked against the reference:
-    (thunk, Check). Nothing here is timed; exceptions are the caller's to turn into a record."""
+    (thunk, Check). Nothing here is timed; exceptions are the caller's to turn into a record.
+    With `tuning` in the interpreter, every config of its autotuners is checked too, one call each
+    (autotuning.validate_each_config), and the tuning is left on the first config."""
     inputs = op.inputs(case.params, device)
     thunk = impl.prepare(inputs, case.params)
     output = thunk()
     _synchronize(device)
-    check = op.check(output, op.reference(inputs, case.params), inputs, case.params)
+    expected = op.reference(inputs, case.params)
+    check = op.check(output, expected, inputs, case.params)
+    if tuning is not None:
+        def call():
+            out = thunk()
+            _synchronize(device)
+            return out
+
+        check = autotuning.validate_each_config(tuning, call, lambda out: op.check(out, expected, inputs,
+                                                                                   case.params), first=check)
     return thunk, check
 
 
@@ -62,25 +73,48 @@ def failed_record(suite: Suite, case: Case, device, reason: str, started_at: str
 
 
 def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None) -> Measurement:
+    """One case's record. On the CPU it runs with the plan's PyTorch thread count (threads.py);
+    Triton autotuners run as autotuning.Tuning says, and the record's `extra.autotune` names the
+    config that was timed and how it was chosen."""
+    if device.is_gpu:
+        return _run_case(suite, case, device, plan, flush, reader)
+    count = plan.cpu_threads or threads.default_threads()
+    with threads.using(count):
+        return _run_case(suite, case, device, plan, flush, reader, count)
+
+
+def _run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | None, reader=None,
+              cpu_threads: int | None = None) -> Measurement:
     impl, op = suite.impl_for(case), suite.op(case.op)
     timing = impl.timing(device)
     start, started_at = time.perf_counter(), now_iso()
+    tuning = autotuning.Tuning()
 
     def record(status: str, reason: str | None = None, **extra) -> Measurement:
-        return make_record(suite, case, device, status, reason, started_at, time.perf_counter() - start, **extra)
+        rec = make_record(suite, case, device, status, reason, started_at, time.perf_counter() - start, **extra)
+        if tuning.record():
+            rec = dataclasses.replace(rec, extra={**rec.extra, "autotune": tuning.record()})
+        return rec
 
     try:
-        reason = impl.supports(device, case.params)
+        reason = impl.skip_reason(device, case.params)
     except Exception as exc:  # noqa: BLE001 - a broken predicate fails its case, not the run
         return record("failed", one_line(exc))
     if reason:
         return record("skipped", reason)
     try:
-        thunk, check = prepare_checked(op, impl, case, device)
+        with tuning:
+            thunk, check = prepare_checked(op, impl, case, device, tuning)
     except Exception as exc:  # noqa: BLE001 - any failure of one case is that case's record
         return record("failed", one_line(exc))
     if not check.passed:
         return record("invalid", check.error, validation=check.to_dict())
+    if tuning.interpret and tuning.record():
+        timed = thunk
+
+        def thunk():  # the interpreter's autotuners run their first config while timed
+            with tuning:
+                return timed()
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
         policy = Policy.for_timing(timing, plan.time_cap_s, plan.min_time_s)
@@ -91,6 +125,8 @@ def run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | Non
         sampler = telemetry.Sampler(reader or telemetry.Unavailable("no telemetry reader was opened for this case"))
         sampler_fn = measure_in_step if impl.measure == MEASURE_IN_STEP else (impl.measure or measure)
         stats = sampler_fn(thunk, timing, policy, flush.evict if cold else None, window=sampler)
+        if cpu_threads is not None:
+            stats = dataclasses.replace(stats, threads=cpu_threads)
     except Exception as exc:  # noqa: BLE001
         return record("failed", one_line(exc), validation=check.to_dict())
     return record("ok", None, validation=check.to_dict(), time_ms=stats.to_dict(), telemetry=sampler.summary)

@@ -49,6 +49,12 @@ TARGETS = {t.name: t for t in (
 COMPILED, ERROR, OVER_LIMIT, SKIPPED = "compiled", "error", "over-limit", "skipped"
 
 
+class BindingError(RuntimeError):
+    """parity's own binding to Triton's compiler failed on a kernel any backend compiles: a fault
+    of parity against this Triton (a knob or an API it lacks), not of the target's backend, so
+    `parity inspect` ends with an error and a nonzero exit instead of "cannot compile here"."""
+
+
 # Formats whose path is decided by the instructions: the MMA's operands must be this narrow.
 NATIVE_FORMAT = {"fp8": "fp8", "mxfp4": "fp4"}
 
@@ -149,9 +155,18 @@ def target_problem(target: Target) -> str | None:
         offs = tl.arange(0, BLOCK)
         tl.store(x_ptr + offs, tl.load(x_ptr + offs) + 1)
 
+    try:  # a Triton built without the target's backend: the one reason a target may be skipped
+        from triton.compiler import make_backend
+
+        make_backend(_gpu_target(target))
+    except Exception as exc:  # noqa: BLE001 - whatever the missing backend raises is the reason
+        return f"Triton {triton.__version__} has no {target.backend} backend for {target.name}: {one_line(exc)}"
     x = pointer_arg(torch.empty(0))
     launch = Launch(probe, (x,), {"BLOCK": 64}, None, "jit", ("x_ptr", "BLOCK"))
     facts = compile_facts(launch, target, {}, None, None)
+    if facts.get("stage") == "bind":
+        raise BindingError(f"parity's binding to Triton {triton.__version__}'s compiler failed for {target.name} "
+                           f"(a parity fault, not the backend): {facts['error']}")
     if facts["status"] == ERROR:
         return f"Triton {triton.__version__} cannot compile for {target.name} here: {facts['error']}"
     return None
@@ -217,8 +232,8 @@ def compile_facts(launch, target: Target, meta, config, cache_dir: Path | None) 
     """Compile one launch with one config for `target`: status, error and the facts of its code."""
     try:
         bound, specialization, options, kwargs, backend = _bind(launch, target, meta, config)
-    except Exception as exc:  # noqa: BLE001 - a binding error is the row's error
-        return {"status": ERROR, "error": one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - a binding error is the row's error (stage: whose fault)
+        return {"status": ERROR, "error": f"binding: {one_line(exc)}", "stage": "bind"}
     key = cache_key(launch, target, specialization, kwargs)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path and path.exists():

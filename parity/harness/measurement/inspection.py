@@ -32,6 +32,7 @@ from parity.harness.measurement.inspect_targets import (
     ERROR,
     OVER_LIMIT,
     SKIPPED,
+    BindingError,
     TARGETS,
     Target,
     as_meta,
@@ -178,11 +179,25 @@ def _variant(launch, label: str) -> tuple:
     return launch.name, label, repr(sorted(launch.kwargs.items())), tuple(_kind(a) for a in launch.args)
 
 
+def _error_key(row: Row, kernel: str | None, config: str | None, error: str | None) -> tuple:
+    return "error", row.suite, row.impl, kernel, config, error
+
+
+def _once(row: Row, variants: set | None) -> Iterable[Row]:
+    """An error row; with `one_case` (variants kept), only the first of an implementation's identical
+    errors: the same error of every case is one row, not one per case."""
+    if variants is not None:
+        if _error_key(row, row.kernel, row.config, row.error) in variants:
+            return
+        variants.add(_error_key(row, row.kernel, row.config, row.error))
+    yield row
+
+
 def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir, progress,
                variants: set | None = None) -> Iterable[Row]:
     base = Row(suite=suite.name, op=impl.op, impl=impl.name, kernel=None, config=None, lead=True, preset=preset,
                case=params, target=target.name, status=SKIPPED)
-    reason = impl.supports(device, params)
+    reason = impl.skip_reason(device, params)
     if reason:
         yield replace(base, error=reason)
         return
@@ -190,7 +205,7 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
     try:
         launches = case_launches(suite, impl, params, device)
     except Exception as exc:  # noqa: BLE001 - the case cannot be prepared: say why, go on
-        yield replace(base, status=ERROR, error=one_line(exc))
+        yield from _once(replace(base, status=ERROR, error=one_line(exc)), variants)
         return
     if not launches:
         yield replace(base, error="the implementation launched no Triton kernel")
@@ -199,8 +214,8 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
     for launch in launches:
         configs = configs_for(launch, target)
         if not configs:
-            yield replace(base, kernel=launch.name, status=ERROR,
-                          error=f"no config list for {target.name} ({', '.join(launch.configs)})")
+            yield from _once(replace(base, kernel=launch.name, status=ERROR,
+                                     error=f"no config list for {target.name} ({', '.join(launch.configs)})"), variants)
             continue
         for index, (meta, config) in enumerate(configs[:1] if lead_only else configs):
             label = config_label(launch, meta)
@@ -213,6 +228,10 @@ def _impl_rows(suite, impl, preset, params, target, device, lead_only, cache_dir
                 variants.add(_variant(launch, label))
             started = time.monotonic()
             facts = compile_facts(launch, target, meta, config, cache_dir)
+            if variants is not None and facts["status"] == ERROR:  # one error once, whatever the variant
+                if _error_key(base, launch.name, label, facts.get("error")) in variants:
+                    continue
+                variants.add(_error_key(base, launch.name, label, facts.get("error")))
             path = instruction_path(params.get("dtype"), facts.get("mma_format"))
             row = replace(base, kernel=launch.name, config=label, lead=index == 0, status=facts["status"],
                           error=facts.get("error"), registers=facts.get("registers"),
@@ -335,10 +354,14 @@ def _child(request: Mapping[str, Any]) -> int:
         out.flush()
 
     targets = [TARGETS[t] for t in request["targets"]]
-    for row in inspect_rows(targets, request["suites"] or None, request["presets"] or None, request["lead_only"],
-                            request["one_case"], Path(request["cache_dir"]), progress):
-        out.write("row " + json.dumps(row.to_dict(), default=str) + "\n")
-        out.flush()
+    try:
+        for row in inspect_rows(targets, request["suites"] or None, request["presets"] or None,
+                                request["lead_only"], request["one_case"], Path(request["cache_dir"]), progress):
+            out.write("row " + json.dumps(row.to_dict(), default=str) + "\n")
+            out.flush()
+    except BindingError as exc:  # parity's fault: the parent's error line and nonzero exit carry it
+        print(exc, file=sys.stderr)
+        return 3
     return 0
 
 

@@ -1,8 +1,10 @@
 """Which Triton kernels an implementation launches, with which arguments, without running them.
 
 `capture(thunk)` runs the thunk with the three launch paths of Triton code intercepted: parity's
-`Launcher` (its per-target config lists come along), `triton.autotune` (its one list) and a plain
-`kernel[grid](...)`. Nothing is compiled or launched; each launch is recorded as a `Launch`, with
+`Launcher` (its per-target config lists come along), `triton.autotune` (its one list, every config
+of it: `early_config_prune` and `perf_model` choose among them at run time) and a plain
+`kernel[grid](...)`, any of them through `triton.heuristics`, whose values are computed here per
+config as Triton computes them at launch. Nothing is compiled or launched; each launch is recorded as a `Launch`, with
 every tensor argument replaced by a `PointerArg` that keeps only what Triton specializes on (the
 dtype and the address's alignment), so inputs built under torch's FakeTensorMode (shapes, dtypes
 and strides, no memory) serve as well as real ones.
@@ -13,12 +15,13 @@ implementation shows up in `parity inspect` once its `prepare` thunk launches it
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from triton.runtime.autotuner import Autotuner
+from triton.runtime.autotuner import Autotuner, Heuristics
 from triton.runtime.jit import JITFunction
 
 from parity.kernels.launch import Launcher
@@ -82,8 +85,43 @@ def _jit_of(fn) -> JITFunction:
     return fn
 
 
+def _heuristics_of(fn) -> list[Heuristics]:
+    """The `triton.heuristics` layers between a wrapper and its JITFunction, outermost first."""
+    out = []
+    while not isinstance(fn, JITFunction):
+        if isinstance(fn, Heuristics):
+            out.append(fn)
+        fn = fn.fn
+    return out
+
+
+def with_heuristics(fn, configs: Mapping[str, Sequence[Any]], args, kwargs) -> dict[str, list]:
+    """Each config with the values of the heuristics under `fn` added to its kwargs, computed from
+    the call's arguments and the config's meta-parameters as Heuristics.run computes them (in order,
+    each seeing those before it)."""
+    layers = _heuristics_of(fn)
+    if not layers:
+        return {where: list(cs) for where, cs in configs.items()}
+    named = dict(zip(_jit_of(fn).arg_names, args))
+    out: dict[str, list] = {}
+    for where, cs in configs.items():
+        out[where] = []
+        for config in cs:
+            seen = {**named, **kwargs, **config.all_kwargs()}
+            values = {}
+            for layer in layers:
+                for name, heuristic in layer.values.items():
+                    values[name] = seen[name] = heuristic(seen)
+            done = copy.copy(config)
+            done.kwargs = {**config.kwargs, **values}
+            out[where].append(done)
+    return out
+
+
 def _record(out: list, kernel, args, kwargs, configs, via) -> None:
     jit = _jit_of(kernel)
+    if configs is not None:
+        configs = with_heuristics(kernel, configs, args, kwargs)
     out.append(Launch(jit, tuple(_strip(a) for a in args), {k: _strip(v) for k, v in kwargs.items()},
                       configs, via, tuple(jit.arg_names)))
 
@@ -95,6 +133,8 @@ def intercepted(out: list):
         _record(out, self.kernel, args, kwargs, self.configs, "launcher")
 
     def autotune_run(self, *args, **kwargs):
+        # kernel[grid](...) passes grid and warmup to the autotuner's run: launch options, not arguments
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("grid", "warmup")}
         _record(out, self.fn, args, kwargs, {"*": list(self.configs)}, "autotune")
 
     def jit_run(self, *args, grid, warmup, **kwargs):

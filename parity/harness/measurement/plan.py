@@ -24,6 +24,7 @@ class RunPlan:
     shapes: tuple[tuple[int, ...], ...] = ()  # e.g. GEMM (M, N, K), replacing a preset's shapes
     min_time_s: float | None = None  # least sampling time per case; None: the timing policy's (0.5 s on a GPU)
     case_timeout_s: float | None = None  # wall-clock limit of one case (None: supervisor's default here)
+    cpu_threads: int | None = None  # PyTorch's CPU threads while a CPU case runs (None: threads.default_threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -59,6 +60,10 @@ class RunPlan:
             if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int)
                                       or not 1 <= ranks <= limits.MAX_RANKS):
                 problem = f"its ranks {ranks!r} is not a count from 1 to {limits.MAX_RANKS}"
+            threads = data.get("cpu_threads")
+            if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                        or not 1 <= threads <= limits.MAX_CPU_THREADS):
+                problem = f"its cpu_threads {threads!r} is not a count from 1 to {limits.MAX_CPU_THREADS}"
             if not isinstance(data.get("preset", "quick"), str):
                 problem = "its preset is not a name"
         if problem:

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
+from parity.harness.measurement import noisy as noisy_mod
 from parity.harness.measurement.flush import _sleep_cycles_per_ms, as_flush, hold_ms
+from parity.harness.measurement.wall import (MODE_BACK_TO_BACK, MODE_SINGLE, WARMUP_QUEUE_MS, WallSampler,  # noqa: F401
+                                             wall_batch, warm_up)
 
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)
 
@@ -51,19 +54,18 @@ MAX_LAUNCHES = 64
 PROBE_SAMPLES = 8  # one-launch samples taken (and dropped) to judge whether a kernel is small
 
 
-WARMUP_QUEUE_MS = 20.0  # the warm-up queues about this much work between synchronizations
 
 
 STALL_SLACK_MS = 0.02  # a gap between samples this much longer than usual is a host stall
 
 
+MAX_SAMPLES_FOR_MIN_TIME = 100_000  # samples kept when a least time, not a count, bounds sampling
+
 MAX_RETAKES = 2  # a stalled batch is taken again at most this often, with a longer hold
 
 
-MODE_SINGLE = "single"  # one launch per event pair (or per wall-clock sample)
 
 
-MODE_BACK_TO_BACK = "back-to-back"  # several launches per event pair, the sample is their mean
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,10 @@ class Policy:
     resolution_ms: float = 0.0
 
     @classmethod
-    def for_timing(cls, timing: str, time_cap_s: float | None = None, min_time_s: float | None = None) -> "Policy":
+    def for_timing(cls, timing: str, time_cap_s: float | None = None, min_time_s: float | None = None,
+                   warmup_ms: float | None = None, max_samples: int | None = None) -> "Policy":
+        """The timing's defaults, with any of the cap, the least time, the warm-up budget and the
+        sample count replaced by the caller's (None: the default)."""
         base = {
             # nvbench's defaults are min 10 samples, 0.5 % noise, 0.5 s min time, 15 s; a sweep of
             # hundreds of cases needs a shorter cap, and most GPU cases reach the noise target well
@@ -95,8 +100,13 @@ class Policy:
         cap = base.time_cap_s if time_cap_s is None else time_cap_s
         least = base.min_time_s if min_time_s is None else min_time_s
         # A cap below the minimum time wins: the user asked for a short case.
-        return cls(base.warmup_ms, base.min_samples, base.max_samples, base.noise_target, cap,
-                   min(least, cap), base.resolution_ms)
+        # A least time the caller asked for is honoured over the default sample count (a 1 us op
+        # reaches 500 samples in 0.5 ms); a count the caller gave caps both.
+        most = base.max_samples if max_samples is None else max_samples
+        if max_samples is None and min_time_s:
+            most = max(most, MAX_SAMPLES_FOR_MIN_TIME)
+        return cls(base.warmup_ms if warmup_ms is None else warmup_ms, min(base.min_samples, most), most,
+                   base.noise_target, cap, min(least, cap), base.resolution_ms)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -118,11 +128,17 @@ class Stats:
     retaken_batches: int = 0  # batches taken again because their gaps showed a host stall
     stalled_batches: int = 0  # batches kept although a stall remained after the retakes
     busy_ms: float = 0.0  # device (or CPU) time of every timed call: the telemetry duty's numerator
+    # Why the samples are not one clean level (noisy.judge: two modes, outlier-heavy, a plateau over
+    # the fastest call), and the two levels ((median_ms, share) each); None: the median is the op's.
+    noisy: str | None = None
+    modes: tuple[tuple[float, float], ...] = ()
+    threads: int | None = None  # PyTorch's CPU threads while timed (threads.py); None on a GPU
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["samples"] = list(self.samples)
         out["batches"] = list(self.batches)
+        out["modes"] = [{"median_ms": m, "share": share} for m, share in self.modes]
         return out
 
 
@@ -168,11 +184,13 @@ def summarize(samples: Sequence[float], stop: str, resolution_ms: float = 0.0, *
 
 
 def collect(take_batch: Callable[[int], list[float]], policy: Policy, estimate_ms: float,
-            clock: Callable[[], float] = time.perf_counter) -> Stats:
+            clock: Callable[[], float] = time.perf_counter, fastest_ms: float | None = None) -> Stats:
     """Take samples in batches until the policy says stop.
 
     Stops when the sample count reaches `max_samples`; or, with at least `min_samples` and
-    `min_time_s` spent, when the noise is under target or the time cap has passed; or, whatever
+    `min_time_s` spent, when the noise is under target and the samples are one clean level
+    (noisy.judge: not two modes, not outlier-heavy, not a plateau over `fastest_ms`, the fastest
+    call the warm-up saw), or when the time cap has passed; or, whatever
     the count, at four times the time cap, so one pathological case cannot stall a sweep (the
     record says why it stopped). `take_batch` may say how it times (`launches`, `mode`,
     `retaken`, `stalled`); a sample of several launches is quantized to a fraction of the tick.
@@ -182,20 +200,27 @@ def collect(take_batch: Callable[[int], list[float]], policy: Policy, estimate_m
     least_s = min(policy.min_time_s, policy.time_cap_s)
     start = clock()
 
+    def resolution() -> float:
+        return policy.resolution_ms / (getattr(take_batch, "launches", None) or 1)
+
     def done(stop: str) -> Stats:
         launches = getattr(take_batch, "launches", None) or 1
+        verdict = noisy_mod.judge(samples, fastest_ms, resolution())
         return summarize(samples, stop, policy.resolution_ms, launches_per_sample=launches,
                          timing_mode=getattr(take_batch, "mode", MODE_SINGLE), batches=tuple(batches),
                          retaken_batches=getattr(take_batch, "retaken", 0),
-                         stalled_batches=getattr(take_batch, "stalled", 0))
+                         stalled_batches=getattr(take_batch, "stalled", 0),
+                         noisy=verdict[0] if verdict else None, modes=verdict[1] if verdict else ())
 
     while True:
         elapsed = clock() - start
         if len(samples) >= policy.max_samples:
             return done("max-samples")
         if len(samples) >= policy.min_samples and elapsed >= least_s:
-            resolution = policy.resolution_ms / (getattr(take_batch, "launches", None) or 1)
-            if relative_noise(samples, resolution) <= policy.noise_target:
+            # A noisy set (two modes, outliers, a plateau) never stops on its noise: it samples on
+            # to the cap, and its record is flagged.
+            if (relative_noise(samples, resolution()) <= policy.noise_target
+                    and noisy_mod.judge(samples, fastest_ms, resolution()) is None):
                 return done("noise")
             if elapsed >= policy.time_cap_s:
                 return done("time-cap")
@@ -345,84 +370,47 @@ def event_batch(thunk: Callable[[], Any], flush=None, **options) -> EventSampler
     return EventSampler(thunk, flush, **options)
 
 
-class WallSampler:
-    """`take(k)`: k samples of host wall-clock time (CPU work is synchronous); `launches` calls
-    per sample where asked (collectives of a few microseconds)."""
-
-    def __init__(self, thunk: Callable[[], Any], clock: Callable[[], float] = time.perf_counter,
-                 launches: int = 1, before_batch: Callable[[], Any] | None = None):
-        self.thunk, self.clock, self.launches, self.before_batch = thunk, clock, launches, before_batch
-
-    @property
-    def mode(self) -> str:
-        return MODE_BACK_TO_BACK if self.launches > 1 else MODE_SINGLE
-
-    def __call__(self, k: int) -> list[float]:
-        if self.before_batch is not None:
-            self.before_batch()
-        out = []
-        for _ in range(k):
-            t0 = self.clock()
-            for _ in range(self.launches):
-                self.thunk()
-            out.append((self.clock() - t0) * 1e3 / self.launches)
-        return out
-
-
-def wall_batch(thunk: Callable[[], Any], clock: Callable[[], float] = time.perf_counter, **options) -> WallSampler:
-    """k samples of host wall-clock time (see WallSampler)."""
-    return WallSampler(thunk, clock, **options)
-
-
-def warm_up(thunk: Callable[[], Any], timing: str, policy: Policy,
-            clock: Callable[[], float] = time.perf_counter, sync: Callable[[], Any] | None = None) -> float:
-    """Run the thunk for the warm-up budget (at least once); returns the estimated ms per call.
-
-    On a GPU the calls are queued in batches of about WARMUP_QUEUE_MS of work with one synchronize
-    each, so the device runs them back to back (a synchronize per call would leave it idle
-    between calls, and never reach its loaded clock); there is no cap on the number of calls, only
-    on time. The estimate is the last batch's time per call: the steady state, not the first
-    call's compile or ramp."""
-    if sync is None:
-        sync = _synchronize if timing == TIMING_EVENTS else (lambda: None)
-    start = clock()
-    thunk()
-    sync()
-    per_call_ms = (clock() - start) * 1e3
-    while (clock() - start) * 1e3 < policy.warmup_ms:
-        remaining_ms = policy.warmup_ms - (clock() - start) * 1e3
-        k = max(1, int(min(remaining_ms, WARMUP_QUEUE_MS) / max(per_call_ms, 1e-3)))  # no call is under 1 us
-        t0 = clock()
-        for _ in range(k):
-            thunk()
-        sync()
-        spent_ms = (clock() - t0) * 1e3
-        if spent_ms <= 0:  # a clock that does not move (a fake) cannot end a warm-up by time
-            break
-        per_call_ms = spent_ms / k
-    return per_call_ms
-
-
-def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, window=None) -> Stats:
-    """Warm up, then sample. `flush` evicts the cache before each sample (a call, or a buffer to
+def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, window=None,
+            setup: Callable[[], Any] | None = None) -> Stats:
+    """Warm up, then sample. `setup` runs before each sample (and warm-up call) outside the timed
+    region, before the flush; `flush` evicts the cache before each sample (a call, or a buffer to
     memset). `window` (a telemetry sampler: `start()`, `stop(calls, busy_s=)`) is started after
     the warm-up and stopped once the last sample has finished, with the number of timed calls and
     their device time, so its window holds exactly the timed samples (and, for cold ops, their
     flushes) and knows how busy the device was in it."""
-    estimate_ms = warm_up(thunk, timing, policy)
-    take = event_batch(thunk, flush) if timing == TIMING_EVENTS else wall_batch(thunk)
-    return collect_in_window(take, policy, estimate_ms, window)
+    events = timing == TIMING_EVENTS
+    seen: list[float] | None = None if events else []
+    estimate_ms = warm_up(thunk, timing, policy, seen=seen, setup=setup)
+    if events:
+        take = event_batch(thunk, _before_sample(setup, as_flush(flush)))
+    else:
+        take = wall_batch(thunk, setup=setup)
+    fastest = min(seen, default=None) if seen is not None else None
+    return collect_in_window(take, policy, estimate_ms, window, fastest_ms=fastest)
+
+
+def _before_sample(setup, flush):
+    """What runs outside each sample's events: the setup, then the flush (so a cold sample finds
+    the setup's writes evicted too)."""
+    if setup is None or flush is None:
+        return flush if setup is None else setup
+
+    def both() -> None:
+        setup()
+        flush()
+
+    return both
 
 
 def collect_in_window(take, policy: Policy, estimate_ms: float, window=None,
-                      clock: Callable[[], float] = time.perf_counter) -> Stats:
+                      clock: Callable[[], float] = time.perf_counter, fastest_ms: float | None = None) -> Stats:
     """`collect`, with the telemetry `window` (if any) open over exactly the sampling."""
     if window is None:
-        return collect(take, policy, estimate_ms, clock)
+        return collect(take, policy, estimate_ms, clock, fastest_ms)
     window.start()
     stats = None
     try:
-        stats = collect(take, policy, estimate_ms, clock)
+        stats = collect(take, policy, estimate_ms, clock, fastest_ms)
     finally:
         if stats is None:
             window.stop(0)

@@ -35,6 +35,7 @@ The statistics (Mann-Whitney, block bootstrap, Student's t) are stats.py.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -124,6 +125,23 @@ def is_regression(row: dict[str, Any] | pd.Series, pct: float, settings: Setting
 
 
 BASIS_RUNS, BASIS_WITHIN = "runs", "within-run"
+GEOMEAN_COLUMNS = ["suite", "timing", "cases", *VERDICTS, "no_change", "significant", "geomean", "geomean_low",
+                   "geomean_high"]
+
+
+def _geomean_interval(sig: pd.DataFrame, settings: Settings) -> tuple[float, float, float]:
+    """The geometric mean of the significant cases' ratios and its interval at `confidence`.
+    Each case's interval is read as a normal one on the log scale (half-width / z is its standard
+    error); the mean of n independent logs has standard error sqrt(sum se_i^2) / n. This is the
+    uncertainty of the mean of these cases, not of a population of cases."""
+    if sig.empty:
+        return math.nan, math.nan, math.nan
+    logs = np.log(sig["ratio"].astype(float).to_numpy())
+    z = NormalDist().inv_cdf(1 - (1 - settings.confidence) / 2)
+    width = np.log(sig["ci_high"].astype(float).to_numpy()) - np.log(sig["ci_low"].astype(float).to_numpy())
+    se = float(np.sqrt(np.nansum((width / (2 * z)) ** 2))) / len(logs)
+    mean = float(logs.mean())
+    return math.exp(mean), math.exp(mean - z * se), math.exp(mean + z * se)
 
 
 @dataclass
@@ -145,17 +163,22 @@ class Comparison:
         return judged.empty or bool((judged["basis"] == BASIS_WITHIN).all())
 
     def geomeans(self) -> pd.DataFrame:
-        """Per suite and timing kind: the geometric mean of the time ratios of the cases timed in
-        both runs (Fleming and Wallace 1986: the mean of normalized figures is geometric), with
-        the count of each verdict. Interpreter times are left out."""
+        """Per suite and timing kind: the count of each verdict, and the geometric mean of the time
+        ratios (Fleming and Wallace 1986: the mean of normalized figures is geometric) over the
+        significant cases only (`faster` or `slower`), with its interval; NaN when none is
+        significant. A mean over `uncertain` cases would headline a change no case supports.
+        Interpreter times are left out."""
         rows = self.rows[(self.rows["verdict"] != NOT_COMPARED) & (self.rows["timing"] != TIMING_INTERPRET)]
         out = []
         for (suite, timing), group in rows.groupby(["suite", "timing"], sort=True):
             counts = group["verdict"].value_counts()
+            sig = group[group["verdict"].isin(("faster", "slower"))]
+            geo, low, high = _geomean_interval(sig, self.settings)
             out.append({"suite": suite, "timing": timing, "cases": len(group),
-                        "geomean": float(np.exp(np.log(group["ratio"].astype(float)).mean())),
-                        **{v: int(counts.get(v, 0)) for v in VERDICTS}})
-        return pd.DataFrame(out, columns=["suite", "timing", "cases", "geomean", *VERDICTS])
+                        **{v: int(counts.get(v, 0)) for v in VERDICTS},
+                        "no_change": int(counts.get("same", 0) + counts.get("uncertain", 0)),
+                        "significant": len(sig), "geomean": geo, "geomean_low": low, "geomean_high": high})
+        return pd.DataFrame(out, columns=GEOMEAN_COLUMNS)
 
     def regressions(self, pct: float) -> pd.DataFrame:
         mask = [is_regression(r, pct, self.settings) for _, r in self.rows.iterrows()]
@@ -292,6 +315,14 @@ def _change(ratio: float) -> str:
     return f"{1 / ratio:.3g}x faster"
 
 
+def _headline(g: pd.Series) -> str:
+    """The per-suite headline: the counts first, a change only where some case is significant."""
+    counts = f"{g['faster']} faster, {g['slower']} slower, {g['no_change']} no significant change"
+    if not g["significant"]:
+        return counts
+    return f"{counts}; significant cases {_change(g['geomean'])}"
+
+
 def _label(run: Run, runs: tuple[Run, ...] = ()) -> str:
     ids = [r.meta.get("run_id") for r in runs] if len(runs) > 1 else [run.meta.get("run_id")]
     return f"{_device(run)[0]} ({', '.join(str(i) for i in ids)})"
@@ -331,10 +362,13 @@ def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
             } for _, r in group.iterrows()]))
     geo = c.geomeans()
     if not geo.empty:
-        out.append((f"{head}: geometric mean of the time ratios per suite", [{
+        out.append((f"{head}: verdicts per suite; geometric mean of the time ratios over the significant "
+                    f"(faster or slower) cases only, with its {s.confidence:.0%} interval", [{
             "suite": g["suite"], "timing": g["timing"], "cases": str(g["cases"]),
-            "geomean new/base": f"{g['geomean']:.3f}", "change": _change(g["geomean"]),
-            **{v: str(g[v]) for v in VERDICTS}} for _, g in geo.iterrows()]))
+            "faster": str(g["faster"]), "slower": str(g["slower"]), "no significant change": str(g["no_change"]),
+            "geomean new/base": ("-" if math.isnan(g["geomean"]) else f"{g['geomean']:.3f}"),
+            "interval": ("-" if math.isnan(g["geomean"]) else f"[{g['geomean_low']:.3f}, {g['geomean_high']:.3f}]"),
+            "change": _headline(g)} for _, g in geo.iterrows()]))
     for title, frame in ((f"only in BASE {_label(c.base, c.base_runs)}", c.only_base),
                          (f"only in NEW {_label(c.new, c.new_runs)}", c.only_new)):
         if not frame.empty:

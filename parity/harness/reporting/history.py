@@ -122,7 +122,7 @@ def plot(device: str, runs: list[Run], entries: list[dict[str, Any]]):
     ax.axhline(1.0, color="#888", linewidth=0.8)
     ax.set_xticks(range(len(runs)), [str(r.meta.get("run_id")) for r in runs], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("median time / first median (lower is faster)")
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # beside, not over the data
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

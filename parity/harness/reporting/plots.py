@@ -65,9 +65,18 @@ def _slug(text: str) -> str:
 def _figure(width: float = 7.5, height: float = 4.6, cols: int = 1):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * (1 if cols == 1 else 0.75 * cols), height))
-    axes = fig.subplots(1, cols, squeeze=False)[0]
+    # several panels stack in a column: each panel's legend sits to its right (_legend), where a
+    # row of panels would put it over the next panel's data
+    fig = Figure(figsize=(width, height * (1 if cols == 1 else 0.8 * cols)))
+    axes = fig.subplots(cols, 1, squeeze=False)[:, 0]
     return fig, list(axes)
+
+
+def _legend(ax, fontsize: float) -> None:
+    """The legend beside the axes, right of them, never over the data: a sweep has many series,
+    and inside the axes ("best" included) a legend covers the points it names. savefig's
+    bbox_inches="tight" widens the image to hold it."""
+    ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def _png(fig) -> bytes:
@@ -148,7 +157,7 @@ def roofline_plot(rows: pd.DataFrame, spec, title: str, name: str) -> Plot:
     ax.set_ylabel("TFLOPS")
     ax.set_title(f"{title}\n{roof_note}", fontsize=9)
     ax.grid(True, which="major", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend(ax, fontsize=7)
     return Plot(name, title, _png(fig), "; ".join(notes) or None)
 
 
@@ -218,7 +227,7 @@ def stream_plot(rows: pd.DataFrame, device: dict[str, Any], spec, title: str, na
         ax.set_ylabel("GB/s (decimal)")
         ax.set_title(dtype, fontsize=9)
         ax.grid(True, alpha=0.25)
-        ax.legend(fontsize=6, ncol=2)
+        _legend(ax, fontsize=6)
     fig.suptitle(title, fontsize=10)
     note = ("working sets that fit in a cache can exceed the HBM line; sizes of 4x the last-level cache "
             "and above are HBM numbers") if spec is not None and spec.memory_gbps else None
@@ -271,7 +280,7 @@ def gemm_plot(rows: pd.DataFrame, spec, title: str, name: str) -> Plot:
     ax.set_ylabel("TFLOPS")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=6, ncol=2)
+    _legend(ax, fontsize=6)
     return Plot(name, title, _png(fig), f"{held} point(s) above the spec's peak are not drawn" if held else None)
 
 
@@ -296,7 +305,7 @@ def attention_plot(rows: pd.DataFrame, spec, title: str, name: str) -> Plot:
         ax.set_xlabel("sequence length (keys)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.25)
-        ax.legend(fontsize=6)
+        _legend(ax, fontsize=6)
     fig.suptitle(title, fontsize=10)
     held += held_decode
     return Plot(name, title, _png(fig), f"{held} point(s) above the spec's peak are not drawn" if held else None)

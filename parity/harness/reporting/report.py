@@ -14,7 +14,7 @@ import pandas as pd
 from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import DUTY_MIN, Run
-from parity.harness.reporting.tables import device_label, params_text, record_spec, render, spec_for
+from parity.harness.reporting.tables import device_label, params_text, record_spec, render, spec_for, worker_unit
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -93,6 +93,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
     rows = []
     for run in runs:
         run_spec, by_part = spec_for(run, to_spec), {}
+        unit = worker_unit(run.meta)
         for rec in run.records:
             spec = record_spec(run, rec, run_spec, to_spec, by_part)  # a merged run: each device its own
             t = rec.get("time_ms") or {}
@@ -105,7 +106,8 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             flops_fa = work.get("flops_fa")
             rows.append({
                 "run_id": run.meta.get("run_id"),
-                "device": device_label(rec),  # "NAME [GPU 3]" in a run over several GPUs: a table each
+                "device": device_label(rec, unit),  # "NAME [GPU 3]" ("[worker 3]" on a CPU): a table each
+                "device_name": rec.get("device"),  # the device itself, whichever part of it ran the case
                 "gpu_index": rec.get("gpu_index"), "host": rec.get("host"),
                 "suite": rec.get("suite"), "op": rec.get("op"), "impl": rec.get("impl"),
                 "backend": rec.get("backend"), "path": rec.get("path"),
@@ -125,7 +127,11 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
                 "max_abs_error": None if val is None else val.get("max_abs_error"),
                 **_normalize(rec, spec, gbps, tflops),
                 **_telemetry(rec, gbps, tflops),
+                "noisy": t.get("noisy"),  # samples of two levels or a plateau (noisy.judge): not a clean median
             })
+            if rows[-1]["noisy"]:
+                flag = rows[-1]["flag"]
+                rows[-1]["flag"] = f"noisy, {rows[-1]['noisy']}" + (f"; {flag}" if flag else "")
     df = pd.DataFrame(rows)
     if not df.empty:
         df["pct_of_best"] = _pct_of_best(df)

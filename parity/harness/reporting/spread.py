@@ -11,12 +11,12 @@ import sys
 from typing import Any
 
 from parity.harness.core.model import TIMING_INTERPRET
-from parity.harness.reporting.tables import gpu_label, params_text, render
+from parity.harness.reporting.tables import gpu_label, params_text, render, worker_unit
 
 BEHIND_THRESHOLD = 0.03  # a GPU more than 3 % slower than the median of its peers is called out
 
 
-def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str, str]], list[str]]:
+def spread(records, threshold: float = BEHIND_THRESHOLD, unit: str = "GPU") -> tuple[list[dict[str, str]], list[str]]:
     """Per case run on two or more GPUs: min, median and max time and the GPUs more than
     `threshold` behind the median (rate lost: 1 - t_median / t_gpu); per GPU, the median of that
     over the cases, called out above the threshold. Interpreter timings are no performance: left out."""
@@ -28,7 +28,7 @@ def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str,
         if rec.get("gpu_index") is None or rec.get("status") != "ok" or not t or rec.get("timing") == TIMING_INTERPRET:
             continue
         entry = by_case.setdefault(rec["key"], {"rec": rec, "times": {}})
-        entry["times"][gpu_label(rec, hosts)] = t
+        entry["times"][gpu_label(rec, hosts, unit)] = t
     rows, behind_by_gpu = [], {}
     for entry in by_case.values():
         times = entry["times"]
@@ -42,7 +42,7 @@ def spread(records, threshold: float = BEHIND_THRESHOLD) -> tuple[list[dict[str,
         rec = entry["rec"]
         rows.append({"suite": rec["suite"], "op": rec["op"], "impl": rec["impl"],
                      "dtype": (rec.get("params") or {}).get("dtype") or "", "case": params_text(rec.get("params") or {}),
-                     "GPUs": str(len(times)),
+                     f"{unit}s": str(len(times)),
                      "time ms (min / median / max)": f"{min(times.values()):.4g} / {med:.4g} / {max(times.values()):.4g}",
                      "spread": f"{100 * (max(times.values()) - min(times.values())) / med:.1f} %",
                      f"behind > {100 * threshold:g} %": ", ".join(f"{gpu} ({100 * b:.1f} %)" for b, gpu in reversed(late))})
@@ -62,9 +62,10 @@ def extra_tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
 
     tables = []
     for run in runs:
-        rows, callouts = spread(run.records)
+        unit = worker_unit(run.meta)
+        rows, callouts = spread(run.records, unit=unit)
         if rows:
-            title = f"Spread between GPUs ({run.meta.get('run_id')}): the same case on every GPU"
+            title = f"Spread between {unit}s ({run.meta.get('run_id')}): the same case on every {unit}"
             if callouts:
                 title += "; " + "; ".join(callouts)
             tables.append((title, rows))
@@ -80,4 +81,4 @@ def print_extra(runs, console) -> None:
 
 def spread_warnings(runs) -> list[str]:
     """The GPUs called out for being behind their peers, one line each, over all the runs."""
-    return [line for run in runs for line in spread(run.records)[1]]
+    return [line for run in runs for line in spread(run.records, unit=worker_unit(run.meta))[1]]

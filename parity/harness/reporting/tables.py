@@ -86,13 +86,21 @@ def render(tables: list[tuple[str, list[dict[str, str]]]], fmt: str, console=Non
     return None
 
 
-def device_label(rec: dict[str, Any]) -> str | None:
-    """The device column of the report: the name, and which GPU (and host) in a run over several."""
+def device_label(rec: dict[str, Any], unit: str = "GPU") -> str | None:
+    """The device column of the report: the name, and which GPU or worker (and host) in a run over several."""
     if rec.get("gpu_index") is None:
         return rec.get("device")
-    return f"{rec.get('device')} [{gpu_label(rec, 2)}]"  # host only where the run names it
+    return f"{rec.get('device')} [{gpu_label(rec, 2, unit)}]"  # host only where the run names it
 
 
-def gpu_label(rec: dict[str, Any], hosts: int = 1) -> str:
-    gpu = f"GPU {rec.get('gpu_index')}"
+def worker_unit(meta: dict[str, Any]) -> str:
+    """What one part of a run over several is called: "worker" for CPU workers (`--cpu-workers`,
+    or any run on a CPU), whose index names no GPU; "GPU" otherwise."""
+    multi = meta.get("multi_gpu") or {}
+    cpu = multi.get("cpu_workers") is not None or (meta.get("device") or {}).get("backend") == "cpu"
+    return "worker" if cpu else "GPU"
+
+
+def gpu_label(rec: dict[str, Any], hosts: int = 1, unit: str = "GPU") -> str:
+    gpu = f"{unit} {rec.get('gpu_index')}"
     return f"{rec.get('host')} {gpu}" if hosts > 1 and rec.get("host") else gpu

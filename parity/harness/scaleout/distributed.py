@@ -259,8 +259,9 @@ def plan_args(plan) -> list[str]:
                           ("--min-time-s", plan.min_time_s), ("--case-timeout-s", plan.case_timeout_s)):
         if value is not None:
             args += [option, repr(float(value))]
-    if plan.ranks is not None:
-        args += ["--ranks", str(plan.ranks)]
+    for option, count in (("--ranks", plan.ranks), ("--cpu-threads", plan.cpu_threads)):
+        if count is not None:
+            args += [option, str(count)]
     return args
 
 

@@ -29,7 +29,7 @@ from parity.harness.core import runlock
 from parity.harness.core.model import UsageError
 from parity.harness.core.ranks import DEFAULT_TIMEOUT_S, EXIT_RANK, WORKER_ENV, child_env, place_from_env
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, RUN_SCHEMA, ResultsError, RunWriter, is_collective, read_run
-from parity.harness.measurement import registry
+from parity.harness.measurement import registry, threads
 from parity.harness.scaleout import distributed, group
 
 GPUS_DIR = "gpus"
@@ -87,6 +87,10 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
     plan_cases(plan, device)  # bad input fails here, before anything starts
     suites = [registry.load(name) for name in plan.suites]
     local = narrowed(plan, [s for s in suites if not s.collective])
+    if local is not None and cpu_workers and local.cpu_threads is None:
+        # CPU workers time at once: each gets its share of the physical cores (threads.py), stated
+        # in its plan and records, not one thread per core each, which would oversubscribe them.
+        local = replace(local, cpu_threads=threads.default_threads(n))
     collective = narrowed(plan, [s for s in suites if s.collective])
     started = _now()
     (out / GPUS_DIR).mkdir(parents=True, exist_ok=True)
