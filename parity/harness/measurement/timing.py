@@ -25,7 +25,7 @@ from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WA
 from parity.harness.measurement import noisy as noisy_mod
 from parity.harness.measurement.flush import _sleep_cycles_per_ms, as_flush, hold_ms
 from parity.harness.measurement.wall import (MODE_BACK_TO_BACK, MODE_SINGLE, WARMUP_QUEUE_MS, WallSampler,  # noqa: F401
-                                             wall_batch, warm_up)
+                                             one_thread_floor, wall_batch, warm_up)
 
 MAX_BATCH = 32  # samples queued between synchronizations (nvbench's blocking kernel holds ~32 launches)
 
@@ -390,34 +390,6 @@ def measure(thunk: Callable[[], Any], timing: str, policy: Policy, flush=None, w
     fastest = min(seen, default=None) if seen is not None else None
     return collect_in_window(take, policy, estimate_ms, window, fastest_ms=fastest)
 
-
-ONE_THREAD_CALLS = 3
-
-
-def one_thread_floor(thunk: Callable[[], Any], setup: Callable[[], Any] | None = None) -> list[float]:
-    """The fastest of a few calls with one PyTorch thread, in ms ([] where it already runs on one).
-
-    On a loaded CPU every call of a multi-threaded op can wait at its OpenMP barriers for a thread
-    that has no core (a scheduler slice, 4-12 ms): the warm-up then sees no faster call, and the
-    samples are one quiet level that is the load's, not the op's. One thread does the same work with
-    no barrier, so a multi-threaded median over FLOOR_FACTOR times it is waiting (noisy.judge)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if threads <= 1:
-        return []
-    fastest = math.inf
-    torch.set_num_threads(1)
-    try:
-        for _ in range(ONE_THREAD_CALLS):
-            if setup is not None:
-                setup()
-            start = time.perf_counter()
-            thunk()
-            fastest = min(fastest, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    return [fastest * 1e3]
 
 
 def _before_sample(setup, flush):
