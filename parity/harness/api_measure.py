@@ -271,7 +271,7 @@ def measure(fn: Callable[[], Any], *, flops: float | None = None, bytes_read: fl
 def _measure(fn, dev, name: str, given: dict[str, Any], cpu_threads: int | None = None) -> Result:
     """measure()'s work once its input is checked and its threads are set."""
     from parity.harness.core.results import Measurement, Run
-    from parity.harness.measurement import autotuning, interpreted, telemetry, timing
+    from parity.harness.measurement import autotuning, telemetry, timing
     from parity.harness.measurement import flush as flush_mod
     from parity.harness.measurement.telemetry_readers import open_reader
     from parity.harness.reporting import report
@@ -288,8 +288,8 @@ def _measure(fn, dev, name: str, given: dict[str, Any], cpu_threads: int | None 
         return out
 
     try:
-        with interpreted.counting() as launches:
-            output = call()
+        output = call()
+        interpreted = tuning.launches > 0  # the first call launched Triton kernels in the interpreter
         result = _validate(output, reference, check) if checks else None
         del output
         result = autotuning.validate_each_config(tuning, call, (lambda out: _validate(out, reference, check))
@@ -301,7 +301,7 @@ def _measure(fn, dev, name: str, given: dict[str, Any], cpu_threads: int | None 
     if result is not None and not result.passed:
         raise ValidationError(f"{name}() does not match the reference: {result.error}", result)
     validation = None if result is None else result.to_dict()
-    kind = TIMING_EVENTS if dev.is_gpu else (TIMING_INTERPRET if launches.count else TIMING_WALL)
+    kind = TIMING_EVENTS if dev.is_gpu else (TIMING_INTERPRET if interpreted else TIMING_WALL)
     policy = timing.Policy.for_timing(kind, given["time_cap_s"], given["min_time_s"], given["warmup_ms"],
                                       given["max_samples"])
     flush = flush_mod.Flush(dev).evict if cache == "cold" and dev.is_gpu else None  # clean lines, as `parity run`

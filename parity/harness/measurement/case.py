@@ -110,11 +110,7 @@ def _run_case(suite: Suite, case: Case, device, plan: RunPlan, flush: Flush | No
     if not check.passed:
         return record("invalid", check.error, validation=check.to_dict())
     if tuning.interpret and tuning.record():
-        timed = thunk
-
-        def thunk():  # the interpreter's autotuners run their first config while timed
-            with tuning:
-                return timed()
+        thunk = tuning.wrap(thunk)  # the interpreter's autotuners run their first config while timed
     try:
         cold = op.cache == "cold" and flush is not None and timing != TIMING_INTERPRET
         policy = Policy.for_timing(timing, plan.time_cap_s, plan.min_time_s)
