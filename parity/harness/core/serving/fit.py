@@ -18,7 +18,8 @@ from parity.harness.core.serving import engines, validation
 
 # name: (prior, low bound, high bound)
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
+          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0),
+          "moe_gemm_eff": (0.7, 0.2, 1.0)}
 
 
 def calibration_entries(entries=None) -> list[dict]:

@@ -192,7 +192,13 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
         return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
                       c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
     prompt = c * isl / osl  # prompt tokens per output round
-    chunk = max(1.0, min(isl, budget - c / n_dec)) if budget > c / n_dec else min(isl, budget / 2)
+    # The engines pack the prompt tokens of several requests into one step, up to the token budget
+    # left after the decode tokens (vLLM V1 scheduler, TensorRT-LLM max_num_tokens, SGLang chunked
+    # prefill): a mixed step carries the prompt tokens waiting, up to the budget left after the
+    # decode tokens; with less than one arrival per round, one whole prompt arrives at a time.
+    room = budget - c / n_dec
+    waiting = max(isl, prompt)
+    chunk = max(1.0, min(waiting, room)) if room > 0 else min(waiting, budget / 2)
     t_mix, _ = _pass_s(scn, spec, dev, engine, p,
                        Batch(c / n_dec, ctx, chunk, isl / 2, chunk / isl), measured)
     extra = max(0.0, t_mix - t_dec / n_dec)
@@ -238,4 +244,5 @@ def params(values: dict | None = None) -> K.Params:
     return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
                     attn_decode=fit.get("attn_decode", K.Params.attn_decode),
                     kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"],
-                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))
+                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance),
+                    moe_gemm_eff=fit.get("moe_gemm_eff", K.Params.moe_gemm_eff))

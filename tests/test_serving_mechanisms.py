@@ -1,0 +1,67 @@
+"""The step model's mechanisms one at a time: prompt packing under the token budget, the grouped
+GEMM's efficiency, and the validation set's reading of finite bursts (Little's law)."""
+import re
+
+import pytest
+
+from parity.harness.core import specs
+from parity.harness.core.serving import engines, scenario, validation
+from parity.harness.core.serving import kernels as K
+from parity.harness.core.serving.scenario import Scenario
+
+
+def mixed_batches(monkeypatch, scn):
+    """The Batch of every step the steady state prices, with the engine's real costs."""
+    seen = []
+    real = scenario._pass_s
+
+    def spy(s, spec, dev, engine, p, batch, measured):
+        seen.append(batch)
+        return real(s, spec, dev, engine, p, batch, measured)
+    monkeypatch.setattr(scenario, "_pass_s", spy)
+    scenario.solve(scn, specs.get("h200"))
+    return seen
+
+
+@pytest.mark.parametrize("conc,isl,osl", [(64, 1024, 128), (512, 300, 150), (3, 2000, 500), (1, 128, 2048)])
+def test_a_mixed_step_packs_the_waiting_prompts_up_to_the_budget(monkeypatch, conc, isl, osl):
+    scn = Scenario("llama3-8b", "fp8", 1, 1, isl, osl, "vllm", concurrency=conc)
+    budget = engines.get("vllm").max_num_batched_tokens
+    batches = mixed_batches(monkeypatch, scn)
+    mixed = [b for b in batches if b.prefill > 0][-1]
+    waiting = max(isl, conc * isl / osl)  # a whole prompt, or the round's prompts where more arrive
+    assert mixed.prefill == pytest.approx(min(waiting, budget - conc))
+    assert mixed.decode + mixed.prefill <= budget + 1e-9
+
+
+def test_ttft_alone_is_one_prompt_not_a_trickle():
+    # one user: its prompt goes through in ceil(ISL / budget) steps, not ISL / (ISL / OSL) tiny ones
+    scn = Scenario("llama3-8b", "bf16", 1, 1, 467, 256, "trtllm", concurrency=1)
+    _, res = scenario.solve(scn, specs.get("h100-sxm"))
+    assert res.ttft_s < 3 * res.tpot_s
+
+
+def test_grouped_gemm_compute_runs_at_its_own_efficiency():
+    dev = K.device(specs.get("h200"))
+    dense, moe = K.Params(moe_gemm_eff=1.0), K.Params(moe_gemm_eff=0.5)
+    # compute-bound experts (4096 tokens each): time doubles at half the efficiency
+    big = [K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p) for p in (dense, moe)]
+    assert big[1] == pytest.approx(2 * big[0], rel=1e-9)
+    # a decode expert (2 tokens) is a weight read either way
+    small = [K.grouped_gemm_s(dev, 16, 8, 8, 14336, 4096, "fp8", p) for p in (dense, moe)]
+    assert small[1] == pytest.approx(small[0], rel=1e-9)
+    # and dense GEMMs never see it
+    assert K.gemm_s(dev, 4096, 4096, 4096, "fp8", moe) == K.gemm_s(dev, 4096, 4096, 4096, "fp8", dense)
+
+
+def test_finite_bursts_are_read_at_the_concurrency_their_own_row_reports():
+    """A QPS=INF row with a fixed request count is read at Little's law's in-flight count from the
+    row's reported request rate and mean latencies, not at the request count."""
+    burst = [e for e in validation.entries() if e["subset"] != "skipped" and "QPS=INF" in e["scenario"]["assumptions"]]
+    assert len(burst) >= 3
+    for e in burst:
+        notes, s = e["published"]["notes"], e["scenario"]
+        rps = float(re.search(r"(\d+(?:\.\d+)?) req/s", notes).group(1))
+        ttft = float(re.search(r"mean TTFT (\d+(?:\.\d+)?) ms", notes).group(1))
+        itl = float(re.search(r"mean ITL (\d+(?:\.\d+)?) ms", notes).group(1))
+        assert s["concurrency"] == round(rps * (ttft + (s["osl"] - 1) * itl) / 1e3), e["id"]
