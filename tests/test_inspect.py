@@ -342,3 +342,19 @@ def test_a_binding_fault_is_an_error_not_cannot_compile_here(monkeypatch):
     # In the child: the message on stderr and exit 3, which the parent turns into its error line.
     assert inspection._child({"targets": ["sm_90a"], "suites": ["stream"], "presets": ["smoke"],
                               "lead_only": True, "one_case": True, "cache_dir": "/nonexistent-parity"}) == 3
+
+
+def test_inspect_exits_nonzero_when_every_row_was_skipped(monkeypatch, capsys):
+    from parity.harness.cli import main
+    skipped = [{"target": t, "suite": "gemm", "op": "gemm", "impl": "triton", "kernel": None, "config": None,
+                "case": {}, "status": "skipped", "error": f"Triton cannot compile for {t} here"}
+               for t in ("sm_90a", "gfx942")]
+    monkeypatch.setattr(inspection, "run_inspection", lambda *a, **k: skipped)
+    assert main(["inspect", "--target", "sm_90a,gfx942", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 2
+    assert err.strip().splitlines() == ["parity: error: nothing was compiled: every row was skipped "
+                                        "(Triton cannot compile for sm_90a here)"]
+    # one compiled row is enough
+    monkeypatch.setattr(inspection, "run_inspection", lambda *a, **k: skipped + [dict(skipped[0], status="compiled")])
+    assert main(["inspect", "--target", "sm_90a,gfx942", "--json"]) == 0

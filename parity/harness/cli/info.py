@@ -211,4 +211,9 @@ def cmd_inspect(args, argv) -> int:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_CASES_FAILED
     print(json.dumps(rows, indent=1) if args.json else inspection.format_table(rows))
+    if rows and all(r["status"] == "skipped" for r in rows):
+        # nothing compiled for any target: a CI gate on `parity inspect` must not pass on that
+        print(f"parity: error: nothing was compiled: every row was skipped ({rows[0].get('error') or 'no reason'})",
+              file=sys.stderr)
+        return EXIT_CASES_FAILED
     return 0
