@@ -65,3 +65,28 @@ def test_finite_bursts_are_read_at_the_concurrency_their_own_row_reports():
         ttft = float(re.search(r"mean TTFT (\d+(?:\.\d+)?) ms", notes).group(1))
         itl = float(re.search(r"mean ITL (\d+(?:\.\d+)?) ms", notes).group(1))
         assert s["concurrency"] == round(rps * (ttft + (s["osl"] - 1) * itl) / 1e3), e["id"]
+
+
+def test_a_runs_kernels_replace_the_model_on_its_own_device_only(tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic import H100, attention_record, gemm_record, write_run
+
+    from parity.harness.cli import main
+    # llama3-8b's projections at M = 64 (a decode step of 64 sequences), measured slow: 20 TFLOPS
+    recs = [gemm_record(m=64, n=n, k=k, dtype="fp8", tflops=20.0, device=H100["name"])
+            for n, k in ((6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336))]
+    recs.append(attention_record(op="decode", seq=1536, rate=500.0, device=H100["name"]))
+    folder = write_run(tmp_path / "h100", recs, device=H100)
+    argv = ["estimate", "--model", "llama3-8b", "--dtype", "fp8", "--to", "h100-sxm,mi300x", "--gpus", "1",
+            "--isl", "1024", "--osl", "1024", "--concurrency", "64", "--engine", "vllm", "--format", "json"]
+    assert main(argv) == 0
+    plain = {r["device"]: r for r in json.loads(capsys.readouterr().out)}
+    assert main(argv + [str(folder)]) == 0
+    with_run = {r["device"]: r for r in json.loads(capsys.readouterr().out)}
+    h100, mi = with_run["h100-sxm"], with_run["mi300x"]
+    assert h100["kernels_from_run"] and "attention_decode" in h100["note"] and "gemm_fp8" in h100["note"]
+    assert h100["tpot_ms"] > 1.5 * plain["h100-sxm"]["tpot_ms"]  # the slow kernels show
+    assert mi["tpot_ms"] == plain["mi300x"]["tpot_ms"] and "kernels_from_run" not in mi

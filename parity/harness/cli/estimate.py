@@ -167,8 +167,6 @@ def _serving(args) -> int:
     from parity.harness.core.serving.scenario import Scenario
     from parity.harness.reporting import report, serving
 
-    if args.run is not None:
-        raise UsageError("the serving scenario takes no RUN yet (use the single-step view with --phase)")
     if not args.model or args.isl is None or args.osl is None or not args.engine:
         raise UsageError("a serving estimate needs --model, --isl, --osl and --engine")
     if args.slo_tpot_ms is not None and not 0 < args.slo_tpot_ms <= 1e6:
@@ -185,9 +183,12 @@ def _serving(args) -> int:
     scn.check()
     targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
                else list(specs.load_all().values()))
-    rows = serving.estimate(scn, targets, _concurrency(args.concurrency), _prices(args.price), args.slo_tpot_ms)
+    from parity.harness.core.results import read_run
+
+    run = read_run(args.run) if args.run is not None else None
+    rows = serving.estimate(scn, targets, _concurrency(args.concurrency), _prices(args.price), args.slo_tpot_ms, run)
     title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
-             + f", ISL {args.isl} / OSL {args.osl}, {args.engine}")
+             + f", ISL {args.isl} / OSL {args.osl}, {args.engine}" + (f", kernels from {args.run}" if run else ""))
     if args.format == "json":
         text = json.dumps(rows, indent=1) + "\n"
     elif args.format == "html":

@@ -65,32 +65,46 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
 
 
 def estimate(scn: Scenario, targets: list, concurrencies: list[int] | None, price_overrides: dict[str, float],
-             slo_tpot_ms: float | None = None) -> list[dict[str, Any]]:
-    """One row per device (per device and concurrency for a list); with an SLO, the best point."""
+             slo_tpot_ms: float | None = None, run=None) -> list[dict[str, Any]]:
+    """One row per device (per device and concurrency for a list); with an SLO, the best point.
+    With a `run`, its kernels replace the model's on the run's own device (reporting/serving_measured)."""
     scn.check()
+    kernels = None
+    if run is not None:
+        from parity.harness.reporting.serving_measured import RunKernels
+        kernels = RunKernels(run)
     rows = []
     for spec in targets:
-        override = price_overrides.get(spec.id)
-        if scn.dtype != "bf16" and spec.peak(scn.dtype) is None:
-            rows.append({"device": spec.id, "fits": False, "note": f"{spec.id} has no native {scn.dtype}: not estimated"})
-            continue
-        if slo_tpot_ms is not None:
-            mem, _ = solve(scn, spec)
-            best = sweep.best_under_slo(scn, spec, slo_tpot_ms, concurrencies=concurrencies)
-            row = _row(scn, spec, mem, best[1] if best else None, override)
-            if best is None:
-                row["note"] = f"no concurrency meets TPOT <= {slo_tpot_ms:g} ms"
-            row["slo_tpot_ms"] = slo_tpot_ms
-            rows.append(row)
-        elif concurrencies and len(concurrencies) > 1:
-            mem, points = sweep.curve(scn, spec, concurrencies)
-            rows += [_row(scn, spec, mem, res, override) for _, res in points] or [_row(scn, spec, mem, None, override)]
-        else:
-            from dataclasses import replace
-            one = replace(scn, concurrency=(concurrencies[0] or None) if concurrencies else None)
-            mem, res = solve(one, spec)
-            rows.append(_row(one, spec, mem, res, override))
+        first = len(rows)
+        _device_rows(rows, scn, spec, concurrencies, price_overrides.get(spec.id), slo_tpot_ms, kernels)
+        if kernels is not None and spec.id == kernels.device:
+            for row in rows[first:]:
+                said = kernels.note() or "the run measured none of this step's kernels at a near shape: the model's"
+                row["kernels_from_run"] = bool(kernels.hits)
+                row["note"] = "; ".join(n for n in (row.get("note"), said) if n)
     return rows
+
+
+def _device_rows(rows, scn, spec, concurrencies, override, slo_tpot_ms, measured) -> None:
+    if scn.dtype != "bf16" and spec.peak(scn.dtype) is None:
+        rows.append({"device": spec.id, "fits": False, "note": f"{spec.id} has no native {scn.dtype}: not estimated"})
+        return
+    if slo_tpot_ms is not None:
+        mem, _ = solve(scn, spec, measured=measured)
+        best = sweep.best_under_slo(scn, spec, slo_tpot_ms, concurrencies=concurrencies, measured=measured)
+        row = _row(scn, spec, mem, best[1] if best else None, override)
+        if best is None:
+            row["note"] = f"no concurrency meets TPOT <= {slo_tpot_ms:g} ms"
+        row["slo_tpot_ms"] = slo_tpot_ms
+        rows.append(row)
+    elif concurrencies and len(concurrencies) > 1:
+        mem, points = sweep.curve(scn, spec, concurrencies, measured=measured)
+        rows += [_row(scn, spec, mem, res, override) for _, res in points] or [_row(scn, spec, mem, None, override)]
+    else:
+        from dataclasses import replace
+        one = replace(scn, concurrency=(concurrencies[0] or None) if concurrencies else None)
+        mem, res = solve(one, spec, measured=measured)
+        rows.append(_row(one, spec, mem, res, override))
 
 
 def _r(row: dict, key: str, fmt: str) -> str:
