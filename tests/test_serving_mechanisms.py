@@ -90,3 +90,27 @@ def test_a_runs_kernels_replace_the_model_on_its_own_device_only(tmp_path, capsy
     assert h100["kernels_from_run"] and "attention_decode" in h100["note"] and "gemm_fp8" in h100["note"]
     assert h100["tpot_ms"] > 1.5 * plain["h100-sxm"]["tpot_ms"]  # the slow kernels show
     assert mi["tpot_ms"] == plain["mi300x"]["tpot_ms"] and "kernels_from_run" not in mi
+
+
+def test_sliding_window_layers_attend_to_their_window_only(tmp_path):
+    from dataclasses import replace
+
+    from parity.harness.core import llm
+    from parity.harness.core.serving.step import Batch, Parallel, step
+    oss = llm.get("gpt-oss-120b")
+    assert (oss.window_tokens, oss.window_layers) == (128, 18)
+    assert oss.attention_spans(4096) == [(18, 4096), (18, 128)] and oss.attention_spans(100) == [(18, 100), (18, 100)]
+    spec = specs.get("h200")
+    dev, p = K.device(spec), K.Params()
+    full = replace(oss, window_tokens=0, window_layers=0)
+
+    def attn(model, ctx):
+        return step(model, spec, dev, "fp8", Parallel(), Batch(64, ctx, 512, ctx / 2, 1), p, True).attention_s
+    # at 8k tokens the windowed half costs next to nothing: about half the full model's attention
+    assert attn(oss, 8192) == pytest.approx(attn(full, 8192) / 2, rel=0.1)
+    # inside the window nothing changes
+    assert attn(oss, 100) == pytest.approx(attn(full, 100), rel=1e-9)
+    bad = tmp_path / "gpt-oss-120b.toml"
+    bad.write_text(llm.MODEL_DIR.joinpath("gpt-oss-120b.toml").read_text().replace("layers = 18", "layers = 40"))
+    with pytest.raises(llm.ModelError, match="sliding_window"):
+        llm.parse(bad)

@@ -34,9 +34,10 @@ KV_BYTES = {"bf16": 2, "fp8": 1, "fp4": 1}
 DTYPES = tuple(WEIGHT_BYTES)
 PHASES = ("prefill", "decode")
 TOP_KEYS = {"schema", "id", "name", "layers", "hidden", "ffn", "heads", "kv_heads", "head_dim", "vocab",
-            "tied_embeddings", "params_total_b", "params_active_b", "source", "mla", "moe"}
+            "tied_embeddings", "params_total_b", "params_active_b", "source", "mla", "moe", "sliding_window"}
 MLA_KEYS = {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"}
 MOE_KEYS = {"experts", "experts_per_token", "shared_experts", "expert_ffn", "dense_layers"}
+WINDOW_KEYS = {"tokens", "layers"}
 
 
 class ModelError(Exception):
@@ -78,6 +79,17 @@ class LanguageModel:
     source: tuple[str, ...]
     mla: Mla | None = None
     moe: Moe | None = None
+    window_tokens: int = 0  # sliding-window attention: the tokens each of `window_layers` attends to
+    window_layers: int = 0
+
+    def attention_spans(self, context: float) -> list[tuple[int, float]]:
+        """(layers, tokens attended) for a query at `context`: sliding-window layers attend to at
+        most their window (gpt-oss alternates 128-token windows with full layers), the rest to all."""
+        full = self.layers - self.window_layers
+        spans = [(full, context)] if full else []
+        if self.window_layers:
+            spans.append((self.window_layers, min(context, self.window_tokens)))
+        return spans
 
     @property
     def moe_layers(self) -> int:
@@ -162,10 +174,14 @@ def parse(path: Path) -> LanguageModel:
     ints = {k: _int(data, k, where) for k in ("layers", "hidden", "ffn", "heads", "kv_heads", "head_dim", "vocab")}
     if ints["heads"] % ints["kv_heads"]:
         raise ModelError(f"{where}: heads must be a multiple of kv_heads")
+    window = _table(data["sliding_window"], WINDOW_KEYS, f"{where} [sliding_window]") if "sliding_window" in data else {}
+    if window and not (1 <= window["tokens"] and 1 <= window["layers"] <= ints["layers"]):
+        raise ModelError(f"{where} [sliding_window]: tokens must be at least 1 and layers from 1 to {ints['layers']}")
     model = LanguageModel(id=data["id"], name=str(data.get("name") or data["id"]), **ints,
                           tied_embeddings=bool(data.get("tied_embeddings", False)),
                           params_total_b=float(data["params_total_b"]), params_active_b=float(data["params_active_b"]),
-                          source=tuple(source), mla=mla, moe=moe)
+                          source=tuple(source), mla=mla, moe=moe, window_tokens=window.get("tokens", 0),
+                          window_layers=window.get("layers", 0))
     for active, stated in ((False, model.params_total_b), (True, model.params_active_b)):
         counted = model.params(active) / 1e9
         if abs(counted / stated - 1) > PARAM_TOLERANCE:

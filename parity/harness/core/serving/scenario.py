@@ -140,11 +140,15 @@ def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
     usable = capacity * engine.gpu_memory_utilization
     weights = weights_per_gpu(model, scn.dtype, spec.vendor, par)
     workspace = engine.max_num_batched_tokens * model.hidden * WORKSPACE_BYTES_PER_TOKEN_HIDDEN
-    kv_token = model.kv_bytes_per_token(K.KV_BYTES[scn.dtype], par.attn_tp)
-    kv_tokens = max(0.0, usable - weights - workspace) / kv_token
     # TRT-LLM's GUARANTEED_NO_EVICT reserves a request's whole length; paged allocation on demand
     # holds ISL + OSL / 2 on average over a request's life.
     per_seq = scn.isl + (scn.osl if engine.kv_allocation == "reserve" else scn.osl / 2)
+    # Every layer's KV cache is allocated at the full length, sliding-window layers included: vLLM's
+    # hybrid KV cache manager frees the blocks outside a window, but not every engine version does
+    # (TensorRT-LLM allocates a window's blocks per layer only with its variable-window cache), so
+    # the concurrency that memory allows is the lower one. Attention reads only the window (step.py).
+    kv_token = model.kv_bytes_per_token(K.KV_BYTES[scn.dtype], par.attn_tp)
+    kv_tokens = max(0.0, usable - weights - workspace) / kv_token
     per_replica = min(engine.max_num_seqs * par.batch_ranks, math.floor(kv_tokens / per_seq) * par.batch_ranks)
     return Memory(capacity / 1e9, usable / 1e9, weights / 1e9, workspace / 1e9, kv_token, kv_tokens, per_seq,
                   int(per_replica) * scn.replicas)

@@ -122,11 +122,17 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
         qo = heads * (qk + m.v_head_dim)
         out.launches += 4 * L  # the latent norms and the absorbed per-head projections
     kv_layer = kv_layer_bytes(model, kvb, n)
+    # Sliding-window layers attend to at most their window (the mean context capped at it).
     if seqs > 0:
-        out.add("attention_s", K.decode_attention_s(dev, seqs * batch.context * kv_layer, dec_flops, p, measured), L)
+        for count, ctx in model.attention_spans(batch.context):
+            share = ctx / batch.context if batch.context else 1.0
+            out.add("attention_s", K.decode_attention_s(dev, seqs * ctx * kv_layer, dec_flops * share, p, measured),
+                    count)
     if pre > 0:
-        pre_bytes = pre * (qo * K.ACT_BYTES + batch.prefill_context * kv_layer)
-        out.add("attention_s", K.prefill_attention_s(dev, pre_flops, pre_bytes, measured), L)
+        for count, ctx in model.attention_spans(batch.prefill_context):
+            share = ctx / batch.prefill_context if batch.prefill_context else 1.0
+            pre_bytes = pre * (qo * K.ACT_BYTES + ctx * kv_layer)
+            out.add("attention_s", K.prefill_attention_s(dev, pre_flops * share, pre_bytes, measured), count)
     # MLP: dense layers, then the experts of the MoE layers.
     dense = L if model.moe is None else model.moe.dense_layers
     act_width = 0.0
