@@ -82,6 +82,51 @@ def test_monthly_prices_are_converted_per_gpu_hour_and_every_price_has_a_source(
     assert all(p.sources for p in prices.load_all().values())
 
 
+def per_gpu_hour(entry):
+    """The entry's [low, high] per GPU-hour, from the published figure (independent of the loader)."""
+    if "usd_per_gpu_hour" in entry:
+        return tuple(entry["usd_per_gpu_hour"])
+    hours = 8760 / 12 if "usd_per_month" in entry else 1
+    return tuple(v / entry["gpus"] / hours for v in entry.get("usd_per_month", entry.get("usd_per_hour")))
+
+
+def test_every_price_file_is_one_device_and_an_instance_price_is_divided_by_its_gpus():
+    kinds = set()
+    for path in sorted((CORE / "prices").glob("*.toml")):
+        entries = tomllib.loads(path.read_text())["price"]
+        assert {e["device"] for e in entries} == {path.stem}, path.name  # one file per device, named for it
+        kinds.update(k for e in entries for k in ("usd_per_gpu_hour", "usd_per_hour", "usd_per_month") if k in e)
+        pairs = [per_gpu_hour(e) for e in entries]
+        price = prices.get(path.stem)
+        assert price.usd_per_gpu_hour == pytest.approx(statistics.median((lo + hi) / 2 for lo, hi in pairs))
+        assert (price.low, price.high) == pytest.approx((min(p[0] for p in pairs), max(p[1] for p in pairs)))
+        assert len(price.sources) == len(entries) and all(price.sources)
+    assert kinds == {"usd_per_gpu_hour", "usd_per_hour", "usd_per_month"}  # each conversion is exercised
+    gb200 = prices.get("gb200")  # $42/h for a 4-GPU slice, $9.08/h for a 2-GPU superchip
+    assert (gb200.low, gb200.high) == pytest.approx((9.08 / 2, 42.00 / 4))
+
+
+@pytest.mark.parametrize("figure, match", [
+    ('usd_per_hour = [8, 9]', "needs gpus"),
+    ('usd_per_hour = [8, 9]\ngpus = 0', "needs gpus"),
+    ('usd_per_gpu_hour = [1, 2]\nusd_per_hour = [8, 9]\ngpus = 4', "give one of"),
+    ('usd_per_gpu_hour = [1, 2]\ngpus = 4', "not a per-GPU price"),
+    ('usd_per_hour = [9, 8]\ngpus = 4', "low, high"),
+])
+def test_a_malformed_price_figure_is_refused(tmp_path, figure, match):
+    (tmp_path / "p.toml").write_text(f'schema = 1\n[[price]]\ndevice = "gb200"\n{figure}\n'
+                                     'basis = "x"\ndate = "2026"\nsource = "y"\n')
+    with pytest.raises(prices.PriceError, match=match):
+        prices.parse(tmp_path / "p.toml")
+
+
+@pytest.fixture
+def only_h100_sxm_priced(tmp_path, monkeypatch):
+    """A price folder holding h100-sxm's file alone: every other device is one without a sourced price."""
+    (tmp_path / "h100-sxm.toml").write_text((CORE / "prices" / "h100-sxm.toml").read_text())
+    monkeypatch.setattr(prices, "get", lambda device: prices.load_all(tmp_path).get(device))
+
+
 def test_a_price_file_without_a_source_is_refused(tmp_path):
     (tmp_path / "p.toml").write_text('schema = 1\n[[price]]\ndevice = "h200"\nusd_per_gpu_hour = [1, 2]\n'
                                      'basis = "x"\ndate = "2026"\n')
@@ -120,7 +165,7 @@ def test_llama3_70b_bf16_needs_two_h200s_and_one_mi300x():
         one(req(model="mixtral-8x7b", tp=64), "h200")
 
 
-def test_usd_per_mtok_follows_from_price_and_rate():
+def test_usd_per_mtok_follows_from_price_and_rate(only_h100_sxm_priced):
     row = one(req(), "h100-sxm")
     data = tomllib.loads((CORE / "prices" / "h100-sxm.toml").read_text())
     mids = [sum(p["usd_per_gpu_hour"]) / 2 for p in data["price"] if p["device"] == "h100-sxm"]
@@ -132,6 +177,7 @@ def test_usd_per_mtok_follows_from_price_and_rate():
     assert row["joules_per_token"] == pytest.approx(700 / row["tokens_per_s_per_gpu"])  # H100 SXM TDP 700 W
     assert "usd_per_mtok" not in one(req(), "mi355x")  # no sourced price: no $/Mtok, said so
     assert "no sourced price" in one(req(), "mi355x")["price_source"]
+    assert "usd_per_gpu_hour" not in one(req(), "mi355x")
 
 
 def test_prefill_is_compute_bound_and_reports_time_to_first_token():
@@ -211,12 +257,12 @@ def test_cli_estimate_json_rows(capsys):
         assert key in rows[0], key
 
 
-def test_cli_estimate_html_holds_the_plot(tmp_path, capsys):
+def test_cli_estimate_html_holds_the_plot(tmp_path, capsys, only_h100_sxm_priced):
     out = tmp_path / "e.html"
     assert cli.main(["estimate", "--model", "llama3-70b", "--to", "h100-sxm,h200,b200,mi300x,mi355x",
                      "--format", "html", "--out", str(out)]) == 0
     page = out.read_text()
-    assert "data:image/png;base64," in page and "no sourced price: mi355x" in page and "mercatus" in page.lower()
+    assert "data:image/png;base64," in page and "no sourced price: h200, b200, mi300x, mi355x" in page and "mercatus" in page.lower()
 
 
 def test_cli_estimate_list_models_and_fits_nowhere(capsys):

@@ -1,8 +1,11 @@
 """GPU prices as data (`prices/*.toml`), each with its source: never a constant in code.
 
-A figure is either `usd_per_gpu_hour = [low, high]` or `usd_per_month = [low, high]` for a server
-of `gpus` GPUs, converted at 730 hours a month (8760 / 12). A device's price is the median of its
-entries' midpoints, with the lowest and highest reading as the range and every source kept.
+A figure is `usd_per_gpu_hour = [low, high]`, or `usd_per_hour = [low, high]` for an instance (a
+slice, a superchip, a server) of `gpus` GPUs, as GB200 is listed, divided by `gpus`, or
+`usd_per_month = [low, high]` for a server of `gpus` GPUs, converted at 730 hours a month
+(8760 / 12). Each is kept as published and converted here, never by hand in the file. A device's
+price is the median of its entries' midpoints, with the lowest and highest reading as the range and
+every source kept.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from parity.harness.core.model import UsageError
 PRICE_DIR = Path(__file__).with_name("prices")
 SCHEMA = 1
 HOURS_PER_MONTH = 8760 / 12
-KEYS = {"device", "usd_per_gpu_hour", "usd_per_month", "gpus", "basis", "date", "source", "projected"}
+FIGURES = ("usd_per_gpu_hour", "usd_per_hour", "usd_per_month")  # exactly one per entry
+KEYS = {*FIGURES, "device", "gpus", "basis", "date", "source", "projected"}
 
 
 class PriceError(Exception):
@@ -63,15 +67,21 @@ def parse(path: Path) -> list[tuple[str, float, float, bool, str]]:
             specs.get(entry["device"])
         except UsageError:
             raise PriceError(f"{at}: device {entry['device']!r} is not a spec id") from None
-        if ("usd_per_gpu_hour" in entry) == ("usd_per_month" in entry):
-            raise PriceError(f"{at}: give usd_per_gpu_hour or usd_per_month (with gpus), one of them")
-        if "usd_per_month" in entry:
-            gpus = entry.get("gpus")
-            if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus <= 0:
-                raise PriceError(f"{at}: a monthly price needs gpus, a positive integer")
-            lo, hi = (v / gpus / HOURS_PER_MONTH for v in _pair(entry["usd_per_month"], at, "usd_per_month"))
+        given = [key for key in FIGURES if key in entry]
+        if len(given) != 1:
+            raise PriceError(f"{at}: give one of usd_per_gpu_hour, usd_per_hour or usd_per_month "
+                             "(the last two with gpus)")
+        key = given[0]
+        gpus = entry.get("gpus")
+        if key == "usd_per_gpu_hour":
+            if gpus is not None:
+                raise PriceError(f"{at}: gpus goes with usd_per_hour or usd_per_month, not a per-GPU price")
+            lo, hi = _pair(entry[key], at, key)
         else:
-            lo, hi = _pair(entry["usd_per_gpu_hour"], at, "usd_per_gpu_hour")
+            if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus <= 0:
+                raise PriceError(f"{at}: {key} is for several GPUs and needs gpus, a positive integer")
+            hours = HOURS_PER_MONTH if key == "usd_per_month" else 1.0
+            lo, hi = (v / gpus / hours for v in _pair(entry[key], at, key))
         out.append((entry["device"], lo, hi, bool(entry.get("projected", False)),
                     f"{entry['basis']}, {entry['date']}: {entry['source']}"))
     return out
