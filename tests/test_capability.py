@@ -96,6 +96,20 @@ def test_fnuz_in_the_interpreter_is_probed_and_the_skip_reason_follows_it(monkey
     assert capability.interpreter_problem("fnuz", (3, 6), (2, 3))  # a described Triton: its stated rule
 
 
+def test_the_numpy_gap_in_the_interpreter_is_probed(monkeypatch):
+    """Whether any kernel runs comes from a probe kernel with a tl.cdiv-bounded loop (triton 3.6
+    with numpy >= 2.4 fails there), not from the two version numbers."""
+    probed = capability.interpreter_runs_kernels()
+    assert (capability.interpreter_problem("kernels") is None) == probed
+    monkeypatch.setattr(capability, "interpreter_runs_kernels", lambda: False)
+    assert "numpy" in capability.interpreter_problem("kernels")
+    assert "tl.cdiv-bounded" in capability.interpreter_warning()
+    monkeypatch.setattr(capability, "interpreter_runs_kernels", lambda: True)
+    assert capability.interpreter_problem("kernels") is None
+    assert capability.interpreter_problem("kernels", (3, 6), (2, 4))  # a described Triton: its stated rule
+    assert capability.interpreter_problem("kernels", (3, 6), (2, 3)) is None
+
+
 def test_the_gpu_start_up_line_names_what_an_older_triton_degrades():
     assert "older than 3.6" in capability.gpu_warning("cuda", "sm_90", (3, 5))
     line = capability.gpu_warning("rocm", "gfx942", (3, 6))

@@ -356,3 +356,42 @@ def test_mxfp4_kernel_is_native_exactly_where_the_resolver_says(inspect_rows):
 def test_cuda_mxfp4_configs_keep_block_m_at_128():
     """BLOCK_M 64 compiles to a BF16 MMA on sm_100 (see the config comment): never tune into it."""
     assert all(cfg.kwargs["BLOCK_M"] >= 128 for cfg in triton_mxfp4.CONFIGS["cuda"])
+
+
+# --- the narrow lists: operands Triton cannot load in 16-byte vectors ---------------------------------
+
+
+def test_vector_aligned_follows_tritons_specialization():
+    from parity.kernels.launch import vector_aligned
+
+    x = torch.empty(64, 128, dtype=torch.bfloat16)
+    assert vector_aligned(x, x.t(), torch.empty(1, 64))  # row-, column-major, one row
+    assert not vector_aligned(torch.empty(17, 65))  # K (the unit-stride extent) not a multiple of 16
+    assert not vector_aligned(torch.empty(64, 80)[:, :72])  # 72 columns: the K mask is not 16-aligned
+    assert not vector_aligned(torch.empty(64, 130)[:, :128])  # outer stride 130
+    assert not vector_aligned(x[:, 1:17])  # a view 2 bytes off alignment
+    assert not vector_aligned(torch.empty(4, 4, 4)) and not vector_aligned(x[::2, ::2])
+
+
+def _tile(cfg):
+    return {k: v for k, v in cfg.kwargs.items() if k.startswith(("BLOCK", "GROUP"))}
+
+
+def test_narrow_leads_compute_the_product_on_unaligned_operands(kernel_device):
+    """The lead tile of every narrow list, run at the smoke preset's 17x33x65 (what a GPU runs
+    there): the half and FP8 GEMMs and FP8 split-K, against the fp64 product."""
+    from parity.kernels.gemm import triton_splitk
+
+    a32, w32 = operands(17, 33, 65, seed=3, device=kernel_device)
+    a, b = a32.bfloat16(), w32.bfloat16().t()
+    for target in ("cuda", "hip"):
+        out = triton_gemm.matmul(a, b, cfg=_tile(triton_gemm.NARROW[target][0]))
+        assert_close_to_product(out, a.double(), b.double(), torch.bfloat16)
+    qa, sa = (t.to(kernel_device) for t in quant.quantize_fp8(a32.cpu(), torch.float8_e4m3fn, "tensor"))
+    qw, sw = (t.to(kernel_device) for t in quant.quantize_fp8(w32.cpu(), torch.float8_e4m3fn, "tensor"))
+    ref_a, ref_b = quant.dequantize_fp8(qa, sa).double(), quant.dequantize_fp8(qw, sw).double().t()
+    for target in ("cuda", "hip"):
+        out = triton_fp8.scaled_matmul(qa, qw.t(), sa, sw, cfg=_tile(triton_fp8.NARROW[target][0]))
+        assert_close_to_product(out, ref_a, ref_b, torch.bfloat16)
+        out = triton_splitk.scaled_matmul(qa, qw.t(), sa, sw, cfg=_tile(triton_splitk.CONFIGS_FP8_NARROW[target][0]))
+        assert_close_to_product(out, ref_a, ref_b, torch.bfloat16)

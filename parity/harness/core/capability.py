@@ -204,6 +204,31 @@ def interpreter_has_fnuz() -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def interpreter_runs_kernels() -> bool:
+    """Whether the installed Triton's interpreter runs a loop bounded by `tl.cdiv` of a scalar
+    argument, the pattern of every GEMM and attention kernel here: triton 3.6's interpreter with
+    numpy >= 2.4 stops there ("only 0-dimensional arrays can be converted to Python scalars"), so
+    the answer is probed once per process, not read from the two version numbers."""
+    try:
+        import torch
+        import triton.language as tl
+        from triton.runtime.interpreter import InterpretedFunction
+
+        def total(x_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.arange(0, BLOCK)
+            acc = 0.0
+            for i in range(0, tl.cdiv(n, BLOCK)):
+                acc += tl.sum(tl.load(x_ptr + i * BLOCK + offs, mask=i * BLOCK + offs < n, other=0.0))
+            tl.store(x_ptr, acc)
+
+        x = torch.ones(20)
+        InterpretedFunction(total)[(1,)](x, 20, BLOCK=16)
+        return float(x[0]) == 20.0
+    except Exception:  # noqa: BLE001 - whatever the interpreter raises means it cannot
+        return False
+
+
 def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
                         numpy: tuple[int, int] | None = None) -> str | None:
     """Why this Triton's CPU interpreter cannot run `feature`, or None. Features: "kernels" (any
@@ -214,12 +239,18 @@ def interpreter_problem(feature: str, triton: tuple[int, int] | None = None,
     if feature == "fnuz" and probed:  # a feature that can be probed is probed (issue 24)
         if interpreter_has_fnuz():
             return None
+    elif feature == "kernels" and probed and numpy is None:
+        if interpreter_runs_kernels():
+            return None
     elif triton >= INTERPRETER_TRITON:
         return None
     numpy = _numpy_version() if numpy is None else tuple(numpy)
     this = f"the interpreter of triton {triton[0]}.{triton[1]}"
     need = f"(parity[cpu] needs triton >= {INTERPRETER_TRITON[0]}.{INTERPRETER_TRITON[1]})"
     if feature == "kernels":
+        if probed:  # the probe failed: numpy >= 2.4 is the known cause on triton 3.6
+            return (f"{this} cannot run a kernel's tl.cdiv-bounded loop with numpy {numpy[0]}.{numpy[1]} "
+                    f"(triton 3.6 fails with numpy >= 2.4; pip install 'numpy<2.4') {need}")
         if numpy >= (2, 4):
             return f"{this} fails with numpy >= 2.4 (this is numpy {numpy[0]}.{numpy[1]}) {need}"
         return None
@@ -236,7 +267,8 @@ def interpreter_warning(triton: tuple[int, int] | None = None, numpy: tuple[int,
     installed = triton is None and numpy is None  # then the probes answer, not the version rules
     triton = triton_version() if triton is None else tuple(triton)
     numpy = _numpy_version() if numpy is None else tuple(numpy)
-    gaps = [("fails with numpy >= 2.4, this is numpy %d.%d" % numpy) if interpreter_problem("kernels", triton, numpy)
+    gaps = [("cannot run a tl.cdiv-bounded kernel loop with numpy %d.%d (triton 3.6 fails with numpy >= 2.4)"
+             % numpy) if (interpreter_problem("kernels") if installed else interpreter_problem("kernels", triton, numpy))
             else None,
             "has no FNUZ FP8" if (interpreter_problem("fnuz") if installed else
                                   interpreter_problem("fnuz", triton, numpy)) else None,

@@ -129,8 +129,8 @@ def _record(out: list, kernel, args, kwargs, configs, via) -> None:
 @contextlib.contextmanager
 def intercepted(out: list):
     """Within: every launch is appended to `out` instead of running."""
-    def launcher_call(self, grid, *args, like, cfg=None, **kwargs):
-        _record(out, self.kernel, args, kwargs, self.configs, "launcher")
+    def launcher_call(self, grid, *args, like, cfg=None, narrow=False, **kwargs):
+        _record(out, self.kernel, args, kwargs, self.lists(narrow), "launcher")
 
     def autotune_run(self, *args, **kwargs):
         # kernel[grid](...) passes grid and warmup to the autotuner's run: launch options, not arguments

@@ -148,6 +148,9 @@ def _attn_fwd(Q, K, V, O, LSE,
     tl.store(LSE + bh.to(tl.int64) * seq_q + rows, lse, mask=rows < seq_q)
 
 
+DELTA_TILE = 4096  # elements of O (and of dO) one program of `_bwd_delta` reads
+
+
 _KERNELS = {"fwd": _attn_fwd, "dkdv": _attn_bwd_dkdv, "dq": _attn_bwd_dq}
 
 
@@ -223,9 +226,13 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     lse = lse.contiguous()
     delta = torch.empty_like(lse)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    pre_block = 64
+    # Delta's tile is 4096 elements of O and dO over 8 warps at every head_dim (16 of each a thread,
+    # 14-78 registers): 64 rows over 4 warps reached 48-118 registers and ptxas for sm_100a spilled
+    # 28-144 B at head_dim 64-256 (triton 3.6 and 3.9, offline compile, issue 24).
+    pre_block = DELTA_TILE // block_d
     _bwd_delta[(triton.cdiv(seq_q, pre_block), batch * heads)](
-        o, do, delta, *_strides(o), *_strides(do), heads, seq_q, head_dim, BLOCK_M=pre_block, BLOCK_D=block_d)
+        o, do, delta, *_strides(o), *_strides(do), heads, seq_q, head_dim, BLOCK_M=pre_block, BLOCK_D=block_d,
+        num_warps=8)
     common = dict(CAUSAL=bool(causal), BLOCK_D=block_d, PAD_D=block_d != head_dim, UPCAST=interpreting)
     _LAUNCHERS[("dkdv", block_d)](lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * kv_heads),
                        q, k, v, do, dk, dv, lse, delta, *_strides(q), *_strides(k), *_strides(v), *_strides(do),

@@ -67,9 +67,22 @@ CONFIGS_ACCURATE = {
 }
 ACCUM_MODES = ("fast", "accurate")
 
+# Operands without 16-byte vector loads (triton_gemm.NARROW says why): every config above spills
+# there on sm_90a/sm_100a (0.5-8 KB, both accumulation modes, triton 3.6 and 3.9). 128x128x32 over
+# 8 warps (BLOCK_K 32: one wgmma K step for 8-bit operands) holds 64 accumulator registers and
+# 16 + 16 scalar loads a step: 173-226 registers, no spill, promoted or not. AMD: 128x128x64 over
+# 8 waves, 176-223 VGPRs (256x128x128 spilled 0.5-1.3 KB).
+NARROW = {
+    "cuda": [config(128, 128, 32, 8, 8, 3), config(128, 64, 64, 8, 8, 3), config(64, 128, 32, 8, 4, 3),
+             config(128, 64, 32, 8, 4, 3)],
+    "hip": [config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+            config(128, 64, 64, 4, 4, 2, matrix_instr_nonkdim=16),
+            config(64, 64, 128, 6, 4, 2, matrix_instr_nonkdim=16)],
+}
+
 # The kernel is `triton_gemm.matmul_kernel`, with its scaled epilogue and K-block promotion.
-_launch = Launcher(triton_gemm.matmul_kernel, CONFIGS, key=triton_gemm.TUNING_KEY)
-_launch_accurate = Launcher(triton_gemm.matmul_kernel, CONFIGS_ACCURATE, key=triton_gemm.TUNING_KEY)
+_launch = Launcher(triton_gemm.matmul_kernel, CONFIGS, key=triton_gemm.TUNING_KEY, narrow=NARROW)
+_launch_accurate = Launcher(triton_gemm.matmul_kernel, CONFIGS_ACCURATE, key=triton_gemm.TUNING_KEY, narrow=NARROW)
 
 
 def check_scaled(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,

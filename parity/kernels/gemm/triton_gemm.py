@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from parity.kernels.gemm.common import check_index_range, config, grouped_tile, store_tile, tile_grid
-from parity.kernels.launch import INTERPRET, Launcher
+from parity.kernels.launch import INTERPRET, Launcher, vector_aligned
 
 CONFIGS = {
     # Tutorial 03's CUDA list, led by the large tiles that suit Hopper (8 warps, 3-4 stages).
@@ -42,6 +42,23 @@ CONFIGS = {
     ],
     # The interpreter runs programs one after another: large tiles mean fewer of them.
     "interpret": [config(64, 64, 64, 4, 4, 1)],
+}
+
+# Operands without 16-byte vector loads (`launch.vector_aligned` False: K, a stride or the address
+# not a multiple of 16, e.g. the smoke preset's 17x33x65). Each element is then loaded alone, its
+# 64-bit address and predicate in registers, and no async copy can stage it (nothing is pipelined:
+# shared memory stays one stage). Per thread, 128x128x32 over 8 warps holds the fp32 accumulator
+# (128 * 128 / 256 = 64 registers) and 16 + 16 scalar loads a K step (2 registers of address each,
+# 64): 185-206 registers on sm_90a, 127-144 on sm_100a with triton 3.6 and 3.9, no spill, while
+# the aligned lead 128x256x64 spills 0.4-2.4 KB there (offline compile, issue 24). AMD: 128x128x64
+# over 8 waves needs 166-223 VGPRs on gfx942/gfx950 (256x128x64 spilled 16-360 B).
+NARROW = {
+    "cuda": [config(128, 128, 32, 8, 8, 3), config(128, 64, 32, 8, 4, 4), config(64, 128, 32, 8, 4, 4),
+             config(64, 32, 32, 8, 2, 5)],
+    "hip": [config(128, 128, 64, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+            config(128, 128, 32, 4, 8, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+            config(128, 64, 64, 4, 8, 2, matrix_instr_nonkdim=16),
+            config(64, 64, 64, 6, 4, 2, matrix_instr_nonkdim=16)],
 }
 
 
@@ -85,7 +102,7 @@ def matmul_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K, stride_am, strid
 
 # Strides are part of the key: a row-major and a column-major B are different tuning problems.
 TUNING_KEY = ["M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "SCALES"]
-_launch = Launcher(matmul_kernel, CONFIGS, key=TUNING_KEY)
+_launch = Launcher(matmul_kernel, CONFIGS, key=TUNING_KEY, narrow=NARROW)
 
 
 def check_operands(a: torch.Tensor, b: torch.Tensor, dtypes, what: str) -> None:
@@ -102,7 +119,7 @@ def launch(launcher: Launcher, a, b, out, scale_a, scale_b, scales: int, promote
     check_index_range(a=a, b=b, out=out)
     launcher(tile_grid(m, n), a, b, out, scale_a, scale_b, m, n, k, a.stride(0), a.stride(1), b.stride(0),
              b.stride(1), out.stride(0), out.stride(1), SCALES=scales, UPCAST=INTERPRET and not promote,
-             PROMOTE=promote, like=a, cfg=cfg)
+             PROMOTE=promote, like=a, cfg=cfg, narrow=not vector_aligned(a, b))
     return out
 
 

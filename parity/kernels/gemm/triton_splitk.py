@@ -24,7 +24,7 @@ from parity.kernels.gemm import triton_fp8, triton_persistent
 from parity.kernels.gemm.common import check_index_range, config, grouped_tile
 from parity.kernels.gemm.triton_gemm import NO_SCALES, check_operands
 from parity.kernels.gemm.triton_persistent import mma_step, scale_tile
-from parity.kernels.launch import INTERPRET, Launcher
+from parity.kernels.launch import INTERPRET, Launcher, vector_aligned
 
 MAX_M = 64  # the decode range this kernel serves; larger M goes to the persistent kernel
 K_GRANULE = 256  # each split's K range is a multiple of this, so of every config's BLOCK_K
@@ -73,6 +73,17 @@ CONFIGS_FP8 = {
         config(64, 64, 128, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
     ],
     "interpret": [config(16, 32, 32, 1, 4, 1)],
+}
+# FP8 operands without 16-byte vector loads (triton_gemm.NARROW says why): 64x64x128 over 4 warps
+# spilled 0.9-1.2 KB on sm_90a/sm_100a and 16x64x256 76-196 B on gfx942/gfx950. 64x64x128 over 8
+# warps halves each thread's scalar loads (32 a K step): 194-218 registers; AMD 16x64x128:
+# 146-210 VGPRs; no spill with triton 3.6 or 3.9 (offline compile, issue 24). BF16/FP16 leads
+# do not spill there and keep one list.
+CONFIGS_FP8_NARROW = {
+    "cuda": [config(64, 64, 128, 1, 8, 4), config(64, 64, 32, 1, 4, 4), config(64, 32, 64, 1, 4, 4)],
+    "hip": [config(16, 64, 128, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+            config(32, 64, 64, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
+            config(16, 64, 64, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2)],
 }
 REDUCE_CONFIGS = {
     "cuda": [config(16, 256, 1, 1, 4, 1)],
@@ -128,7 +139,7 @@ def splitk_reduce_kernel(ws_ptr, c_ptr, sa_ptr, sb_ptr, M, N, splits, stride_cm,
 
 _KEY = ["M", "N", "K", "k_split", "stride_am", "stride_ak", "stride_bk", "stride_bn", "PROMOTE"]
 _half = Launcher(splitk_kernel, CONFIGS_HALF, key=_KEY)
-_fp8 = Launcher(splitk_kernel, CONFIGS_FP8, key=_KEY)
+_fp8 = Launcher(splitk_kernel, CONFIGS_FP8, key=_KEY, narrow=CONFIGS_FP8_NARROW)
 _reduce = Launcher(splitk_reduce_kernel, REDUCE_CONFIGS, key=["M", "N"])
 
 
@@ -162,7 +173,7 @@ def _run(launcher, a, b, out, sa, sb, scales, promote, ws, split, cfg):
     check_index_range(ws=ws)
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), splits)
     launcher(grid, a, b, ws, m, n, k, k_split, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-             UPCAST=INTERPRET, PROMOTE=promote, like=a, cfg=cfg)
+             UPCAST=INTERPRET, PROMOTE=promote, like=a, cfg=cfg, narrow=not vector_aligned(a, b))
     rgrid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
     _reduce(rgrid, ws, out, sa, sb, m, n, splits, out.stride(0), out.stride(1), SCALES=scales, like=a)
     return out
