@@ -7,7 +7,11 @@ decoration an outside kernel comes with, on tiny shapes.
   `@triton.autotune` over `@triton.heuristics`, EVEN from the config's BLOCK (impl "both");
 - sum: an atomic reduction into one element, `reset_to_zero` on it, and a `prune_configs_by` that
   drops blocks wider than n (impl "pruned");
-- axpy: x += a*y in place, `restore_value` on x (impl "restore").
+- axpy: x += a*y in place, `restore_value` on x (impl "restore");
+- scale again: `@triton.heuristics` ABOVE `@triton.autotune`, EVEN from n (impl "above"), on a
+  `do_not_specialize` kernel; and sum with a config `pre_hook` that zeroes the output (impl "prehook").
+Broken on purpose, for the error lines: `scale_above_wrong` (a heuristic above the autotuner reads the
+config's BLOCK, which it cannot see) and `add_bad_block` (a config whose BLOCK is no power of 2).
 
 Every output is checked against a float64 reference on random inputs. Loaded through an entry point
 that the tests write (tests/test_autotuned.py, tests/background.py): no parity import is needed by
@@ -84,6 +88,30 @@ def axpy_inplace(x_ptr, y_ptr, n, a, BLOCK: tl.constexpr):
     tl.store(x_ptr + offs, tl.load(x_ptr + offs, mask=mask) + a * tl.load(y_ptr + offs, mask=mask), mask=mask)
 
 
+@triton.jit(do_not_specialize=["n"])
+def _scale_dns(x_ptr, out_ptr, n, factor, BLOCK: tl.constexpr, EVEN: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) * factor, mask=mask)
+
+
+scale_above = triton.heuristics({"EVEN": lambda a: a["n"] % 16 == 0})(triton.autotune(configs=TWO, key=["n"])(_scale_dns))
+scale_above_wrong = triton.heuristics({"EVEN": _even})(triton.autotune(configs=TWO, key=["n"])(_scale_dns))
+add_bad_block = triton.autotune(configs=[TWO[0], triton.Config({"BLOCK": 24})], key=["n"])(_add)
+
+
+def _zero_out(nargs):
+    nargs["out_ptr"].zero_()  # a run-time hook on memory: parity inspect's stand-ins have none
+
+
+@triton.autotune(configs=[triton.Config({"BLOCK": 16}, pre_hook=_zero_out),
+                          triton.Config({"BLOCK": 32}, num_warps=2, maxnreg=128, pre_hook=_zero_out)], key=["n"])
+@triton.jit
+def sum_prehook(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.atomic_add(out_ptr, tl.sum(tl.load(x_ptr + offs, mask=offs < n, other=0.0), axis=0))
+
+
 def blocks(n: int):
     return lambda meta: (triton.cdiv(n, meta["BLOCK"]),)
 
@@ -147,6 +175,8 @@ IMPLS = (
     Impl("both", "scale", "triton", lambda a, p: lambda: scale(scale_both, a["x"], a["out"])),
     Impl("pruned", "sum", "triton", lambda a, p: lambda: total(a["x"], a["out"][:1])),
     Impl("restore", "axpy", "triton", lambda a, p: lambda: axpy(a["x"], a["y"])),
+    Impl("above", "scale", "triton", lambda a, p: lambda: scale(scale_above, a["x"], a["out"])),
+    Impl("prehook", "sum", "triton", lambda a, p: lambda: sum_prehook[blocks(N)](a["x"], a["out"], N) or a["out"][:1]),
 )
 SUITE = Suite(name="autotuned", description="user kernels with triton.autotune and triton.heuristics (tests)",
               ops=OPS, impls=IMPLS, presets=("smoke",), dtypes=("fp32",),

@@ -93,7 +93,7 @@ def test_plugin_suite_in_parity_run(plugin, tmp_path):
     assert proc.returncode == 1, proc.stderr  # the wrong config's case is invalid
     assert records["wrong-config"]["status"] == "invalid"
     assert "config 2 of 2 (_add: BLOCK=32, BUG=1" in records["wrong-config"]["reason"]
-    for impl in ("autotune", "both", "pruned", "restore"):
+    for impl in ("autotune", "both", "pruned", "restore", "above", "prehook"):
         assert records[impl]["status"] == "ok", records[impl]
         entry = next(t for t in records[impl]["extra"]["autotune"] if "configs" in t)
         assert entry["validated"] == entry["configs"] == 2
@@ -116,6 +116,9 @@ def test_inspect_compiles_every_config(plugin, tmp_path, monkeypatch):
                                                    for b, w in ((16, 1), (32, 2), (64, 2))}  # every config
     assert ("both", "BLOCK=16, EVEN=True, num_warps=1, num_stages=3") in got  # heuristics per config
     assert ("heuristics", "BLOCK=64, EVEN=False") in got
+    assert ("above", "EVEN=True, BLOCK=32, num_warps=2, num_stages=3") in got  # a heuristic above: its value shown
+    assert {c for i, c in got if i == "prehook"} == {"BLOCK=16, num_warps=4, num_stages=3",  # a memory hook: no error
+                                                    "BLOCK=32, num_warps=2, num_stages=3, maxnreg=128"}
     assert len([1 for i, _ in got if i == "triton"]) == 3  # the matmul's three NVIDIA configs
     assert not [r for r in rows if r["status"] == "error"]
 
@@ -131,3 +134,27 @@ def test_the_matmul_example_against_torch():
         a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
         r = parity.measure(lambda: matmul(a, b), reference=lambda: a @ b, time_cap_s=0.02)
         assert tuned(r, "matmul_kernel")[0]["validated"] == 2
+
+
+def test_each_error_of_a_user_kernel_is_one_line_naming_its_cause():
+    """A heuristic above the autotuner that reads a config's value (Triton raises a bare KeyError),
+    a config that fails, a kernel decorated before the interpreter was on: each names its cause, and
+    the parity.detect() hint comes only with the last, where it is the fix."""
+    import triton
+    from triton import knobs
+
+    x, _, out = data()
+    r = parity.measure(lambda: s.scale(s.scale_above, x, out), reference=lambda: s.A * x, time_cap_s=0.02)
+    assert tuned(r, "_scale_dns")[0]["validated"] == 2 and {"kernel": "_scale_dns", "heuristics": {"EVEN": True}} in r.autotune
+    with pytest.raises(parity.MeasureError, match=r"value EVEN raised KeyError: 'BLOCK': BLOCK is a meta-parameter "
+                                                  r"of the @triton.autotune configs below it") as err:
+        parity.measure(lambda: s.scale(s.scale_above_wrong, x, out), reference=lambda: s.A * x, time_cap_s=0.02)
+    with pytest.raises(parity.MeasureError, match=r"config 2 of 2 \(BLOCK=24.*power of 2") as bad:
+        parity.measure(lambda: s.add(s.add_bad_block, x, x, out), reference=lambda: 2 * x, time_cap_s=0.02)
+    assert "parity.detect" not in str(err.value) + str(bad.value)
+    with knobs.runtime.scope():  # decorated while the interpreter is off: the GPU path, with no GPU here
+        knobs.runtime.interpret = False
+        early = triton.autotune(configs=s.TWO, key=["n"])(triton.jit(s._add.fn))
+    with pytest.raises(parity.MeasureError, match=r"decorated before the interpreter was switched on.*parity.detect") as gpu:
+        parity.measure(lambda: s.add(early, x, x, out), reference=lambda: 2 * x, time_cap_s=0.02)
+    assert "config" not in str(gpu.value)  # not blamed on a config

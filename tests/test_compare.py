@@ -384,3 +384,26 @@ def test_cli_compare_several_runs_per_side(tmp_path):
     assert_one_error_line(bad, "empty path")
     missing = parity("compare", joined["a"] + "," + str(tmp_path / "nope"), joined["b"], cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope" in missing.stderr
+
+
+def merged(times_by_worker, run_id):
+    """A run over CPU workers as the multi-GPU merge lays it out: each record tagged with its worker."""
+    recs = [dict(timed("copy", shifted(t)), gpu_index=w, device_part=w) for w, t in times_by_worker.items()]
+    r = run(recs, device=CPU, run_id=run_id)
+    r.meta["multi_gpu"] = {"workers": len(times_by_worker), "cpu_workers": len(times_by_worker)}
+    return r
+
+
+def test_a_run_over_workers_is_compared_worker_by_worker_or_pooled():
+    # the same workers on both sides: each against itself (worker 1 got slower, worker 0 did not),
+    # where before only the last worker's record of each case was read
+    c = compare.compare(merged({0: 1.0, 1: 1.0}, "a"), merged({0: 1.0, 1: 1.5}, "b"))
+    assert list(c.rows["part"]) == ["worker 0", "worker 1"] and list(c.rows["verdict"]) == ["same", "slower"]
+    (table, _) = compare.tables(c)
+    assert [r["worker"] for r in table[1]] == ["worker 0", "worker 1"]
+    assert compare.summary_line(c).startswith("1 case(s) in both runs, 2 (case, worker) pairs: 1 slower, 1 same")
+    # workers on one side only: each worker's median one observation of the device, said so
+    c = compare.compare(merged({0: 1.0, 1: 1.01}, "a"), run([timed("copy", shifted(1.0))], device=CPU, run_id="c"))
+    ((_, row),) = c.rows.iterrows()
+    assert row["basis"] == "parts" and (row["base_n"], row["new_n"]) == (2, 1) and row["part"] is None
+    assert "the spread between the parts" in compare.tables(c)[0][0]

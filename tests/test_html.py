@@ -131,7 +131,7 @@ window.addEventListener("load", function () {
   function box(e) { var r = e.getBoundingClientRect(); return [r.left, r.top + window.scrollY, r.right, r.bottom + window.scrollY]; }
   var out = {width: document.documentElement.clientWidth, text: document.body.innerText};
   out.images = Array.prototype.map.call(document.images, function (i) {
-    return {box: box(i), natural: i.naturalWidth, shown: i.getBoundingClientRect().width}; });
+    return {box: box(i), natural: i.naturalWidth, shown: i.getBoundingClientRect().width, alt: i.alt}; });
   out.tables = Array.prototype.map.call(document.querySelectorAll("table"), function (t) {
     var rows = Array.prototype.slice.call(t.tBodies.length ? t.tBodies[0].rows : t.rows);
     var heads = t.tHead ? Array.prototype.map.call(t.tHead.rows[0].cells, function (c) { return c.textContent; }) : [];
@@ -180,7 +180,16 @@ def test_a_run_over_cpu_workers_is_one_device_with_workers_and_lays_out(tmp_path
     # workers are workers of one device: never "GPU N", no side-by-side of a device with itself
     assert re.search(r"GPU \d", text) is None and "worker 1" in text and "Spread between workers" in text
     assert "Side by side" not in text and set(df["device_name"]) == {"Some CPU"}
-    assert text.count("Some CPU [worker") >= 2
+    # one device with its workers: one table for it (not one per worker), a worker column, and each
+    # case's rows side by side in worker order; one plot per kind for the device, a line per worker
+    (device,) = [t for t in probe["tables"] if "worker" in t["heads"]]
+    assert "Some CPU [worker" not in text and text.count("Some CPU, over 2 workers") == 1
+    workers = device["cols"][device["heads"].index("worker")]
+    assert device["rows"] == 12 and workers == ["worker 0", "worker 1"] * 6
+    cases = device["cols"][device["heads"].index("case")]
+    assert cases[0::2] == cases[1::2] and len(set(cases)) == 6
+    titles = [i["alt"] for i in probe["images"]]
+    assert all(t.startswith("Some CPU: ") for t in titles) and len([t for t in titles if "stream" in t]) == 1, titles
     # every table shows values: no column that is '-' in every row, no empty table without a reason
     for table in probe["tables"]:
         assert table["rows"] > 0, table["heads"]

@@ -114,9 +114,18 @@ def test_the_detect_hint_only_where_it_is_the_fix():
         except RuntimeError as exc:
             return exc
 
-    assert "parity.detect()" in _hint(raised_in("triton.runtime.jit"), cpu)  # a compiled kernel on the CPU
-    assert _hint(raised_in("triton.runtime.autotuner"), cpu) == ""  # interpreted, or not the compile path
+    assert "parity.detect()" in _hint(raised_in("triton.runtime.driver"), cpu)  # the GPU path asked for a driver
+    assert _hint(raised_in("triton.runtime.jit"), cpu) == ""  # a heuristic's KeyError passes here too: no hint
+    assert _hint(raised_in("triton.runtime.autotuner"), cpu) == ""
     assert _hint(raised_in("mymodule"), cpu) == ""
+    try:  # the driver's error as the cause of another (a wrapper's): the cause counts
+        try:
+            raise raised_in("triton.runtime.driver")
+        except RuntimeError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        chained = outer
+    assert "parity.detect()" in _hint(chained, cpu)
 
 
 def test_run_takes_the_cli_controls(tmp_path):

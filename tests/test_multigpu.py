@@ -60,7 +60,7 @@ def test_hosts_keep_their_gpus_apart():
     assert len(callouts) == 1 and callouts[0].startswith("node-b GPU 0 runs 16.7 % behind")
 
 
-def test_merge_tags_gpus_and_report_shows_a_table_per_gpu(tmp_path):
+def test_merge_tags_gpus_and_report_shows_one_device_with_a_row_per_gpu(tmp_path):
     a = write_run(tmp_path / "a", per_gpu({0: 1.0})[:1], device=dict(H200, index=0))
     b = write_run(tmp_path / "b", per_gpu({0: 1.1})[:1], device=dict(H200, index=1))
     for rec_path in (a, b):  # the parts are plain single-GPU runs: no GPU field of their own
@@ -72,8 +72,10 @@ def test_merge_tags_gpus_and_report_shows_a_table_per_gpu(tmp_path):
     assert {r.get("host") for r in run.records} == {None}  # one host: not named
     assert run.meta["counts"] == {"ok": 2} and run.meta["extra"] == 1 and len(run.meta["devices"]) == 2
     df = report.frame([run])
-    assert sorted(df["device"]) == ["NVIDIA H200 [GPU 0]", "NVIDIA H200 [GPU 1]"]
-    assert len(report.sections(df)) == 2
+    assert list(df["device"]) == ["NVIDIA H200"] * 2 and list(df["part"]) == ["GPU 0", "GPU 1"]
+    ((title, group),) = report.sections(df)  # one device, over its two GPUs: one table
+    assert title.startswith("NVIDIA H200, over 2 GPUs (a row per GPU")
+    assert [r["GPU"] for r in report.display_rows(group)] == ["GPU 0", "GPU 1"]
     rows, _ = spread.spread(run.records)
     assert rows[0]["behind > 3 %"] == "GPU 1 (4.5 %)"
     named = multigpu.merge([(a, None), (b, None)], tmp_path / "n", ["test"], {}, hosts=["x", "y"])
@@ -150,7 +152,8 @@ def test_cpu_workers_end_to_end(workers):
         assert len(part) == 14
     meta = json.loads((out / RUN_FILE).read_text())
     assert meta["multi_gpu"]["workers"] == 2 and meta["status"] == "complete"
-    assert "Spread between workers" in proc.stdout and "[worker 1]" in proc.stdout
+    assert "Spread between workers" in proc.stdout and "worker 1" in proc.stdout
+    assert "over 2 workers (a row per worker" in proc.stdout  # one device with its workers, not a table each
     assert "GPU 0" not in proc.stdout and "GPU 1" not in proc.stdout  # CPU workers are workers, not GPUs
     assert "over 2 workers" in proc.stderr
 
@@ -160,7 +163,8 @@ def test_report_of_a_run_over_gpus(workers):
     proc = parity("report", d / "run", "--format", "md", cwd=d)
     assert proc.returncode == 0, proc.stderr
     assert "### Spread between workers" in proc.stdout
-    assert "[worker 0]" in proc.stdout and "[worker 1]" in proc.stdout and "GPU 1" not in proc.stdout
+    assert "| worker 0 |" in proc.stdout and "| worker 1 |" in proc.stdout and "GPU 1" not in proc.stdout
+    assert proc.stdout.count(", over 2 workers (a row per worker") == 1  # one table for the device
 
 
 def test_resume_of_a_run_over_gpus_runs_nothing_twice(workers, tmp_path):

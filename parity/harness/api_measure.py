@@ -118,21 +118,18 @@ def _nonnegative(name: str, value) -> None:
 
 
 def _hint(exc: BaseException, device) -> str:
-    """The fix where a Triton kernel fails on a machine without a GPU because it was decorated
-    before the interpreter was switched on: it then takes Triton's compile path (runtime/jit.py)
-    to a GPU that is not there. Where the interpreter ran the kernel (its frames are in the
-    traceback), or the failure is not on the compile path, the hint would be wrong: none."""
-    modules = set()
-    tb = exc.__traceback__
-    while tb is not None:
-        modules.add(str(tb.tb_frame.f_globals.get("__name__", "")))
-        tb = tb.tb_next
-    compiled = "triton.runtime.jit" in modules
-    interpreted = any(m.startswith("triton.runtime.interpreter") for m in modules)
-    if device.is_gpu or not compiled or interpreted:
+    """The fix where a Triton kernel fails on a machine without a GPU because it took Triton's GPU
+    path (it asked for a driver: "0 active drivers"), never elsewhere: a kernel decorated before the
+    interpreter was on, or with the interpreter off. Where the interpreter ran it, no hint."""
+    from parity.harness.measurement.autotuning import gpu_path, interpreting
+
+    if device.is_gpu or not gpu_path(exc):
         return ""
-    return (" (no GPU here: a Triton kernel imported before the interpreter was on cannot run; call "
-            "parity.detect() before importing it, or set TRITON_INTERPRET=1)")
+    if interpreting():
+        return (" (no GPU here: this kernel was decorated before the interpreter was switched on, so it takes "
+                "the GPU path; import it after parity.detect() or after TRITON_INTERPRET=1 is set)")
+    return (" (no GPU here: set TRITON_INTERPRET=1 before the kernel is imported, or call parity.detect() "
+            "before importing it, which does)")
 
 
 def _synchronize(device) -> None:

@@ -28,6 +28,48 @@ class ConfigError(RuntimeError):
     """One config of an autotuner raised in the interpreter: the message names the kernel and config."""
 
 
+class HeuristicError(RuntimeError):
+    """A `triton.heuristics` function raised: the message names it, its kernel and, where it asked
+    for a meta-parameter it cannot see, why (Triton raises the bare KeyError at the same launch)."""
+
+
+def gpu_path(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) is Triton asking for a GPU driver with no GPU there
+    ("0 active drivers"): the kernel took the compile path, not the interpreter's."""
+    modules, seen = set(), set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            modules.add(str(tb.tb_frame.f_globals.get("__name__", "")))
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return "triton.runtime.driver" in modules and not any(m.startswith("triton.runtime.interpreter") for m in modules)
+
+
+def heuristic_value(heur, name: str, fn, named: dict[str, Any]) -> Any:
+    """One heuristic's value, or a HeuristicError that names it. A KeyError for a config's
+    meta-parameter means the heuristic sits above @triton.autotune, which has not chosen the config
+    yet; one for another heuristic's value, that the other sits below it (the outer one runs first)."""
+    try:
+        return fn(named)
+    except Exception as exc:  # noqa: BLE001 - the user's function: named, with the cause where known
+        why = ""
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+        below, configs = heur.fn, set()
+        while not inspect.isfunction(below) and hasattr(below, "fn"):
+            configs |= {k for c in getattr(below, "configs", None) or () for k in c.kwargs}
+            if missing in (getattr(below, "values", None) or {}):
+                why = (f": {missing} is computed by a @triton.heuristics below this one, and the outer one runs "
+                       "first (put the heuristic that reads it below the one that computes it)")
+            below = below.fn
+        if missing in configs and not why:
+            why = (f": {missing} is a meta-parameter of the @triton.autotune configs below it, chosen after the "
+                   "heuristics above run (put @triton.heuristics below @triton.autotune to see it)")
+        raise HeuristicError(f"{_kernel_name(heur)}: the triton.heuristics value {name} raised "
+                             f"{one_line(exc)}{why}") from exc
+
+
 def config_text(config) -> str:
     """A triton.Config as "BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3"."""
     meta = config.all_kwargs()
@@ -113,7 +155,7 @@ class Tuning:
         def heuristics_run(heur, *args, **kwargs):
             named, values = {**dict(zip(heur.arg_names, args)), **kwargs}, {}
             for v, f in heur.values.items():  # in order, each seeing those before it, as Heuristics.run
-                named[v] = f(named)
+                named[v] = heuristic_value(heur, v, f, named)
                 values[v] = _plain(named[v])
             tuning._seen.setdefault(id(heur), {"kernel": _kernel_name(heur)})["heuristics"] = values
             return heuristic(heur, *args, **kwargs)
@@ -187,9 +229,11 @@ class Tuning:
             if config.pre_hook is not None:
                 config.pre_hook(full)
             return tuner.fn.run(*args, **kwargs, **config.all_kwargs())
-        except ConfigError:
+        except (ConfigError, HeuristicError):
             raise
-        except Exception as exc:  # noqa: BLE001 - named, so the user knows which config to fix
+        except Exception as exc:
+            if gpu_path(exc):  # the kernel was decorated before the interpreter was on: no config's fault
+                raise
             raise ConfigError(f"{entry['kernel']} config {pick + 1} of {len(configs)} ({entry['_texts'][pick]}): "
                               f"{one_line(exc)}") from exc
         finally:

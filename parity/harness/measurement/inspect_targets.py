@@ -185,8 +185,10 @@ def configs_for(launch, target: Target) -> list[tuple[dict[str, Any], Any]]:
 
 
 def config_label(launch, meta: Mapping[str, Any]) -> str:
-    shown = {**{k: v for k, v in launch.kwargs.items() if k.isupper() or k.startswith("num_")}, **meta} \
-        if launch.configs is None else dict(meta)
+    # A launch's own upper-case keywords are meta-parameters too (a @triton.heuristics above the
+    # autotuner passes its values so): shown with each config, which may override them.
+    own = {k: v for k, v in launch.kwargs.items() if k.isupper() or (launch.configs is None and k.startswith("num_"))}
+    shown = {**own, **meta}
     return ", ".join(f"{k}={v}" for k, v in shown.items() if k not in ("num_ctas",) and v is not None)
 
 
@@ -213,8 +215,13 @@ def _bind(launch, target: Target, meta: Mapping[str, Any], config):
         if kwargs.get(name) is None:
             kwargs.pop(name, None)
     if config is not None and config.pre_hook is not None:
-        # Hooks that shape the arguments to the config (a TMA descriptor's block shape).
-        config.pre_hook({**dict(zip(launch.arg_names, launch.args)), **kwargs})
+        # Hooks that shape the arguments to the config (a TMA descriptor's block shape). A hook that
+        # works on memory (zeroing an output) cannot run on the stand-ins, which have none, and needs
+        # not: the compile does not see it. Should it have shaped an argument, the compile says so.
+        try:
+            config.pre_hook({**dict(zip(launch.arg_names, launch.args)), **kwargs})
+        except Exception:  # noqa: BLE001 - the user's run-time hook, not a compile input
+            pass
     binder = create_function_from_signature(kernel.signature, kernel.params, backend)
     bound, specialization, options = binder(*launch.args, **kwargs)
     return bound, specialization, options, kwargs, backend

@@ -24,6 +24,7 @@ import torch
 from triton.runtime.autotuner import Autotuner, Heuristics
 from triton.runtime.jit import JITFunction
 
+from parity.harness.measurement.autotuning import heuristic_value
 from parity.kernels.launch import Launcher
 
 # Device allocations are aligned to at least 256 bytes; only a view's offset can misalign it.
@@ -111,7 +112,7 @@ def with_heuristics(fn, configs: Mapping[str, Sequence[Any]], args, kwargs) -> d
             values = {}
             for layer in layers:
                 for name, heuristic in layer.values.items():
-                    values[name] = seen[name] = heuristic(seen)
+                    values[name] = seen[name] = heuristic_value(layer, name, heuristic, seen)
             done = copy.copy(config)
             done.kwargs = {**config.kwargs, **values}
             out[where].append(done)
@@ -140,12 +141,18 @@ def intercepted(out: list):
     def jit_run(self, *args, grid, warmup, **kwargs):
         _record(out, self, args, kwargs, None, "jit")
 
-    saved = (Launcher.__call__, Autotuner.run, JITFunction.run)
-    Launcher.__call__, Autotuner.run, JITFunction.run = launcher_call, autotune_run, jit_run
+    def heuristics_run(self, *args, **kwargs):
+        # Heuristics.run as Triton's, a heuristic that raises named (a launch above an autotuner)
+        for name, fn in self.values.items():
+            kwargs[name] = heuristic_value(self, name, fn, {**dict(zip(self.arg_names, args)), **kwargs})
+        return self.fn.run(*args, **kwargs)
+
+    saved = (Launcher.__call__, Autotuner.run, JITFunction.run, Heuristics.run)
+    Launcher.__call__, Autotuner.run, JITFunction.run, Heuristics.run = launcher_call, autotune_run, jit_run, heuristics_run
     try:
         yield out
     finally:
-        Launcher.__call__, Autotuner.run, JITFunction.run = saved
+        Launcher.__call__, Autotuner.run, JITFunction.run, Heuristics.run = saved
 
 
 def capture(thunk: Callable[[], Any]) -> list[Launch]:

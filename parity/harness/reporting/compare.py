@@ -46,74 +46,21 @@ import pandas as pd
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import Run
 from parity.harness.reporting.report import SECTION_ORDER, SECTION_TITLES, _figure, _missing
-from parity.harness.reporting.stats import (
+from parity.harness.reporting.stats import (  # noqa: F401 - the statistics, named here as before
     Settings,
     block_length,
-    block_medians,
     mann_whitney_p,
     ratio_interval,
     t_quantile,
     t_two_sided_p,
 )
-from parity.harness.reporting.tables import params_text
+from parity.harness.reporting.verdicts import Verdict, judge, judge_runs  # noqa: F401 - compare's API
+from parity.harness.reporting.tables import gpu_label, params_text, worker_unit
 
 VERDICTS = ("faster", "slower", "same", "uncertain")
 
 
 NOT_COMPARED = "n/a"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ratio: float  # median(new) / median(base) of the times: below 1 is faster
-    low: float
-    high: float
-    p: float
-    verdict: str
-
-
-def judge(base: Sequence[float], new: Sequence[float], settings: Settings = Settings(),
-          base_block: int = 1, new_block: int = 1) -> Verdict:
-    """The within-run verdict on two samples of times of the same case, taken in batches of the
-    given sizes (see the module docstring)."""
-    ratio = float(np.median(new)) / float(np.median(base))
-    low, high = ratio_interval(base, new, settings, base_block, new_block)
-    if base_block > 1 or new_block > 1:
-        p = mann_whitney_p(block_medians(base, base_block), block_medians(new, new_block))
-    else:
-        p = mann_whitney_p(base, new)
-    return _verdict(ratio, low, high, p, settings)
-
-
-def _verdict(ratio: float, low: float, high: float, p: float, settings: Settings) -> Verdict:
-    band = 1 + settings.same_within
-    if p < settings.alpha and (low > band or high < 1 / band):
-        verdict = "slower" if ratio > 1 else "faster"
-    elif low >= 1 / band and high <= band:
-        verdict = "same"
-    else:
-        verdict = "uncertain"
-    return Verdict(ratio=ratio, low=low, high=high, p=p, verdict=verdict)
-
-
-def judge_runs(base_medians: Sequence[float], new_medians: Sequence[float], settings: Settings = Settings()) -> Verdict:
-    """The verdict from run-to-run variance: each run's median is one observation; Student's
-    pooled two-sample t-test on their logarithms (a time ratio is a difference of logarithms),
-    with its interval at `confidence`. Needs three runs in all (one degree of freedom)."""
-    a, b = np.log(np.asarray(base_medians, dtype=float)), np.log(np.asarray(new_medians, dtype=float))
-    n1, n2 = len(a), len(b)
-    if n1 < 1 or n2 < 1 or n1 + n2 < 3:
-        raise ValueError("a run-level verdict needs at least one run per side and three in all")
-    df = n1 + n2 - 2
-    diff = float(b.mean() - a.mean())
-    pooled = (float(((a - a.mean()) ** 2).sum()) + float(((b - b.mean()) ** 2).sum())) / df
-    se = math.sqrt(pooled * (1 / n1 + 1 / n2))
-    ratio = math.exp(diff)
-    if se == 0:  # runs that agree exactly within each side
-        p = 1.0 if diff == 0 else 0.0
-        return _verdict(ratio, ratio, ratio, p, settings)
-    half = t_quantile(1 - (1 - settings.confidence) / 2, df) * se
-    return _verdict(ratio, math.exp(diff - half), math.exp(diff + half), t_two_sided_p(diff / se, df), settings)
 
 
 def is_regression(row: dict[str, Any] | pd.Series, pct: float, settings: Settings) -> bool:
@@ -124,7 +71,7 @@ def is_regression(row: dict[str, Any] | pd.Series, pct: float, settings: Setting
     return row["p"] < settings.alpha and row["ci_low"] > 1 + pct / 100
 
 
-BASIS_RUNS, BASIS_WITHIN = "runs", "within-run"
+BASIS_RUNS, BASIS_PARTS, BASIS_WITHIN = "runs", "parts", "within-run"
 GEOMEAN_COLUMNS = ["suite", "timing", "cases", *VERDICTS, "no_change", "significant", "geomean", "geomean_low",
                    "geomean_high"]
 
@@ -215,16 +162,17 @@ def _runs(side: Run | Sequence[Run]) -> tuple[Run, ...]:
     return (side,) if isinstance(side, Run) else tuple(side)
 
 
-def _judge_case(bs_recs: list[dict], ns_recs: list[dict], settings: Settings) -> dict[str, Any]:
+def _judge_case(bs_recs: list[dict], ns_recs: list[dict], settings: Settings, basis: str = "runs") -> dict[str, Any]:
     """The row's figures for one case with `ok` records on both sides: run-level with three runs
-    or more in all, else within-run."""
+    (or parts of a device: GPUs, CPU workers, each one observation as a run is) or more in all,
+    else within-run."""
     if len(bs_recs) + len(ns_recs) >= 3:
         base_meds = [float(np.median(_samples(r))) for r in bs_recs]
         new_meds = [float(np.median(_samples(r))) for r in ns_recs]
         v = judge_runs(base_meds, new_meds, settings)
         return dict(base_ms=float(np.median(base_meds)), new_ms=float(np.median(new_meds)), ratio=v.ratio,
                     ci_low=v.low, ci_high=v.high, p=v.p, base_n=len(bs_recs), new_n=len(ns_recs),
-                    verdict=v.verdict, basis=BASIS_RUNS)
+                    verdict=v.verdict, basis=basis)
     (b,), (n,) = bs_recs, ns_recs
     bs, ns = _samples(b), _samples(n)
     v = judge(bs, ns, settings, _block(b), _block(n))
@@ -256,38 +204,22 @@ def compare(base: Run | Sequence[Run], new: Run | Sequence[Run], settings: Setti
     base_by = _by_key(base_runs)
     new_by = _by_key(new_runs)
     rows = []
+    unit = worker_unit(base_runs[0].meta)
     for key, b_all in base_by.items():
         n_all = new_by.get(key)
         if n_all is None:
             continue
-        b, n = b_all[0], n_all[0]
-        row = {**_describe(b), "base_status": b.get("status"), "new_status": n.get("status"),
-               "new_timing": n.get("timing"), "base_ms": None, "new_ms": None, "ratio": math.nan,
-               "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "base_n": 0, "new_n": 0,
-               "verdict": NOT_COMPARED, "basis": None, "note": None}
-        timings = {r.get("timing") for r in b_all + n_all}
-        b_ok = [r for r in b_all if r.get("status") == "ok" and _samples(r)]
-        n_ok = [r for r in n_all if r.get("status") == "ok" and _samples(r)]
-        bad = next((r for r in n_all + b_all if r.get("status") != "ok"), None)
-        if len(timings) > 1:
-            row["note"] = f"timed differently ({b.get('timing')} vs {n.get('timing')}): not compared"
-        elif bad is not None:
-            b_bad = next((r for r in b_all if r.get("status") != "ok"), b)
-            n_bad = next((r for r in n_all if r.get("status") != "ok"), n)
-            row.update(base_status=b_bad.get("status"), new_status=n_bad.get("status"))
-            row["note"] = f"status {b_bad.get('status')} -> {n_bad.get('status')}"
-            why = n_bad.get("reason") if n_bad.get("status") != "ok" else b_bad.get("reason")
-            if why:
-                row["note"] += f": {why}"
-        elif not b_ok or not n_ok or len(b_ok) < len(b_all) or len(n_ok) < len(n_all):
-            row["note"] = "no samples recorded"
-        else:
-            row.update(_judge_case(b_ok, n_ok, settings))
-            if b.get("timing") == TIMING_INTERPRET:
-                row["note"] = "interpreter times: not performance"
-        rows.append(row)
+        b_parts, n_parts = _parts(b_all), _parts(n_all)
+        if set(b_parts) == set(n_parts) and len(b_parts) > 1:
+            # The same GPUs or CPU workers on both sides: each part against itself, a row each
+            hosts = len({h for h, _ in b_parts})
+            rows += [_row(b_parts[p], n_parts[p], settings, BASIS_RUNS, gpu_label(b_parts[p][0], hosts, unit))
+                     for p in b_parts]
+        else:  # parts on one side only, or different ones: each part's median one observation of the device
+            parted = len(b_all) > len(base_runs) or len(n_all) > len(new_runs)
+            rows.append(_row(b_all, n_all, settings, BASIS_PARTS if parted else BASIS_RUNS, None))
     columns = ["key", "suite", "op", "impl", "dtype", "case", "timing"]
-    row_columns = columns + ["base_status", "new_status", "new_timing", "base_ms", "new_ms", "ratio", "ci_low",
+    row_columns = columns + ["part", "base_status", "new_status", "new_timing", "base_ms", "new_ms", "ratio", "ci_low",
                              "ci_high", "p", "base_n", "new_n", "verdict", "basis", "note"]
     only_base = pd.DataFrame([_describe(r[0]) for k, r in base_by.items() if k not in new_by], columns=columns)
     only_new = pd.DataFrame([_describe(r[0]) for k, r in new_by.items() if k not in base_by], columns=columns)
@@ -298,12 +230,51 @@ def compare(base: Run | Sequence[Run], new: Run | Sequence[Run], settings: Setti
 
 
 def _by_key(runs: tuple[Run, ...]) -> dict[str, list[dict[str, Any]]]:
-    """Each case's records, one per run that holds it, in the runs' order."""
+    """Each case's records, one per run that holds it, and in a run over several GPUs or CPU
+    workers one per part (host, GPU), in the runs' order; a part's last record of a case wins."""
     out: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        for r in {r["key"]: r for r in run.records if "key" in r}.values():
+        for r in {(r["key"], r.get("host"), r.get("gpu_index")): r for r in run.records if "key" in r}.values():
             out.setdefault(r["key"], []).append(r)
     return out
+
+
+def _parts(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """A case's records by the part (host, GPU or worker) that ran them; (None, None) outside a run over several."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault((r.get("host"), r.get("gpu_index")), []).append(r)
+    return out
+
+
+def _row(b_all: list[dict], n_all: list[dict], settings: Settings, basis: str, part: str | None) -> dict[str, Any]:
+    """One row of the comparison: a case (on one part of a device, where `part` names it) in both sides."""
+    b, n = b_all[0], n_all[0]
+    row = {**_describe(b), "part": part, "base_status": b.get("status"), "new_status": n.get("status"),
+           "new_timing": n.get("timing"), "base_ms": None, "new_ms": None, "ratio": math.nan,
+           "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "base_n": 0, "new_n": 0,
+           "verdict": NOT_COMPARED, "basis": None, "note": None}
+    timings = {r.get("timing") for r in b_all + n_all}
+    b_ok = [r for r in b_all if r.get("status") == "ok" and _samples(r)]
+    n_ok = [r for r in n_all if r.get("status") == "ok" and _samples(r)]
+    bad = next((r for r in n_all + b_all if r.get("status") != "ok"), None)
+    if len(timings) > 1:
+        row["note"] = f"timed differently ({b.get('timing')} vs {n.get('timing')}): not compared"
+    elif bad is not None:
+        b_bad = next((r for r in b_all if r.get("status") != "ok"), b)
+        n_bad = next((r for r in n_all if r.get("status") != "ok"), n)
+        row.update(base_status=b_bad.get("status"), new_status=n_bad.get("status"))
+        row["note"] = f"status {b_bad.get('status')} -> {n_bad.get('status')}"
+        why = n_bad.get("reason") if n_bad.get("status") != "ok" else b_bad.get("reason")
+        if why:
+            row["note"] += f": {why}"
+    elif not b_ok or not n_ok or len(b_ok) < len(b_all) or len(n_ok) < len(n_all):
+        row["note"] = "no samples recorded"
+    else:
+        row.update(_judge_case(b_ok, n_ok, settings, basis))
+        if b.get("timing") == TIMING_INTERPRET:
+            row["note"] = "interpreter times: not performance"
+    return row
 
 
 def _change(ratio: float) -> str:
@@ -333,8 +304,11 @@ def _basis_text(c: Comparison) -> str:
     if c.within_run_only:
         return ("within-run only: one run per side, interval by block bootstrap over batches, "
                 "Mann-Whitney p; drift between runs is not seen (give several runs per side: A1,A2,A3 B1,B2,B3)")
-    return (f"from run-to-run variance over {len(c.base_runs)}/{len(c.new_runs)} runs "
-            "(t-test on log run medians, t interval); cases with one run per side within-run only")
+    parts = (not c.rows.empty) and bool((c.rows["basis"] == BASIS_PARTS).any())
+    return (f"from run-to-run variance over {len(c.base_runs)}/{len(c.new_runs)} runs"
+            + (" and the spread between the parts (GPUs, CPU workers) of a device, each part's median one "
+               "observation" if parts else "")
+            + " (t-test on log medians, t interval); cases with one run per side within-run only")
 
 
 def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
@@ -347,23 +321,25 @@ def tables(c: Comparison) -> list[tuple[str, list[dict[str, str]]]]:
         order = {k: i for i, k in enumerate(SECTION_ORDER)}
         for timing in sorted(rows["timing"].unique(), key=lambda t: (order.get(t, len(order)), str(t))):
             group = rows[rows["timing"] == timing]
+            with_parts, unit = group["part"].notna().any(), worker_unit(c.base.meta)
             title = (f"{head}: {SECTION_TITLES.get(timing, timing)}; time ratio new/base with its "
                      f"{s.confidence:.0%} interval, verdict at alpha {s.alpha:g}, "
                      f"same within {100 * s.same_within:g} %; {_basis_text(c)}")
             out.append((title, [{
                 "suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": "" if _missing(r["dtype"]) else r["dtype"],
-                "case": r["case"],
+                "case": r["case"], **({unit: r["part"] or "-"} if with_parts else {}),
                 "base ms": _figure(r["base_ms"], ".4g"), "new ms": _figure(r["new_ms"], ".4g"),
                 "new/base": _figure(r["ratio"], ".3f"),
                 "interval": "-" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                 "p": _figure(r["p"], ".2g"),
-                "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}" + (" runs" if r["basis"] == BASIS_RUNS else ""),
+                "n": "-" if not r["base_n"] else f"{r['base_n']}/{r['new_n']}" + (f" {r['basis']}" if r["basis"] in (BASIS_RUNS, BASIS_PARTS) else ""),
                 "verdict": r["verdict"], "note": "" if _missing(r["note"]) else r["note"],
             } for _, r in group.iterrows()]))
     geo = c.geomeans()
     if not geo.empty:
+        each = f"; each (case, {worker_unit(c.base.meta)}) counts" if rows["part"].notna().any() else ""
         out.append((f"{head}: verdicts per suite; geometric mean of the time ratios over the significant "
-                    f"(faster or slower) cases only, with its {s.confidence:.0%} interval", [{
+                    f"(faster or slower) cases only, with its {s.confidence:.0%} interval{each}", [{
             "suite": g["suite"], "timing": g["timing"], "cases": str(g["cases"]),
             "faster": str(g["faster"]), "slower": str(g["slower"]), "no significant change": str(g["no_change"]),
             "geomean new/base": ("-" if math.isnan(g["geomean"]) else f"{g['geomean']:.3f}"),
@@ -388,7 +364,9 @@ def summary_line(c: Comparison) -> str:
     parts = [f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0)]
     if counts.get(NOT_COMPARED, 0):
         parts.append(f"{int(counts[NOT_COMPARED])} not compared")
-    text = f"{len(rows)} case(s) in both runs" + (f": {', '.join(parts)}" if parts else "")
+    per_part = not rows.empty and rows["part"].notna().any()  # a row per GPU or worker of each case
+    text = (f"{rows['key'].nunique()} case(s) in both runs, {len(rows)} (case, {worker_unit(c.base.meta)}) pairs"
+            if per_part else f"{len(rows)} case(s) in both runs") + (f": {', '.join(parts)}" if parts else "")
     text += f"; {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW"
     if c.within_run_only and not rows.empty:
         text += "; verdicts within-run only (one run per side)"

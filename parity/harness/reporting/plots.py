@@ -174,17 +174,19 @@ def _colors(keys: Iterable[str]) -> dict[str, Any]:
 def _series(rows: pd.DataFrame, exclude: set[str]) -> tuple[list[str], list[tuple]]:
     """Series of a line plot: rows that agree on every parameter but the swept ones. A label
     names the implementation and dtype, then only what varies, so labels stay short."""
-    params = [{"op": r["op"], "impl": r["impl"], **case_params(r)} for _, r in rows.iterrows()]
+    parts = rows["part"] if "part" in rows else pd.Series(None, index=rows.index)
+    params = [{"op": r["op"], "impl": r["impl"], **case_params(r),  # a line per GPU or worker of one device
+               **({} if not isinstance(parts[i], str) else {"part": parts[i]})} for i, r in rows.iterrows()]
     names = list(dict.fromkeys(k for p in params for k in p if k not in exclude))
     varying = [k for k in names if k in ("impl", "dtype")
                or len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
-    varying.sort(key=lambda k: ("impl", "dtype", "op").index(k) if k in ("impl", "dtype", "op") else 3)
+    varying.sort(key=lambda k: ("impl", "dtype", "op", "part").index(k) if k in ("impl", "dtype", "op", "part") else 4)
     keys = [tuple(p.get(k) for k in varying) for p in params]
     return varying, keys
 
 
 def _label(varying: list[str], key: tuple) -> str:
-    return " ".join(str(v) if k in ("impl", "dtype", "op") else f"{k}={v}" for k, v in zip(varying, key)) or "all"
+    return " ".join(str(v) if k in ("impl", "dtype", "op", "part") else f"{k}={v}" for k, v in zip(varying, key)) or "all"
 
 
 def _lines(ax, rows: pd.DataFrame, x: pd.Series, y: str, exclude: set[str]) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 from parity.harness.core import roofline
 from parity.harness.core.model import TIMING_EVENTS, TIMING_INTERPRET, TIMING_WALL
 from parity.harness.core.results import DUTY_MIN, Run
-from parity.harness.reporting.tables import device_label, params_text, record_spec, render, spec_for, worker_unit
+from parity.harness.reporting.tables import params_text, part_label, record_spec, render, spec_for, worker_unit
 
 SECTION_TITLES = {
     TIMING_EVENTS: "GPU, timed with device events",
@@ -94,6 +94,7 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
     for run in runs:
         run_spec, by_part = spec_for(run, to_spec), {}
         unit = worker_unit(run.meta)
+        hosts = len({r.get("host") for r in run.records if r.get("gpu_index") is not None})
         for rec in run.records:
             spec = record_spec(run, rec, run_spec, to_spec, by_part)  # a merged run: each device its own
             t = rec.get("time_ms") or {}
@@ -106,8 +107,10 @@ def frame(runs: Iterable[Run], to_spec=None) -> pd.DataFrame:
             flops_fa = work.get("flops_fa")
             rows.append({
                 "run_id": run.meta.get("run_id"),
-                "device": device_label(rec, unit),  # "NAME [GPU 3]" ("[worker 3]" on a CPU): a table each
-                "device_name": rec.get("device"),  # the device itself, whichever part of it ran the case
+                # The GPUs or CPU workers of a run over several are parts of one device: one table
+                # for the device, a row per part ("GPU 3", "node-b GPU 3", "worker 1").
+                "device": rec.get("device"), "device_name": rec.get("device"),
+                "part": part_label(rec, hosts, unit), "part_unit": unit if rec.get("gpu_index") is not None else None,
                 "gpu_index": rec.get("gpu_index"), "host": rec.get("host"),
                 "suite": rec.get("suite"), "op": rec.get("op"), "impl": rec.get("impl"),
                 "backend": rec.get("backend"), "path": rec.get("path"),
@@ -210,12 +213,19 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     with_power = "power_w_median" in df and (df["power_w_median"].notna().any()
                                              or ("power_withheld" in df and (df["power_withheld"] == True).any()))  # noqa: E712
     with_fa = "tflops_fa" in df and df["tflops_fa"].notna().any()
+    units = df["part_unit"].dropna().unique() if "part_unit" in df else ()
+    rated = (df["timing"] != TIMING_INTERPRET).any()  # interpreter times get no rate: no column of "-"
     rows = []
     for _, r in df.iterrows():
         emulated = " (emulated)" if r["path"] == "emulated" else ""  # every row says what ran
         row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": (r["dtype"] or "") + emulated,
-               "case": r["params"], "time ms (median [p10, p90])": _time(r),
-               "n": "" if _missing(r["samples_n"]) else str(int(r["samples_n"])), "rate": _rate(r)}
+               "case": r["params"]}
+        if len(units):  # a device run over several parts: which part ran the row
+            row[units[0]] = "-" if _missing(r["part"]) else r["part"]
+        row["time ms (median [p10, p90])"] = _time(r)
+        row["n"] = "" if _missing(r["samples_n"]) else str(int(r["samples_n"]))
+        if rated:
+            row["rate"] = _rate(r)
         if with_spec:
             row["bound"] = "-" if _missing(r["bound"]) else r["bound"]
             row["% of spec"] = "-" if _above_peak(r) else _pct(r["pct_of_spec"])
@@ -224,7 +234,8 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
         if with_fa:  # the FlashAttention-convention rate, to compare with published tables
             fa = r["tflops_fa"]
             row["TFLOPS (FA convention)"] = "-" if _missing(fa) or _above_peak(r) else rate_text(fa)
-        row["% of best"] = _pct(r["pct_of_best"])
+        if rated:
+            row["% of best"] = _pct(r["pct_of_best"])
         if with_power:
             row["clock MHz"] = _figure(r["sm_clock_mhz_median"], ".0f")
             row["W"] = _figure(r["power_w_median"], ".0f")
@@ -249,9 +260,23 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         spec_ids = group["spec_id"].dropna().unique()
         against = f" (normalized against spec {spec_ids[0]})" if len(spec_ids) else " (no spec: % of best only)"
         run = f" [run {values[3]}]" if several_runs else ""
-        title = f"{device}{run}: {SECTION_TITLES.get(timing, timing)}{against if timing != TIMING_INTERPRET else ''}"
+        group, parts = _by_part(group)
+        title = f"{device}{run}{parts}: {SECTION_TITLES.get(timing, timing)}{against if timing != TIMING_INTERPRET else ''}"
         out.append((title, group.drop(columns="_order")))
     return out
+
+
+def _by_part(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A device's rows over its parts (GPUs, CPU workers): each case's rows together, in part order,
+    and what the title says of them ("over 2 workers, a row per worker")."""
+    if "part" not in group or group["part"].isna().all():
+        return group, ""
+    unit = group["part_unit"].dropna().iloc[0]
+    count = group["part"].nunique()
+    first = {key: i for i, key in enumerate(dict.fromkeys(group["key"]))}
+    order = group.assign(_case=group["key"].map(first), _gpu=pd.to_numeric(group["gpu_index"], errors="coerce"))
+    group = order.sort_values(["_case", "host", "_gpu"], kind="stable", na_position="first").drop(columns=["_case", "_gpu"])
+    return group, f", over {count} {unit}{'s' if count != 1 else ''} (a row per {unit}; their spread in its own table)"
 
 
 def to_markdown(df: pd.DataFrame) -> str:

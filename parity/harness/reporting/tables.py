@@ -93,6 +93,11 @@ def device_label(rec: dict[str, Any], unit: str = "GPU") -> str | None:
     return f"{rec.get('device')} [{gpu_label(rec, 2, unit)}]"  # host only where the run names it
 
 
+def part_label(rec: dict[str, Any], hosts: int = 1, unit: str = "GPU") -> str | None:
+    """Which part of a device ran a record of a run over several ("GPU 3", "worker 1"); None otherwise."""
+    return None if rec.get("gpu_index") is None else gpu_label(rec, hosts, unit)
+
+
 def worker_unit(meta: dict[str, Any]) -> str:
     """What one part of a run over several is called: "worker" for CPU workers (`--cpu-workers`,
     or any run on a CPU), whose index names no GPU; "GPU" otherwise."""
