@@ -273,7 +273,8 @@ except parity.MeasureError as exc:
     proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=clean_env(), capture_output=True,
                           text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "call parity.detect() before importing it" in proc.stdout, proc.stdout
+    assert "decorated before the interpreter was switched on" in proc.stdout, proc.stdout
+    assert "import it after parity.detect()" in proc.stdout, proc.stdout
 
 
 def test_specs_api():
