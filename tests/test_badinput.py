@@ -217,6 +217,10 @@ CASES = [
     ("merge", ["{w}/other-schema", "--out", "{w}/merged"], "not a parity run file"),
     ("merge", ["{w}/novalid", "--out", "{w}/merged"], "holds no valid record"),
     ("merge", ["{w}/run", "--out", "{w}/run"], "already holds a run"),
+    # a folder holding a run (a run.json alone: a killed multi-worker run) is no new run's folder
+    ("merge", ["{w}/run", "--out", "{w}/no-plan"], "already holds a run"),
+    ("run", ["stream", "--out", "{w}/no-plan"], "already holds a run"),
+    ("submit", ["--out", "{w}/run", "--local", "--", "stream"], "already holds a run"),
     # submit
     ("submit", [], "required"),
     ("submit", ["--out", "{w}/sub", "--nodes", "0", "--local", "--", "stream"], "--nodes"),

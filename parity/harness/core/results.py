@@ -311,6 +311,19 @@ def read_run(path: Path | str) -> Run:
     return Run(path=path, meta=meta, records=tuple(records), warnings=tuple(notes))
 
 
+def held_run(folder: Path) -> str | None:
+    """Why `folder` already holds a run (its run.json, or records), or None. A killed multi-worker
+    run has a run.json and no top-level records yet: a new run, merge or submit there would
+    overwrite the plan --resume needs, so a run.json alone counts."""
+    folder = Path(folder)
+    if os.path.lexists(folder / RUN_FILE):
+        return f"its {RUN_FILE}"
+    measurements = folder / MEASUREMENTS_FILE
+    if os.path.islink(measurements) or (measurements.exists() and measurements.stat().st_size):
+        return f"its {MEASUREMENTS_FILE}"
+    return None
+
+
 def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """One record per case (its key, on its GPU and host: a run over several GPUs holds each case
     once per GPU), the later where a case was written twice; and the keys found twice."""
