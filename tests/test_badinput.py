@@ -48,6 +48,12 @@ def world(tmp_path_factory) -> Path:
     (d / "no-plan").mkdir()
     (d / "no-plan" / RUN_FILE).write_text(json.dumps({"schema": RUN_SCHEMA, "status": "running",
                                                       "device": {"name": "x", "backend": "cpu"}}))
+    for name, rec in (("bigint", dict(record(), time_ms={"median": 10**400})),
+                      ("tiny", dict(record(), time_ms={"median": 5e-324})),
+                      ("infwork", dict(record(), work={"flops": float("inf")})),
+                      ("badsamples", dict(record(), time_ms={"median": 1.0, "samples": [None, "a"]}))):
+        write_run(d / name, [rec])
+    write_run(d / "badarch", [record()], device=dict(H200, arch=7))
     (d / "empty").mkdir()
     (d / "file.txt").write_text("not a run\n")
     (d / SNOW).mkdir()
@@ -156,6 +162,11 @@ CASES = [
     ("report", ["{w}/run", "--format", "parquet"], "give --out FILE"),
     ("report", ["{w}/run", "--publish", "--format", "md"], "--publish"),
     ("report", ["--publish", "--results", "{w}/file.txt"], "file.txt"),
+    ("report", ["{w}/bigint"], "not a number"),
+    ("project", ["{w}/tiny", "--to", "mi300x"], "no positive time_ms.median"),
+    ("compare", ["{w}/run", "{w}/badsamples"], "samples are not a list of numbers"),
+    ("report", ["{w}/infwork"], "work.flops is not a number"),
+    ("report", ["{w}/badarch"], "its device arch is not text"),
     # compare
     ("compare", ["{w}/run"], "required"),
     ("compare", ["{w}/run", "{w}/missing"], "no such run folder"),
