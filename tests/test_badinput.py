@@ -54,6 +54,12 @@ def world(tmp_path_factory) -> Path:
                       ("badsamples", dict(record(), time_ms={"median": 1.0, "samples": [None, "a"]}))):
         write_run(d / name, [rec])
     write_run(d / "badarch", [record()], device=dict(H200, arch=7))
+    (d / "link.json").symlink_to(d / "run" / RUN_FILE)  # names of another run's records
+    os.link(d / "other-device" / MEASUREMENTS_FILE, d / "hard.txt")
+    os.mkfifo(d / "fifo")
+    (d / "fiforun").mkdir()
+    (d / "fiforun" / RUN_FILE).write_text((d / "run" / RUN_FILE).read_text())
+    os.mkfifo(d / "fiforun" / MEASUREMENTS_FILE)
     (d / "empty").mkdir()
     (d / "file.txt").write_text("not a run\n")
     (d / SNOW).mkdir()
@@ -167,6 +173,13 @@ CASES = [
     ("compare", ["{w}/run", "{w}/badsamples"], "samples are not a list of numbers"),
     ("report", ["{w}/infwork"], "work.flops is not a number"),
     ("report", ["{w}/badarch"], "its device arch is not text"),
+    # writes that reach a run's records by another name, and special files (issue 21)
+    ("report", ["{w}/run", "--out", "{w}/link.json"], "would destroy the run"),
+    ("estimate", ["--model", "llama3-8b", "--to", "h200", "--out", "{w}/hard.txt"], "would destroy the run"),
+    ("history", ["{w}", "--out", "{w}/run/../other-device/" + MEASUREMENTS_FILE], "would destroy the run"),
+    ("selfcheck", ["--json", "{w}/fifo"], "is a FIFO"),
+    ("report", ["{w}/fiforun"], "is a FIFO"),
+    ("specs", ["--check", "{w}/fifo"], "is a FIFO"),
     # compare
     ("compare", ["{w}/run"], "required"),
     ("compare", ["{w}/run", "{w}/missing"], "no such run folder"),
