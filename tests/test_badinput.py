@@ -48,6 +48,18 @@ def world(tmp_path_factory) -> Path:
     (d / "no-plan").mkdir()
     (d / "no-plan" / RUN_FILE).write_text(json.dumps({"schema": RUN_SCHEMA, "status": "running",
                                                       "device": {"name": "x", "backend": "cpu"}}))
+    for name, rec in (("bigint", dict(record(), time_ms={"median": 10**400})),
+                      ("tiny", dict(record(), time_ms={"median": 5e-324})),
+                      ("infwork", dict(record(), work={"flops": float("inf")})),
+                      ("badsamples", dict(record(), time_ms={"median": 1.0, "samples": [None, "a"]}))):
+        write_run(d / name, [rec])
+    write_run(d / "badarch", [record()], device=dict(H200, arch=7))
+    (d / "link.json").symlink_to(d / "run" / RUN_FILE)  # names of another run's records
+    os.link(d / "other-device" / MEASUREMENTS_FILE, d / "hard.txt")
+    os.mkfifo(d / "fifo")
+    (d / "fiforun").mkdir()
+    (d / "fiforun" / RUN_FILE).write_text((d / "run" / RUN_FILE).read_text())
+    os.mkfifo(d / "fiforun" / MEASUREMENTS_FILE)
     (d / "empty").mkdir()
     (d / "file.txt").write_text("not a run\n")
     (d / SNOW).mkdir()
@@ -156,6 +168,18 @@ CASES = [
     ("report", ["{w}/run", "--format", "parquet"], "give --out FILE"),
     ("report", ["{w}/run", "--publish", "--format", "md"], "--publish"),
     ("report", ["--publish", "--results", "{w}/file.txt"], "file.txt"),
+    ("report", ["{w}/bigint"], "not a number"),
+    ("project", ["{w}/tiny", "--to", "mi300x"], "no positive time_ms.median"),
+    ("compare", ["{w}/run", "{w}/badsamples"], "samples are not a list of numbers"),
+    ("report", ["{w}/infwork"], "work.flops is not a number"),
+    ("report", ["{w}/badarch"], "its device arch is not text"),
+    # writes that reach a run's records by another name, and special files (issue 21)
+    ("report", ["{w}/run", "--out", "{w}/link.json"], "would destroy the run"),
+    ("estimate", ["--model", "llama3-8b", "--to", "h200", "--out", "{w}/hard.txt"], "would destroy the run"),
+    ("history", ["{w}", "--out", "{w}/run/../other-device/" + MEASUREMENTS_FILE], "would destroy the run"),
+    ("selfcheck", ["--json", "{w}/fifo"], "is a FIFO"),
+    ("report", ["{w}/fiforun"], "is a FIFO"),
+    ("specs", ["--check", "{w}/fifo"], "is a FIFO"),
     # compare
     ("compare", ["{w}/run"], "required"),
     ("compare", ["{w}/run", "{w}/missing"], "no such run folder"),
@@ -217,6 +241,10 @@ CASES = [
     ("merge", ["{w}/other-schema", "--out", "{w}/merged"], "not a parity run file"),
     ("merge", ["{w}/novalid", "--out", "{w}/merged"], "holds no valid record"),
     ("merge", ["{w}/run", "--out", "{w}/run"], "already holds a run"),
+    # a folder holding a run (a run.json alone: a killed multi-worker run) is no new run's folder
+    ("merge", ["{w}/run", "--out", "{w}/no-plan"], "already holds a run"),
+    ("run", ["stream", "--out", "{w}/no-plan"], "already holds a run"),
+    ("submit", ["--out", "{w}/run", "--local", "--", "stream"], "already holds a run"),
     # submit
     ("submit", [], "required"),
     ("submit", ["--out", "{w}/sub", "--nodes", "0", "--local", "--", "stream"], "--nodes"),

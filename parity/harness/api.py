@@ -97,7 +97,7 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
-    from parity.harness.core.results import MEASUREMENTS_FILE, read_run
+    from parity.harness.core.results import held_run, read_run
     from parity.harness.measurement import registry, runner, supervisor
     from parity.harness.measurement.flush import Flush
     from parity.harness.measurement.plan import RunPlan
@@ -114,8 +114,8 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--out {folder} is a file, not a folder")
         limits.check_creatable(folder, "--out")
-        if (folder / MEASUREMENTS_FILE).exists() and (folder / MEASUREMENTS_FILE).stat().st_size:
-            raise UsageError(f"{folder} already holds a run: use --resume {folder}, or another --out")
+        if held_run(folder):
+            raise UsageError(f"{folder} already holds a run ({held_run(folder)}): use --resume {folder}, or another --out")
     # Every suite that loads; a plugin that does not is one warning line, and the rest runs.
     chosen = names(suites) or tuple(suite.name for suite in registry.load_all())
     plan = RunPlan(suites=chosen, preset=preset or "quick",

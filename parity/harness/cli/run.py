@@ -8,7 +8,6 @@ import time
 from parity.harness.cli.common import EXIT_INTERRUPTED, make_console, names, parse_shape, parse_size, warn
 from parity.harness.cli.parser import build_parser
 from parity.harness.core.model import UsageError
-from parity.harness.core.results import MEASUREMENTS_FILE
 
 
 def cmd_run(args, argv) -> int:
@@ -162,8 +161,10 @@ def cmd_merge(args, argv) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
-    if (args.out / MEASUREMENTS_FILE).exists():
-        raise UsageError(f"{args.out} already holds a run: choose another --out")
+    from parity.harness.core.results import held_run
+
+    if held_run(args.out):
+        raise UsageError(f"{args.out} already holds a run ({held_run(args.out)}): choose another --out")
     seen = {}
     for path in args.runs:
         if path.resolve() in seen:

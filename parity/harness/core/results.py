@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +165,20 @@ _NUMBERS = {"time_ms": ("median", "p10", "p90", "min", "max", "mean", "n", "nois
                           "energy_j_per_call", "temp_c_max", "throttled_fraction")}
 
 
+# A recorded number the readers compute with: finite and within what float arithmetic holds without
+# overflow or a division by a denormal (10**400 is an int Python cannot make a float; NaN passes
+# every comparison; an infinite work count or median is refused where checked). A time under a picosecond is below every timer's resolution.
+NUMBER_LIMIT = 1e30
+MIN_TIME_MS = 1e-9
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return not math.isfinite(float(value)) or abs(value) <= NUMBER_LIMIT  # noise_rel of one sample: inf
+    except OverflowError:
+        return False
 
 
 def record_problem(record: dict[str, Any]) -> str | None:
@@ -189,8 +202,13 @@ def record_problem(record: dict[str, Any]) -> str | None:
     for name, numbers in _NUMBERS.items():
         for key in numbers:
             value = (record.get(name) or {}).get(key)
-            if value is not None and not _is_number(value):
+            if value is not None and not (_is_number(value) and (name != "work" or math.isfinite(value))):
                 return f"its {name}.{key} is not a number"
+    samples = (record.get("time_ms") or {}).get("samples")
+    if samples is not None and not (isinstance(samples, list) and all(map(_is_number, samples))):
+        return "its time_ms.samples are not a list of numbers"
+    if not isinstance(record["params"].get("dtype", ""), str):
+        return "its params.dtype is not a name"
     if record.get("duration_s") is not None and not _is_number(record["duration_s"]):
         return "its duration_s is not a number"
     if record.get("gpu_index") is not None and (not isinstance(record["gpu_index"], int)
@@ -198,7 +216,7 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return "its gpu_index is not an integer"
     if record["status"] == "ok":
         median = (record.get("time_ms") or {}).get("median")
-        if not _is_number(median) or not median > 0:
+        if not _is_number(median) or not MIN_TIME_MS <= median <= NUMBER_LIMIT:
             return "it is ok but has no positive time_ms.median"
         if record.get("work") is not None and not isinstance(record["work"].get("math_dtype", ""), str):
             return "its work.math_dtype is not a name"
@@ -216,6 +234,10 @@ def meta_problem(meta: dict[str, Any]) -> str | None:
     for name in ("status", "run_id", "started_at", "ended_at"):
         if meta.get(name) is not None and not isinstance(meta[name], str):
             return f"its {name} is not text"
+    for device in [meta.get("device") or {}, *(d for d in meta.get("devices") or () if isinstance(d, dict))]:
+        for name in ("name", "backend", "arch"):  # keys of spec matching and of every table
+            if device.get(name) is not None and not isinstance(device[name], str):
+                return f"its device {name} is not text"
     if meta.get("devices") is not None and not (isinstance(meta["devices"], list)
                                                 and all(isinstance(d, dict) for d in meta["devices"])):
         return "its devices are not a list of tables"
@@ -309,6 +331,19 @@ def read_run(path: Path | str) -> Run:
         notes = [*notes, f"{path}: the run is {status}, not complete ({len(records)} records); "
                          f"parity run --resume {path} finishes it"]
     return Run(path=path, meta=meta, records=tuple(records), warnings=tuple(notes))
+
+
+def held_run(folder: Path) -> str | None:
+    """Why `folder` already holds a run (its run.json, or records), or None. A killed multi-worker
+    run has a run.json and no top-level records yet: a new run, merge or submit there would
+    overwrite the plan --resume needs, so a run.json alone counts."""
+    folder = Path(folder)
+    if os.path.lexists(folder / RUN_FILE):
+        return f"its {RUN_FILE}"
+    measurements = folder / MEASUREMENTS_FILE
+    if os.path.islink(measurements) or (measurements.exists() and measurements.stat().st_size):
+        return f"its {MEASUREMENTS_FILE}"
+    return None
 
 
 def latest_per_case(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

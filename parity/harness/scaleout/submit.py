@@ -60,6 +60,10 @@ def submit(run_args: list[str], out: Path, nodes: int, local: bool, parameters: 
     if not local and shutil.which("sbatch") is None:
         raise UsageError("no Slurm here (sbatch is not on PATH): submit from a login node, or --local to run "
                          "the jobs on this machine")
+    from parity.harness.core.results import held_run
+
+    if held_run(out):  # the gathered run would replace it: `--out A` (or a link to A) destroyed run A
+        raise UsageError(f"{out} already holds a run ({held_run(out)}): choose another --out")
     if (out / NODES_DIR).exists() and any((out / NODES_DIR).iterdir()):
         raise UsageError(f"{out} already holds a submitted run: choose another --out")
     executor = submitit.AutoExecutor(folder=out / SLURM_DIR / "%j", cluster="local" if local else "slurm")
