@@ -209,6 +209,13 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return "its time_ms.samples are not a list of numbers"
     if not isinstance(record["params"].get("dtype", ""), str):
         return "its params.dtype is not a name"
+    for key in ("math_dtype", "bytes_over"):  # the kinds the readers group rates by
+        value = (record.get("work") or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            return f"its work.{key} is not a name"
+    for key, value in record["params"].items():  # a case is a row: every reader groups and prints by them
+        if not (value is None or isinstance(value, str) or _is_number(value)):
+            return f"its params.{key} is not a number, a name or null"
     if record.get("duration_s") is not None and not _is_number(record["duration_s"]):
         return "its duration_s is not a number"
     if record.get("gpu_index") is not None and (not isinstance(record["gpu_index"], int)
@@ -218,8 +225,6 @@ def record_problem(record: dict[str, Any]) -> str | None:
         median = (record.get("time_ms") or {}).get("median")
         if not _is_number(median) or not MIN_TIME_MS <= median <= NUMBER_LIMIT:
             return "it is ok but has no positive time_ms.median"
-        if record.get("work") is not None and not isinstance(record["work"].get("math_dtype", ""), str):
-            return "its work.math_dtype is not a name"
     return None
 
 

@@ -21,7 +21,14 @@ def bandwidths(rec: dict[str, Any]) -> tuple[float, float]:
     """(algbw, busbw) in GB/s from the record's median time."""
     seconds = rec["time_ms"]["median"] * 1e-3
     busbw, _ = roofline.rates(rec.get("work") or {}, seconds)
-    return rec["params"]["size_bytes"] / seconds / 1e9, busbw
+    return _size(rec) / seconds / 1e9, busbw
+
+
+def _size(rec: dict[str, Any]) -> float | None:
+    """The collective's payload S in bytes, or None where the record does not state a usable one."""
+    size = rec["params"].get("size_bytes")
+    ok = isinstance(size, (int, float)) and not isinstance(size, bool) and 0 < size < 1e30
+    return size if ok else None
 
 
 def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
@@ -29,7 +36,8 @@ def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
     out = []
     for run in runs:
         records = [r for r in run.records if is_collective(r) and r.get("status") == "ok"
-                   and r.get("timing") != TIMING_INTERPRET and (r.get("time_ms") or {}).get("median")]
+                   and r.get("timing") != TIMING_INTERPRET and (r.get("time_ms") or {}).get("median")
+                   and _size(r) is not None]
         if not records:
             continue
         spec = spec_for(run)
@@ -38,9 +46,10 @@ def tables(runs) -> list[tuple[str, list[dict[str, str]]]]:
         for rec in records:
             algbw, busbw = bandwidths(rec)
             t = rec["time_ms"]
-            row = {"op": rec["op"], "dtype": rec["params"]["dtype"], "ranks": str(rec["params"]["ranks"]),
-                   "size": human_bytes(rec["params"]["size_bytes"]),
-                   "time us (median [p10, p90])": f"{1e3 * t['median']:.4g} [{1e3 * t['p10']:.4g}, {1e3 * t['p90']:.4g}]",
+            spread = ["-" if t.get(k) is None else f"{1e3 * t[k]:.4g}" for k in ("p10", "p90")]
+            row = {"op": rec["op"], "dtype": str(rec["params"].get("dtype", "-")),
+                   "ranks": str(rec["params"].get("ranks", "-")), "size": human_bytes(_size(rec)),
+                   "time us (median [p10, p90])": f"{1e3 * t['median']:.4g} [{spread[0]}, {spread[1]}]",
                    "algbw GB/s": f"{algbw:.3g}", "busbw GB/s": f"{busbw:.3g}"}
             if link is not None and link.value:
                 share = busbw / link.value

@@ -180,7 +180,8 @@ def _pct(value) -> str:
 def _time(row) -> str:
     if _missing(row["time_ms_median"]):
         return "-"
-    return f"{row['time_ms_median']:.4g} [{row['time_ms_p10']:.4g}, {row['time_ms_p90']:.4g}]"
+    spread = [_figure(row[k], ".4g") for k in ("time_ms_p10", "time_ms_p90")]  # a record may lack them
+    return f"{row['time_ms_median']:.4g} [{spread[0]}, {spread[1]}]"
 
 
 def _outcome(row) -> str:
@@ -218,7 +219,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for _, r in df.iterrows():
         emulated = " (emulated)" if r["path"] == "emulated" else ""  # every row says what ran
-        row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": (r["dtype"] or "") + emulated,
+        row = {"suite": r["suite"], "op": r["op"], "impl": r["impl"], "dtype": ("" if _missing(r["dtype"]) else r["dtype"]) + emulated,
                "case": r["params"]}
         if len(units):  # a device run over several parts: which part ran the row
             row[units[0]] = "-" if _missing(r["part"]) else r["part"]

@@ -4,6 +4,7 @@ collectives' tables, so that none of them imports another to format a table.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from parity.harness.core import identity, specs
@@ -11,6 +12,8 @@ from parity.harness.core.results import Run
 
 
 def human_bytes(n: float) -> str:
+    if not math.isfinite(n):  # a damaged record's size: shown as written
+        return str(n)
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
             value = n / (1 << shift)
@@ -23,7 +26,7 @@ def params_text(params: dict[str, Any]) -> str:
     for key, value in params.items():
         if key == "dtype":
             continue
-        if key.endswith("_bytes"):
+        if key.endswith("_bytes") and isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append(f"{key[:-6]}={human_bytes(value)}")
         else:
             parts.append(f"{key}={value}")
