@@ -67,9 +67,9 @@ def test_a_case_raising_outside_run_case_is_its_failure(tmp_path, monkeypatch, c
     assert sum(r["status"] == "ok" for r in records) == 13
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e-320", "0.05"])
 def test_case_timeout_must_be_a_positive_finite_number(tmp_path, capsys, value):
     assert cli.main([*SMALL, "--out", str(tmp_path / "x"), f"--case-timeout-s={value}"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--case-timeout-s {float(value)} is not more than 0 and at most 86400 s" in err
+    assert err.count("\n") == 1 and f"--case-timeout-s {float(value)} is not at least 0.1 and at most 86400 s" in err
     assert not (tmp_path / "x").exists()

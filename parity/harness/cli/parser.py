@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=path_arg, help="run folder to create (default runs/<time>-<device>)")
     p.add_argument("--resume", type=path_arg, metavar="DIR", help="finish an interrupted run: only missing cases")
     p.add_argument("--device", type=int, default=0, help="GPU index among the visible ones")
-    p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case (more than 0, at most 3600)")
+    p.add_argument("--time-cap-s", type=float, help="cap on the sampling time of one case (at least 0.001, at most 3600)")
     p.add_argument("--settle-s", type=float, help="idle seconds before each timed compute case (default 0.5 on a GPU, 0 on the CPU; 0 to 3600)")
     p.add_argument("--min-time-s", type=float,
                    help="least sampling time of one case (default 0.5 on a GPU: the sustained clock; 0 on the CPU; 0 to 3600)")
@@ -39,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared among --cpu-workers; 1 to the CPUs it may use); recorded in each record")
     p.add_argument("--ranks", type=int, metavar="N", help="ranks of a collective suite (default: one per GPU, 2 on the CPU)")
     p.add_argument("--rank-timeout-s", type=float, metavar="S",
-                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300; more than 0, at most 86400: a day)")
+                   help="how long a collective waits for a peer, or a rank or GPU worker may go without news (default 300; at least 0.1, at most 86400: a day)")
     p.add_argument("--case-timeout-s", type=float, metavar="S",
                    help="wall-clock limit of one case: past it the case is recorded failed and the run goes on "
-                        "(default 900 on a GPU, 300 on the CPU; more than 0, at most 86400: a day)")
+                        "(default 900 on a GPU, 300 on the CPU; at least 0.1, at most 86400: a day)")
 
     p = sub.add_parser("submit", help="run on several Slurm nodes through submitit, gathered into one run")
     p.add_argument("--out", type=path_arg, required=True, help="folder of the gathered run (nodes/, slurm/ inside)")

@@ -21,8 +21,10 @@ HOUR_S = 3600.0
 # Every time a run is given, from the CLI, the API or a recorded plan: (smallest, whether the
 # smallest itself is allowed, largest). A timeout of more than a day, or a settle or sampling time
 # of more than an hour, is a typo (1e308 would overflow the timers); NaN passes every `<=` test.
-SECONDS = {"case_timeout_s": (0.0, False, DAY_S), "rank_timeout_s": (0.0, False, DAY_S),
-           "time_cap_s": (0.0, False, HOUR_S), "settle_s": (0.0, True, HOUR_S), "min_time_s": (0.0, True, HOUR_S)}
+# Below: a timeout shorter than 0.1 s ends every case before its process has started, and a time cap
+# under 1 ms before one sample (1e-320 would fail every case at once).
+SECONDS = {"case_timeout_s": (0.1, True, DAY_S), "rank_timeout_s": (0.1, True, DAY_S),
+           "time_cap_s": (0.001, True, HOUR_S), "settle_s": (0.0, True, HOUR_S), "min_time_s": (0.0, True, HOUR_S)}
 MAX_RANKS = 4096  # processes of one collective group on one node; far above any node's GPUs
 MAX_CPU_THREADS = 4096  # PyTorch CPU threads of one case; the CPUs the process may use bound it further
 
@@ -30,7 +32,8 @@ MAX_CPU_THREADS = 4096  # PyTorch CPU threads of one case; the CPUs the process 
 def seconds_range(name: str) -> str:
     """The range of one time in words, as --help states it."""
     low, inclusive, high = SECONDS[name]
-    return f"{'0 or more' if inclusive else 'more than 0'} and at most {high:g} s"
+    least = "0 or more" if low == 0 and inclusive else f"{'at least' if inclusive else 'more than'} {low:g}"
+    return f"{least} and at most {high:g} s"
 
 
 def seconds_problem(name: str, value) -> str | None:
