@@ -213,9 +213,6 @@ def record_problem(record: dict[str, Any]) -> str | None:
         value = (record.get("work") or {}).get(key)
         if value is not None and not isinstance(value, str):
             return f"its work.{key} is not a name"
-    for key, value in record["params"].items():  # a case is a row: every reader groups and prints by them
-        if not (value is None or isinstance(value, str) or _is_number(value)):
-            return f"its params.{key} is not a number, a name or null"
     if record.get("duration_s") is not None and not _is_number(record["duration_s"]):
         return "its duration_s is not a number"
     if record.get("gpu_index") is not None and (not isinstance(record["gpu_index"], int)
