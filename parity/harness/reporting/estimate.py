@@ -88,19 +88,24 @@ def _near(a: float, b: float) -> bool:
     return a > 0 and b > 0 and max(a, b) / min(a, b) <= NEAR
 
 
+def nearest_gemm(source: Source, math_class: str | None, shape: tuple):
+    """(efficiency, record, exact) of the run's GEMM of `math_class` nearest to `shape` (each of m,
+    n, k within NEAR; the least sum of relative distances), or None."""
+    best = None
+    for have, cls, eff, rec in source.gemm:
+        if cls == math_class and all(_near(a, b) for a, b in zip(have, shape)):
+            distance = sum(abs((a / b) - 1) for a, b in zip(have, shape))
+            if best is None or distance < best[0]:
+                best = (distance, eff, rec, tuple(have) == tuple(shape))
+    return None if best is None else best[1:]
+
+
 def _measured(source: Source | None, kernel: llm.Kernel, phase: str):
     """(efficiency, record, exact) of the closest measurement of this kernel in the run, or None."""
     if source is None:
         return None
     if kernel.kind == "gemm":
-        want = project.GEMM_CLASS.get(kernel.math_dtype)
-        best = None
-        for shape, cls, eff, rec in source.gemm:
-            if cls == want and all(_near(a, b) for a, b in zip(shape, kernel.shape)):
-                distance = sum(abs((a / b) - 1) for a, b in zip(shape, kernel.shape))
-                if best is None or distance < best[0]:
-                    best = (distance, eff, rec, tuple(shape) == kernel.shape)
-        return None if best is None else best[1:]
+        return nearest_gemm(source, project.GEMM_CLASS.get(kernel.math_dtype), kernel.shape)
     if kernel.kind == "attention":
         seq_k, head_dim = kernel.shape[4], kernel.shape[5]
         found = [(abs(s / seq_k - 1), eff, rec, s == seq_k) for op, s, d, eff, rec in source.attention

@@ -34,14 +34,8 @@ class RunKernels:
             return None
         found = None
         if kind.startswith("gemm_"):
-            want = project.GEMM_CLASS.get(kind[5:])
-            best = None
-            for have, cls, eff, _ in self.source.gemm:
-                if cls == want and all(single._near(a, b) for a, b in zip(have, shape)):
-                    distance = sum(abs(a / b - 1) for a, b in zip(have, shape))
-                    if best is None or distance < best[0]:
-                        best = (distance, eff)
-            found = None if best is None else best[1]
+            best = single.nearest_gemm(self.source, project.GEMM_CLASS.get(kind[5:]), shape)
+            found = None if best is None else best[0]
         elif kind.startswith("attention_"):
             effs = [eff for op, _, _, eff, _ in self.source.attention if op == kind[len("attention_"):]]
             found = statistics.median(effs) if effs else None
