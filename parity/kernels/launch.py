@@ -111,7 +111,7 @@ class Launcher:
         self.narrow = dict(narrow or {})
         self.key = list(key)
         self._tuned: dict[tuple[str, bool], Any] = {}
-        self._last: dict[str, tuple[str, bool]] = {}
+        self._narrow_last: dict[str, bool] = {}  # per list: whether its last call took the narrow one
 
     def lists(self, narrow: bool = False) -> Mapping[str, Sequence[triton.Config]]:
         """The config lists a call uses: with `narrow`, the narrow list where a target has one."""
@@ -123,7 +123,7 @@ class Launcher:
             configs = list(self.lists(narrow)[where])
             self._tuned[(where, narrow)] = (triton.autotune(configs=configs, key=self.key)(self.kernel)
                                             if len(configs) > 1 else None)
-        self._last[where] = (where, narrow)
+        self._narrow_last[where] = narrow
         return self._tuned[(where, narrow)]
 
     def list_for(self, like: torch.Tensor) -> str:
@@ -161,7 +161,8 @@ class Launcher:
         """The config the autotuner chose last on `like`'s target, or on the one target this process
         has tuned for (None before tuning, or where nothing is tuned)."""
         if like is not None:
-            tuned = self._tuned.get(self._last.get(self.list_for(like), (self.list_for(like), False)))
+            where = self.list_for(like)
+            tuned = self._tuned.get((where, self._narrow_last.get(where, False)))
         else:
             tuned = next((t for t in self._tuned.values() if t is not None), None)
         best = getattr(tuned, "best_config", None)
