@@ -114,3 +114,59 @@ def test_sliding_window_layers_attend_to_their_window_only(tmp_path):
     bad.write_text(llm.MODEL_DIR.joinpath("gpt-oss-120b.toml").read_text().replace("layers = 18", "layers = 40"))
     with pytest.raises(llm.ModelError, match="sliding_window"):
         llm.parse(bad)
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_under_attention_dp_each_rank_schedules_its_own_share(monkeypatch, ranks):
+    """The host's step cost follows one rank's sequences under attention DP (a scheduler per rank),
+    and all of the replica's sequences under tensor parallelism (every rank runs the same batch)."""
+    seen = []
+    real = engines.Engine.host_s
+    monkeypatch.setattr(engines.Engine, "host_s", lambda self, seqs: seen.append(seqs) or real(self, seqs))
+    conc = 64 * ranks
+    for dp in (True, False):
+        seen.clear()
+        scn = Scenario("gpt-oss-120b", "fp4", ranks, ranks, 1024, 1024, "trtllm", ep=ranks, attention_dp=dp,
+                       concurrency=conc)
+        mem, res = scenario.solve(scn, specs.get("h200"))
+        assert res is not None and max(seen) <= conc / (ranks if dp else 1) + conc / 8, (dp, max(seen))
+        assert max(seen) >= conc / (ranks if dp else 1)
+        assert res.parts["host_s"] == pytest.approx(real(engines.get("trtllm"), conc / (ranks if dp else 1)))
+
+
+def test_a_model_with_only_its_experts_quantized_keeps_the_rest_in_bf16(tmp_path):
+    """gpt-oss ships MXFP4 experts and BF16 elsewhere: at --dtype fp4 only the routed experts take
+    FP4 bytes; attention, embeddings and the KV cache stay BF16, in the serving estimate's memory and
+    step and in the single-step view alike. A model quantized throughout is unchanged."""
+    from dataclasses import replace
+
+    from parity.harness.core import llm
+    from parity.harness.core.serving.step import Batch, Parallel, step
+    oss = llm.get("gpt-oss-120b")
+    whole = replace(oss, quantized="all")
+    assert oss.quantized == "experts" and oss.dense_dtype("fp4") == "bf16" and whole.dense_dtype("fp4") == "fp4"
+    par = Parallel(tp=4, ep=4, attention_dp=True)
+    e = oss.moe
+    experts = oss.moe_layers * e.experts * 3 * oss.hidden * e.expert_ffn
+    rest = oss.params() - experts
+    for vendor in ("nvidia", "amd"):
+        got = scenario.weights_per_gpu(oss, "fp4", vendor, par)
+        # under attention DP every GPU holds the whole attention; the experts split over EP 4
+        want = experts / 4 * K.weight_bytes("fp4", vendor) + rest * K.weight_bytes("bf16", vendor)
+        assert got == pytest.approx(want, rel=1e-9)
+        assert scenario.weights_per_gpu(whole, "fp4", vendor, par) < got
+    w_exp, kv_exp = llm.memory_bytes(oss, "fp4", 1, 8, 1000)
+    w_all, kv_all = llm.memory_bytes(whole, "fp4", 1, 8, 1000)
+    assert w_exp == pytest.approx(experts * llm.WEIGHT_BYTES["fp4"] + rest * 2.0) and kv_exp == 2 * kv_all
+    # the attention projections of a step price BF16 weights (twice FP8's bytes at decode)
+    spec = specs.get("h100-sxm")
+    dev, p = K.device(spec), K.Params()
+    dense = lambda m: step(m, spec, dev, "fp8", Parallel(), Batch(1, 512), p, True)  # noqa: E731
+    assert dense(oss).gemm_s > dense(replace(oss, quantized="all")).gemm_s
+    # names from the single-step view: attention in BF16, experts in the chosen format
+    kinds = {k.name: k.math_dtype for k in llm.step(oss, "decode", 8, 512, "fp8").kernels if k.kind == "gemm"}
+    assert kinds["qkv"] == "bf16" and kinds["experts up_gate"] == "fp8" and kinds["lm_head"] == "bf16"
+    bad = tmp_path / "gpt-oss-120b.toml"
+    bad.write_text(llm.MODEL_DIR.joinpath("gpt-oss-120b.toml").read_text().replace('"experts"', '"attention"'))
+    with pytest.raises(llm.ModelError, match="quantized must be one of"):
+        llm.parse(bad)

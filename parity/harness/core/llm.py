@@ -34,7 +34,12 @@ KV_BYTES = {"bf16": 2, "fp8": 1, "fp4": 1}
 DTYPES = tuple(WEIGHT_BYTES)
 PHASES = ("prefill", "decode")
 TOP_KEYS = {"schema", "id", "name", "layers", "hidden", "ffn", "heads", "kv_heads", "head_dim", "vocab",
-            "tied_embeddings", "params_total_b", "params_active_b", "source", "mla", "moe", "sliding_window"}
+            "tied_embeddings", "params_total_b", "params_active_b", "source", "mla", "moe", "sliding_window",
+            "quantized"}
+# Which weights a low-precision checkpoint of the model quantizes: "all" linear layers (the usual
+# FP8/FP4 checkpoints), or only the routed "experts" (gpt-oss ships MXFP4 experts with every other
+# weight in BF16: OpenAI's model card, arXiv 2508.10925; TensorRT-LLM examples/models/core/gpt_oss).
+QUANTIZED = ("all", "experts")
 MLA_KEYS = {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"}
 MOE_KEYS = {"experts", "experts_per_token", "shared_experts", "expert_ffn", "dense_layers"}
 WINDOW_KEYS = {"tokens", "layers"}
@@ -81,6 +86,12 @@ class LanguageModel:
     moe: Moe | None = None
     window_tokens: int = 0  # sliding-window attention: the tokens each of `window_layers` attends to
     window_layers: int = 0
+    quantized: str = "all"  # QUANTIZED
+
+    def dense_dtype(self, dtype: str) -> str:
+        """The format of the weights outside the routed experts (attention, dense MLP, shared
+        experts, LM head) and of the KV cache, when the experts are stored in `dtype`."""
+        return "bf16" if self.quantized == "experts" else dtype
 
     def attention_spans(self, context: float) -> list[tuple[int, float]]:
         """(layers, tokens attended) for a query at `context`: sliding-window layers attend to at
@@ -177,11 +188,14 @@ def parse(path: Path) -> LanguageModel:
     window = _table(data["sliding_window"], WINDOW_KEYS, f"{where} [sliding_window]") if "sliding_window" in data else {}
     if window and not (1 <= window["tokens"] and 1 <= window["layers"] <= ints["layers"]):
         raise ModelError(f"{where} [sliding_window]: tokens must be at least 1 and layers from 1 to {ints['layers']}")
+    quantized = data.get("quantized", "all")
+    if quantized not in QUANTIZED:
+        raise ModelError(f"{where}: quantized must be one of {', '.join(QUANTIZED)}")
     model = LanguageModel(id=data["id"], name=str(data.get("name") or data["id"]), **ints,
                           tied_embeddings=bool(data.get("tied_embeddings", False)),
                           params_total_b=float(data["params_total_b"]), params_active_b=float(data["params_active_b"]),
                           source=tuple(source), mla=mla, moe=moe, window_tokens=window.get("tokens", 0),
-                          window_layers=window.get("layers", 0))
+                          window_layers=window.get("layers", 0), quantized=quantized)
     for active, stated in ((False, model.params_total_b), (True, model.params_active_b)):
         counted = model.params(active) / 1e9
         if abs(counted / stated - 1) > PARAM_TOLERANCE:
@@ -258,25 +272,26 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
     h, L, n = model.hidden, model.layers, tp
     t = batch * context if phase == "prefill" else batch  # tokens through the GEMMs
     seq_q = context if phase == "prefill" else 1
-    kv_bytes = KV_BYTES[dtype]
+    dd = model.dense_dtype(dtype)  # attention, dense MLP, shared experts, LM head
+    kv_bytes = KV_BYTES[dd]
     heads = _split(model.heads, n, "attention heads", model)
     kernels = [Kernel("embedding gather", "memory", 1, 0.0, 2.0 * t * h * ACT_BYTES / n, "bf16",
                       note="vocab-parallel lookup")]
     if model.mla is None:
         kvh = max(1, model.kv_heads // n)
         d = model.head_dim
-        kernels += [_gemm("qkv", t, (heads + 2 * kvh) * d, h, dtype, L),
-                    _gemm("attn_out", t, h, heads * d, dtype, L)]
+        kernels += [_gemm("qkv", t, (heads + 2 * kvh) * d, h, dd, L),
+                    _gemm("attn_out", t, h, heads * d, dd, L)]
         qk_dim, v_dim, cached = d, d, 2 * kvh * d
         rope_dims = (heads + kvh) * d
     else:
         m = model.mla
         qk_dim, v_dim = m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim
-        kernels += [_gemm("q_a (replicated)", t, m.q_lora_rank, h, dtype, L),
-                    _gemm("q_b", t, heads * qk_dim, m.q_lora_rank, dtype, L),
-                    _gemm("kv_a (replicated)", t, m.kv_lora_rank + m.qk_rope_head_dim, h, dtype, L),
-                    _gemm("kv_b", t, heads * (m.qk_nope_head_dim + v_dim), m.kv_lora_rank, dtype, L),
-                    _gemm("attn_out", t, h, heads * v_dim, dtype, L)]
+        kernels += [_gemm("q_a (replicated)", t, m.q_lora_rank, h, dd, L),
+                    _gemm("q_b", t, heads * qk_dim, m.q_lora_rank, dd, L),
+                    _gemm("kv_a (replicated)", t, m.kv_lora_rank + m.qk_rope_head_dim, h, dd, L),
+                    _gemm("kv_b", t, heads * (m.qk_nope_head_dim + v_dim), m.kv_lora_rank, dd, L),
+                    _gemm("attn_out", t, h, heads * v_dim, dd, L)]
         cached = m.kv_lora_rank + m.qk_rope_head_dim
         rope_dims = (heads + 1) * m.qk_rope_head_dim
         kvh = 1
@@ -296,8 +311,8 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
     dense_layers = L if model.moe is None else model.moe.dense_layers
     ffn_local = _split(model.ffn, n, "FFN dimension", model)
     if dense_layers:
-        kernels += [_gemm("mlp_up_gate", t, 2 * ffn_local, h, dtype, dense_layers),
-                    _gemm("mlp_down", t, h, ffn_local, dtype, dense_layers)]
+        kernels += [_gemm("mlp_up_gate", t, 2 * ffn_local, h, dd, dense_layers),
+                    _gemm("mlp_down", t, h, ffn_local, dd, dense_layers)]
     act_width = ffn_local * dense_layers
     if model.moe is not None:
         e = model.moe
@@ -313,8 +328,8 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
                     _gemm("experts down", routed, h, f, dtype, ml, weight_rows=touched * h, note=note)]
         if e.shared_experts:
             fs = e.shared_experts * f
-            kernels += [_gemm("shared expert up_gate", t, 2 * fs, h, dtype, ml),
-                        _gemm("shared expert down", t, h, fs, dtype, ml)]
+            kernels += [_gemm("shared expert up_gate", t, 2 * fs, h, dd, ml),
+                        _gemm("shared expert down", t, h, fs, dd, ml)]
         act_width += ml * (routed / max(t, 1) + e.shared_experts) * f
     # The memory-bound rest, per step: two RMSNorms per layer (read x, write y), two residual adds
     # (read 2, write 1), rotary on Q and K (read + write), the KV-cache write, and the activation
@@ -323,7 +338,7 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
     rest = L * per_layer + 3 * t * act_width * ACT_BYTES + 2 * t * h * ACT_BYTES  # + final norm
     kernels.append(Kernel("norms, residuals, rotary, activation, KV-cache write", "memory", 1, 0.0, rest, "bf16"))
     # LM head: logits of the last position of each sequence (serving stacks skip the others).
-    kernels.append(_gemm("lm_head", batch, -(-model.vocab // n), h, dtype, 1))
+    kernels.append(_gemm("lm_head", batch, -(-model.vocab // n), h, dd, 1))
     if n > 1:
         # Two all-reduces of the hidden states per layer; the bytes here are the payload, the
         # ring algorithm's 2 (n - 1) / n factor is applied where the time is computed.
@@ -334,9 +349,11 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
 def memory_bytes(model: LanguageModel, dtype: str, tp: int, batch: int, context: int) -> tuple[float, float]:
     """(weights, KV cache) bytes on one GPU of a `tp`-way group, the cache holding `context` tokens
     of each of `batch` sequences. MLA's small replicated projections are counted on every GPU."""
-    weights = model.params() * WEIGHT_BYTES[dtype] / tp
+    dd = model.dense_dtype(dtype)
+    experts = 0 if model.moe is None else model.moe_layers * model.moe.experts * 3 * model.hidden * model.moe.expert_ffn
+    weights = (experts * WEIGHT_BYTES[dtype] + (model.params() - experts) * WEIGHT_BYTES[dd]) / tp
     if model.mla is not None:
         m = model.mla
         replicated = model.layers * model.hidden * (m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim)
-        weights += replicated * WEIGHT_BYTES[dtype] * (1 - 1 / tp)
-    return weights, batch * context * model.kv_bytes_per_token(KV_BYTES[dtype], tp)
+        weights += replicated * WEIGHT_BYTES[dd] * (1 - 1 / tp)
+    return weights, batch * context * model.kv_bytes_per_token(KV_BYTES[dd], tp)

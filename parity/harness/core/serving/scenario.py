@@ -115,7 +115,7 @@ class Memory:
 def weights_per_gpu(model, dtype: str, vendor: str, par: Parallel) -> float:
     """Bytes of weights on one GPU: attention, dense MLP and embeddings split over the attention TP
     group (or whole under attention DP), experts over EP and their FFN over tp / ep."""
-    wb = K.weight_bytes(dtype, vendor)
+    wb, eb = K.weight_bytes(model.dense_dtype(dtype), vendor), K.weight_bytes(dtype, vendor)
     h, n = model.hidden, par.attn_tp
     embed = model.vocab * h * (1 if model.tied_embeddings else 2)
     shared = model.layers * model.attention_params() + embed
@@ -129,7 +129,8 @@ def weights_per_gpu(model, dtype: str, vendor: str, par: Parallel) -> float:
         e = model.moe
         expert = 3 * h * e.expert_ffn
         routed = model.moe_layers * (e.experts // par.ep) * expert / par.moe_tp
-        total += routed + model.moe_layers * (e.shared_experts * expert / n + h * e.experts)
+        total += model.moe_layers * (e.shared_experts * expert / n + h * e.experts)
+        return total * wb + routed * eb
     return total * wb
 
 
@@ -147,7 +148,7 @@ def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
     # hybrid KV cache manager frees the blocks outside a window, but not every engine version does
     # (TensorRT-LLM allocates a window's blocks per layer only with its variable-window cache), so
     # the concurrency that memory allows is the lower one. Attention reads only the window (step.py).
-    kv_token = model.kv_bytes_per_token(K.KV_BYTES[scn.dtype], par.attn_tp)
+    kv_token = model.kv_bytes_per_token(K.KV_BYTES[model.dense_dtype(scn.dtype)], par.attn_tp)
     kv_tokens = max(0.0, usable - weights - workspace) / kv_token
     per_replica = min(engine.max_num_seqs * par.batch_ranks, math.floor(kv_tokens / per_seq) * par.batch_ranks)
     return Memory(capacity / 1e9, usable / 1e9, weights / 1e9, workspace / 1e9, kv_token, kv_tokens, per_seq,
@@ -172,7 +173,10 @@ def _pass_s(scn, spec, dev, engine, p, batch: Batch, measured) -> tuple[float, o
     model = llm.get(scn.model)
     graphs = batch.prefill == 0 and batch.decode / scn.parallel.batch_ranks <= engine.graph_max_batch
     br = step(model, spec, dev, scn.dtype, scn.parallel, batch, p, graphs, measured)
-    host = engine.host_s(batch.decode + batch.prefill_seqs)
+    # Under attention DP every rank runs its own scheduler over its share of the sequences
+    # (TensorRT-LLM's PyExecutor per rank with attention DP; SGLang's DP-attention schedulers), so the
+    # host's step is that share's, in parallel with the other ranks'.
+    host = engine.host_s((batch.decode + batch.prefill_seqs) / scn.parallel.batch_ranks)
     return (max(br.gpu_s, host) if engine.async_scheduling else br.gpu_s + host), br
 
 
@@ -186,7 +190,7 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     t_dec, br = _pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, ctx), measured)
     t_dec *= n_dec
     parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
-    parts["host_s"] = engine.host_s(c)
+    parts["host_s"] = engine.host_s(c / scn.parallel.batch_ranks)
     if scn.mode == "static":
         chunk = min(budget, c * isl)
         n_pre = math.ceil(c * isl / chunk)

@@ -97,8 +97,9 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
     pre = batch.prefill / par.batch_ranks
     n = par.attn_tp
     heads = model.heads // n
-    kvb = K.KV_BYTES[dtype]
-    gemm = lambda m, nn, k, d=dtype: K.gemm_s(dev, m, nn, k, d, p, measured=measured)  # noqa: E731
+    dense = model.dense_dtype(dtype)  # everything but the routed experts (gpt-oss: BF16)
+    kvb = K.KV_BYTES[dense]
+    gemm = lambda m, nn, k, d=dense: K.gemm_s(dev, m, nn, k, d, p, measured=measured)  # noqa: E731
     if model.mla is None:
         kvh, d = max(1, model.kv_heads // n), model.head_dim
         out.add("gemm_s", gemm(t, (heads + 2 * kvh) * d, h), L)
@@ -134,13 +135,13 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
             pre_bytes = pre * (qo * K.ACT_BYTES + ctx * kv_layer)
             out.add("attention_s", K.prefill_attention_s(dev, pre_flops * share, pre_bytes, measured), count)
     # MLP: dense layers, then the experts of the MoE layers.
-    dense = L if model.moe is None else model.moe.dense_layers
+    dense_layers = L if model.moe is None else model.moe.dense_layers
     act_width = 0.0
-    if dense:
+    if dense_layers:
         f = model.ffn // n
-        out.add("gemm_s", gemm(t, 2 * f, h), dense)
-        out.add("gemm_s", gemm(t, h, f), dense)
-        act_width += f * dense
+        out.add("gemm_s", gemm(t, 2 * f, h), dense_layers)
+        out.add("gemm_s", gemm(t, h, f), dense_layers)
+        act_width += f * dense_layers
     if model.moe is not None:
         e, ml = model.moe, model.moe_layers
         local = e.experts // par.ep
