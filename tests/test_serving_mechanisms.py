@@ -1,5 +1,6 @@
 """The step model's mechanisms one at a time: prompt packing under the token budget, the grouped
-GEMM's efficiency, and the validation set's reading of finite bursts (Little's law)."""
+GEMM's per-expert tiles, the host per attention-DP rank, models that quantize only their experts,
+and the validation set's reading of finite bursts (Little's law)."""
 import re
 
 import pytest
@@ -41,17 +42,19 @@ def test_ttft_alone_is_one_prompt_not_a_trickle():
     assert res.ttft_s < 3 * res.tpot_s
 
 
-def test_grouped_gemm_compute_runs_at_its_own_efficiency():
+def test_grouped_gemm_pads_each_expert_to_the_tile_and_reads_only_touched_experts():
     dev = K.device(specs.get("h200"))
-    dense, moe = K.Params(moe_gemm_eff=1.0), K.Params(moe_gemm_eff=0.5)
-    # compute-bound experts (4096 tokens each): time doubles at half the efficiency
-    big = [K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p) for p in (dense, moe)]
-    assert big[1] == pytest.approx(2 * big[0], rel=1e-9)
-    # a decode expert (2 tokens) is a weight read either way
-    small = [K.grouped_gemm_s(dev, 16, 8, 8, 14336, 4096, "fp8", p) for p in (dense, moe)]
-    assert small[1] == pytest.approx(small[0], rel=1e-9)
-    # and dense GEMMs never see it
-    assert K.gemm_s(dev, 4096, 4096, 4096, "fp8", moe) == K.gemm_s(dev, 4096, 4096, 4096, "fp8", dense)
+    p = K.Params()
+    # compute-bound experts (4096 rows each): 8 experts cost 8 dense GEMMs of one expert's rows
+    one = K.gemm_s(dev, 4096, 14336, 4096, "fp8", p)
+    assert K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p) == pytest.approx(8 * one, rel=1e-9)
+    # 130 rows per expert pad to 256: as slow as 256 rows when compute-bound, never faster than 130
+    padded = K.grouped_gemm_s(dev, 8 * 130, 8, 8, 14336, 4096, "fp8", p)
+    assert padded == pytest.approx(8 * K.gemm_s(dev, 256, 14336, 4096, "fp8", p), rel=1e-9)
+    # a decode step touching 2 of 8 experts reads 2 experts' weights, not 8
+    two = K.grouped_gemm_s(dev, 4, 8, 2, 14336, 4096, "fp8", p)
+    assert two == pytest.approx(2 * K.gemm_s(dev, 2, 14336, 4096, "fp8", p), rel=1e-9)
+    assert two < K.grouped_gemm_s(dev, 16, 8, 8, 14336, 4096, "fp8", p) / 3
 
 
 def test_finite_bursts_are_read_at_the_concurrency_their_own_row_reports():

@@ -16,10 +16,14 @@ import math
 
 from parity.harness.core.serving import engines, validation
 
+# No grouped-GEMM efficiency of its own: every MoE figure of the calibration subset runs under
+# expert parallelism, where such a factor and the busiest rank's load scale the same expert GEMMs
+# (their product is all the fit can see; fitted both, the search stopped at a worse calibration
+# objective, 4.17 against 4.15 with the grouped GEMM at the dense GEMM's efficiency). The experts'
+# GEMMs keep the dense model's tile padding and wave quantization per expert (kernels.grouped_gemm_s).
 # name: (prior, low bound, high bound)
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0),
-          "moe_gemm_eff": (0.7, 0.2, 1.0)}
+          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
 
 
 def calibration_entries(entries=None) -> list[dict]:

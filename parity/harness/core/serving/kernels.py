@@ -92,12 +92,6 @@ class Params:
     # (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance EP ranks),
     # and a step waits for its slowest rank. One global constant, fitted; 1.0 is uniform routing.
     moe_imbalance: float = 1.0
-    # A MoE grouped GEMM's compute efficiency relative to a dense GEMM of the same math dtype: the
-    # tokens are gathered per expert (permute), every expert's rows are a ragged tile range the
-    # scheduler walks expert by expert, and the tiles of small experts are short (vLLM fused_moe,
-    # TensorRT-LLM CUTLASS MoE, DeepGEMM grouped layouts all run below their dense GEMMs). Global,
-    # fitted; 1.0 is a dense GEMM.
-    moe_gemm_eff: float = 1.0
 
 
 # measured(kind, shape, device_id) -> efficiency or None; kind "gemm_<dtype>", "attention_<phase>"
@@ -115,7 +109,7 @@ def _wave_util(tiles: int, k: int, cu: int | None) -> float:
 
 
 def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_rows: float | None = None,
-           measured: Measured | None = None, compute_eff: float = 1.0) -> float:
+           measured: Measured | None = None) -> float:
     """Seconds of one GEMM; `weight_rows` of W are read (routed experts: those touched)."""
     if m <= 0:
         return 0.0
@@ -131,7 +125,7 @@ def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_
     m_pad = 64 * math.ceil(m / 64) if m <= 64 else 128 * math.ceil(m / 128)
     tiles = math.ceil(m_pad / (64 if m <= 64 else 128)) * math.ceil(n / TILE_N)
     eff = dev.gemm_eff.get(math_dtype, dev.gemm_eff["bf16"])
-    t_comp = 2.0 * m_pad * n * k / (dev.peak_flops[math_dtype] * eff * compute_eff
+    t_comp = 2.0 * m_pad * n * k / (dev.peak_flops[math_dtype] * eff
                                     * _wave_util(tiles, k, dev.compute_units))
     return max(t_mem, t_comp)
 
@@ -143,7 +137,7 @@ def grouped_gemm_s(dev: Device, routed: float, experts_local: int, touched: floa
     if routed <= 0 or touched <= 0:
         return 0.0
     per_expert = routed / touched
-    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured, compute_eff=p.moe_gemm_eff)
+    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured)
 
 
 def decode_attention_s(dev: Device, kv_bytes: float, flops: float, p: Params,

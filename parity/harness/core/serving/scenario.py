@@ -252,5 +252,4 @@ def params(values: dict | None = None) -> K.Params:
     return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
                     attn_decode=fit.get("attn_decode", K.Params.attn_decode),
                     kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"],
-                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance),
-                    moe_gemm_eff=fit.get("moe_gemm_eff", K.Params.moe_gemm_eff))
+                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))
