@@ -163,3 +163,27 @@ def test_html_has_the_curve_and_max_concurrency_row(capsys, tmp_path):
 def test_max_inside_a_curve_is_the_maximum_concurrency(capsys):
     rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "4,max"])
     assert [r["concurrency"] for r in rows] == [4, rows[1]["max_concurrency"]] and rows[1]["max_concurrency"] > 4
+
+
+def test_a_curve_past_the_maximum_has_one_point_there_that_names_the_rest(capsys):
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", "4,100000,200000"])
+    top = rows[0]["max_concurrency"]
+    assert [r["concurrency"] for r in rows] == [4, top]
+    assert "100000, 200000 are above the" in rows[1]["note"] and not rows[0].get("note")
+    rows = run_json(capsys, BASE, ["--to", "h200", "--concurrency", f"4,{top},100000"])
+    assert [r["concurrency"] for r in rows] == [4, top] and "100000 is above the" in rows[1]["note"]
+
+
+def test_a_format_without_tensor_cores_is_priced_weight_only(capsys):
+    """FP4 on Hopper or MI300X is served weight-only (W4A16: Marlin, TensorRT-LLM's gpt-oss on
+    Hopper): the row is estimated and says so, and one user's decode, a weight read, is faster than
+    with FP8 weights (0.53 bytes a weight against 1)."""
+    argv = ["estimate", "--model", "llama3-8b", "--to", "h100-sxm,mi300x", "--gpus", "1", "--tp", "1",
+            "--isl", "1024", "--osl", "256", "--engine", "vllm"]
+    fp4 = run_json(capsys, argv, ["--dtype", "fp4", "--concurrency", "1"])
+    fp8 = run_json(capsys, argv, ["--dtype", "fp8", "--concurrency", "1"])
+    for w4, w8 in zip(fp4, fp8, strict=True):
+        assert w4["fits"] and "no fp4 tensor cores" in w4["note"] and "weight-only" in w4["note"]
+        assert w4["tpot_ms"] < w8["tpot_ms"]
+    b200 = run_json(capsys, argv, ["--dtype", "fp4", "--to", "b200", "--concurrency", "1"])
+    assert not b200[0].get("note")

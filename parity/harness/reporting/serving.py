@@ -86,9 +86,18 @@ def estimate(scn: Scenario, targets: list, concurrencies: list[int] | None, pric
 
 
 def _device_rows(rows, scn, spec, concurrencies, override, slo_tpot_ms, measured) -> None:
+    first = len(rows)
+    _priced_rows(rows, scn, spec, concurrencies, override, slo_tpot_ms, measured)
     if scn.dtype != "bf16" and spec.peak(scn.dtype) is None:
-        rows.append({"device": spec.id, "fits": False, "note": f"{spec.id} has no native {scn.dtype}: not estimated"})
-        return
+        # Weight-only quantization where the tensor cores lack the format: the engines serve it so
+        # (vLLM's Marlin W4A16/W8A16 kernels, TensorRT-LLM's gpt-oss on Hopper), and kernels.gemm_s
+        # reads the weights at their width and computes at the BF16 rate.
+        said = f"{spec.id} has no {scn.dtype} tensor cores: {scn.dtype} weights computed at the BF16 rate (weight-only)"
+        for row in rows[first:]:
+            row["note"] = "; ".join(n for n in (row.get("note"), said) if n)
+
+
+def _priced_rows(rows, scn, spec, concurrencies, override, slo_tpot_ms, measured) -> None:
     if slo_tpot_ms is not None:
         mem, _ = solve(scn, spec, measured=measured)
         best = sweep.best_under_slo(scn, spec, slo_tpot_ms, concurrencies=concurrencies, measured=measured)

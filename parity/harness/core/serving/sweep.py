@@ -18,11 +18,18 @@ def curve(scn: Scenario, spec, concurrencies: list[int] | None = None, values: d
     mem, _ = solve(_at(scn, 1), spec, values=values, measured=measured)
     if not mem.fits:
         return mem, []
-    points = (grid(mem.max_concurrency) if concurrencies is None  # 0 stands for the maximum
-              else sorted({mem.max_concurrency if c == 0 else c for c in concurrencies}))
+    top = mem.max_concurrency
+    asked = grid(top) if concurrencies is None else sorted({top if c == 0 else c for c in concurrencies})
+    # Concurrencies above what memory and the engine allow all run at the maximum (the rest queue):
+    # one point stands for them, so a curve never repeats a point.
+    above = [c for c in asked if c > top]
+    points = sorted({c for c in asked if c <= top} | ({top} if above else set()))
     out = []
     for c in points:
         _, res = solve(_at(scn, c), spec, values=values, measured=measured)
+        if c == top and above and res is not None:
+            res.note = (f"concurrency {', '.join(map(str, above))} {'is' if len(above) == 1 else 'are'} above the "
+                        f"{top} the memory and engine allow: the rest wait in the queue")
         out.append((c, res))
     return mem, out
 
