@@ -173,3 +173,27 @@ def test_a_model_with_only_its_experts_quantized_keeps_the_rest_in_bf16(tmp_path
     bad.write_text(llm.MODEL_DIR.joinpath("gpt-oss-120b.toml").read_text().replace('"experts"', '"attention"'))
     with pytest.raises(llm.ModelError, match="quantized must be one of"):
         llm.parse(bad)
+
+
+@pytest.mark.parametrize("engine_id", ["vllm", "sglang"])
+def test_a_hybrid_kv_cache_holds_only_the_window_of_sliding_layers(engine_id):
+    """vLLM's hybrid KV cache manager and SGLang's SWA pool keep a sliding-window layer's last
+    window only: gpt-oss's 18 windowed layers of 36 hold 128 tokens, so a 4096-token request takes
+    (18 x 4096 + 18 x 128) / 36 full-layer tokens; an engine counted at the full length (TensorRT-LLM)
+    and a model without windows are unchanged."""
+    from dataclasses import replace
+
+    from parity.harness.core import llm
+    spec = specs.get("h200")
+    engine = engines.get(engine_id)
+    scn = Scenario("gpt-oss-120b", "fp4", 1, 1, 4096, 2048, engine_id)
+    per_seq = 4096 + 2048 / 2
+    windowed = scenario.memory(scn, spec, engine)
+    full = scenario.memory(scn, spec, replace(engine, window_kv="full"))
+    assert engine.window_kv == "window" and engines.get("trtllm").window_kv == "full"
+    assert full.tokens_per_seq == per_seq
+    assert windowed.tokens_per_seq == pytest.approx((18 * per_seq + 18 * 128) / 36)
+    assert windowed.max_concurrency >= full.max_concurrency and windowed.needed_gb < full.needed_gb
+    dense = Scenario("llama3-8b", "fp8", 1, 1, 4096, 2048, engine_id)
+    assert scenario.memory(dense, spec, engine) == scenario.memory(dense, spec, replace(engine, window_kv="full"))
+    assert llm.get("llama3-8b").window_layers == 0

@@ -16,6 +16,7 @@ from parity.harness.core.model import UsageError
 DATA = Path(__file__).with_name("engines.toml")
 CALIBRATION = Path(__file__).with_name("calibration.toml")
 KV_POLICIES = ("on-demand", "reserve")
+WINDOW_KV = ("window", "full")  # sliding-window layers hold their window's KV only, or the full length
 OVERRIDABLE = ("max_num_seqs", "max_num_batched_tokens", "graph_max_batch")
 
 
@@ -28,6 +29,7 @@ class Engine:
     graph_max_batch: int
     async_scheduling: bool
     kv_allocation: str
+    window_kv: str
     gpu_memory_utilization: float
     host_base_ms: float
     host_per_seq_us: float
@@ -60,8 +62,10 @@ def priors() -> tuple[dict[str, Engine], dict]:
     for eid, e in data["engine"].items():
         if e.get("kv_allocation") not in KV_POLICIES:
             raise UsageError(f"engines.toml {eid}: kv_allocation must be one of {KV_POLICIES}")
+        if e.get("window_kv") not in WINDOW_KV:
+            raise UsageError(f"engines.toml {eid}: window_kv must be one of {WINDOW_KV}")
         out[eid] = Engine(eid, e["name"], int(e["max_num_seqs"]), int(e["max_num_batched_tokens"]),
-                          int(e["graph_max_batch"]), bool(e["async_scheduling"]), e["kv_allocation"],
+                          int(e["graph_max_batch"]), bool(e["async_scheduling"]), e["kv_allocation"], e["window_kv"],
                           float(e["gpu_memory_utilization"]), float(e["host_base_ms"]),
                           float(e["host_per_seq_us"]), tuple(e["source"]))
     return out, dict(data["gpu"])

@@ -144,10 +144,12 @@ def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
     # TRT-LLM's GUARANTEED_NO_EVICT reserves a request's whole length; paged allocation on demand
     # holds ISL + OSL / 2 on average over a request's life.
     per_seq = scn.isl + (scn.osl if engine.kv_allocation == "reserve" else scn.osl / 2)
-    # Every layer's KV cache is allocated at the full length, sliding-window layers included: vLLM's
-    # hybrid KV cache manager frees the blocks outside a window, but not every engine version does
-    # (TensorRT-LLM allocates a window's blocks per layer only with its variable-window cache), so
-    # the concurrency that memory allows is the lower one. Attention reads only the window (step.py).
+    # Sliding-window layers: engines with a hybrid KV cache (vLLM, SGLang) keep only the window's
+    # tokens there; TensorRT-LLM's pools per window size are split by a static fraction, counted
+    # here at the full length (the lower concurrency). `per_seq` becomes full-layer tokens.
+    if model.window_layers and engine.window_kv == "window":
+        full = model.layers - model.window_layers
+        per_seq = (full * per_seq + model.window_layers * min(per_seq, model.window_tokens)) / model.layers
     kv_token = model.kv_bytes_per_token(K.KV_BYTES[model.dense_dtype(scn.dtype)], par.attn_tp)
     kv_tokens = max(0.0, usable - weights - workspace) / kv_token
     per_replica = min(engine.max_num_seqs * par.batch_ranks, math.floor(kv_tokens / per_seq) * par.batch_ranks)
