@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parity.harness.core import capability, specs
+from parity.harness.core import capability, dot_scaled_probe, specs
 from parity.harness.core.capability import EMULATED, NATIVE, UNSUPPORTED, resolve
 
 MI300X = SimpleNamespace(backend="rocm", arch="gfx942")
@@ -110,10 +110,55 @@ def test_the_numpy_gap_in_the_interpreter_is_probed(monkeypatch):
     assert capability.interpreter_problem("kernels", (3, 6), (2, 3)) is None
 
 
-def test_the_gpu_start_up_line_names_what_an_older_triton_degrades():
+UNSUPPORTED_36 = dot_scaled_probe.ProbeResult(
+    dot_scaled_probe.UNSUPPORTED, "3.6.0", "Unsupported DotScaleOp found when converting TritonGPU to LLVM.")
+COMPILES_39 = dot_scaled_probe.ProbeResult(dot_scaled_probe.COMPILES, "3.9.0")
+
+
+def test_the_gpu_start_up_line_names_what_an_older_triton_degrades(monkeypatch):
     assert "older than 3.6" in capability.gpu_warning("cuda", "sm_90", (3, 5))
-    line = capability.gpu_warning("rocm", "gfx942", (3, 6))
-    assert "Unsupported DotScaleOp" in line and "MXFP4" in line
+    line = capability.gpu_warning("rocm", "gfx942", (3, 6), probe=lambda b, a: UNSUPPORTED_36)
+    assert "\n" not in line and "Unsupported DotScaleOp" in line and "triton 3.6.0" in line and "MXFP4" in line
+    assert capability.gpu_warning("rocm", "gfx942", (3, 9), probe=lambda b, a: COMPILES_39) is None
+    unknown = dot_scaled_probe.ProbeResult(dot_scaled_probe.UNKNOWN, "3.9.0", "the compile probe did not finish in 120 s")
+    line = capability.gpu_warning("rocm", "gfx942", probe=lambda b, a: unknown)
+    assert line.startswith("could not tell whether triton 3.9.0") and "120 s" in line and "MXFP4" in line
+    # where nothing is probed (FP4 hardware, NVIDIA), a Triton at the floor has nothing to say
+    monkeypatch.setattr(capability, "probe_dot_scaled", lambda b, a: UNSUPPORTED_36)
     for backend, arch in (("cuda", "sm_90"), ("rocm", "gfx950"), ("cuda", "sm_100")):
         assert capability.gpu_warning(backend, arch, (3, 6)) is None
-    assert capability.gpu_warning("rocm", "gfx942", (3, 9)) is None
+    assert "Unsupported DotScaleOp" in capability.gpu_warning("rocm", "gfx942")  # the patched probe answers
+
+
+# The child's report and stderr as triton 3.6.0 writes them compiling the probe for gfx942 (shortened):
+# the exception says only that a pass failed; the reason is MLIR's, on stderr, above a dump of the IR
+# that names tt.dot_scaled on every try.
+STDERR_36 = """LLVM ERROR: Unsupported DotScaleOp found when converting TritonGPU to LLVM.
+module attributes {"ttg.num-ctas" = 1 : i32, ttg.target = "hip:gfx942", "ttg.threads-per-warp" = 64 : i32} {
+    %36 = tt.dot_scaled %12 scale %26, %17 scale %31, %cst lhs = e2m1 rhs = e2m1 {fastMath = false}
+}
+probe.py:122:0: error: Failures have been detected while processing an MLIR pass pipeline
+probe.py:122:0: note: Pipeline failed while executing [`ConvertTritonAMDGPUToLLVM` on 'builtin.module' operation]
+"""
+
+
+def test_the_probe_reads_the_compilers_reason_and_tells_a_broken_probe_apart():
+    read = dot_scaled_probe.interpret
+    found = read("3.6.0", "ok backend\nok control\nfail dot_scaled RuntimeError: PassManager::run failed\n",
+                 STDERR_36, 0)
+    assert found == UNSUPPORTED_36
+    # no compiler message: the exception's line; an abort inside the scaled compile: unsupported too
+    assert read("3.6.0", "ok backend\nok control\nfail dot_scaled CompilationError: at 9:4: no dot_scaled\n", "",
+                0).detail == "CompilationError: at 9:4: no dot_scaled"
+    assert read("3.6.0", "ok backend\nok control\n", "LLVM ERROR: out of range\n", -6).status == "unsupported"
+    # the control (a plain tl.dot) failing, a missing backend, a dead child: "unknown", never "compiles"
+    control = read("3.9.0", "ok backend\nfail control RuntimeError: PassManager::run failed\n",
+                   "LLVM ERROR: Cannot select: intrinsic %llvm.amdgcn\n", 0)
+    assert control.status == "unknown" and "control kernel" in control.detail and "Cannot select" in control.detail
+    assert read("3.9.0", "fail backend KeyError: 'hip'\n", "", 0).status == "unknown"
+    for out, code in (("", -9), ("ok backend\n", 1), ("ok backend\nok control\nok dot_scaled_x\n", 0)):
+        assert read("3.9.0", out, "", code).status != "compiles"
+    assert read("3.9.0", "ok backend\nok control\nok dot_scaled\n", "", 0) == COMPILES_39
+    assert dot_scaled_probe.gpu_target("rocm", "gfx942") == ("hip", "gfx942", 64)
+    assert dot_scaled_probe.gpu_target("rocm", "gfx1100") == ("hip", "gfx1100", 32)
+    assert dot_scaled_probe.gpu_target("cuda", "sm_90a") == ("cuda", 90, 32)

@@ -205,6 +205,41 @@ def test_splitk_on_decode_shapes(m, n, k, split):
     check_half(run, m, n, k, "NT")
 
 
+@needs_kernels
+@pytest.mark.parametrize("kernel", ["persistent", "splitk"])
+def test_column_slices_of_wider_operands_whose_m_and_n_are_odd(kernel):
+    """A (M, K) and B (K, N) as slices of wider tensors: row strides 48 (multiples of 16, so Triton
+    may load 16-byte vectors), M = 21 and N = 19 not multiples of any vector width, so the `% M` and
+    `% N` wraps restart at 0 mid-vector (see the next test)."""
+    gen = torch.Generator().manual_seed(3)
+    m, n, k = 21, 19, 40
+    a = torch.randn(k, 48, generator=gen).to(torch.bfloat16).to(DEV)[:, 5:5 + m].t()  # column-major A, stride (1, 48)
+    b = torch.randn(k, 48, generator=gen).to(torch.bfloat16).to(DEV)[:, 8:8 + n]  # B, stride (48, 1)
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=DEV)
+    if kernel == "persistent":
+        tp.matmul(a, b, out, cfg=PTR_SMALL, tma=False)
+    else:
+        sk.matmul(a, b, out, cfg=SPLIT_SMALL)
+    a64, b64 = a.double().cpu(), b.double().cpu()
+    assert_matches(out, a64 @ b64, a64.abs() @ b64.abs(), k, torch.bfloat16)
+
+
+def test_no_kernel_hints_contiguity_on_a_wrapped_index():
+    """`tl.max_contiguous(tl.multiple_of(offs % N, BLOCK), BLOCK)` (Triton's tutorial) is false at the
+    wrap: with a column slice (row stride a multiple of 16, N not a multiple of 8) Triton compiled
+    16-byte loads from the wrapped indices (cp.async 0x10 on sm_90a, global_load_dwordx4 on gfx942:
+    off alignment past N). Without the hint Triton's own analysis of `% N` vectorizes exactly where
+    N is a multiple of 16 (the same loads as with it for aligned shapes, issue 24)."""
+    import re
+    from pathlib import Path
+
+    kernels = Path(tp.__file__).resolve().parents[1]
+    hinted = [f"{path.name}:{number}" for path in sorted(kernels.rglob("*.py"))
+              for number, line in enumerate(path.read_text().splitlines(), 1)
+              if re.search(r"tl\.(max_contiguous|multiple_of)\(.*%", line)]
+    assert not hinted, hinted
+
+
 def test_splitk_plan_fills_the_gpu_with_whole_k_granules():
     # M = 1, N = 6144, K = 4096 on 132 SMs: 96 tiles of 64 columns -> 3 splits of 1536.
     assert sk.plan(1, 6144, 4096, 132) == (3, 1536)

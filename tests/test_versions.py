@@ -1,5 +1,6 @@
 """The vendor images' versions: what an older Triton cannot do is a skip (or one line) with its reason,
-by version, and the `cpu` extra asks for a Triton whose interpreter runs every kernel."""
+probed where it can be (a compile, an interpreter run) and by version elsewhere, and the `cpu` extra
+asks for a Triton whose interpreter runs every kernel."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from parity.harness.core import capability
+from parity.harness.core import capability, dot_scaled_probe
 from parity.harness.core.capability import EMULATED, NATIVE, UNSUPPORTED
 from parity.suites import gemm
 
@@ -22,25 +23,41 @@ CPU = SimpleNamespace(backend="cpu", arch="x86_64", name="CPU", is_gpu=False, in
                       memory_bytes=8 << 30, index=0)
 
 
-def test_dot_scaled_on_gfx942_is_refused_by_triton_3_6_and_not_by_3_9():
-    reason = capability.dot_scaled_problem("rocm", "gfx942", (3, 6))
-    assert reason and "Unsupported DotScaleOp" in reason and "3.6" in reason and "gfx942" in reason
-    assert capability.dot_scaled_problem("rocm", "gfx942", (3, 9)) is None
-    assert capability.dot_scaled_problem("rocm", "gfx950", (3, 6)) is None  # FP4 hardware: native
-    assert capability.dot_scaled_problem("cuda", "sm_90", (3, 6)) is None
+UNSUPPORTED_36 = dot_scaled_probe.ProbeResult(
+    dot_scaled_probe.UNSUPPORTED, "3.6.0", "Unsupported DotScaleOp found when converting TritonGPU to LLVM.")
+COMPILES_39 = dot_scaled_probe.ProbeResult(dot_scaled_probe.COMPILES, "3.9.0")
+UNKNOWN = dot_scaled_probe.ProbeResult(dot_scaled_probe.UNKNOWN, "3.9.0", "no usable backend: ImportError: hip")
 
 
-def test_the_gemm_suite_skips_mxfp4_on_gfx942_with_an_old_triton(monkeypatch):
+def not_probed(backend, arch):
+    raise AssertionError(f"{backend} {arch} is not probed")
+
+
+def test_dot_scaled_on_gfx942_follows_the_compile_probe_not_the_version():
+    reason = capability.dot_scaled_problem("rocm", "gfx942", lambda b, a: UNSUPPORTED_36)
+    assert "Unsupported DotScaleOp" in reason and "triton 3.6.0" in reason and "gfx942" in reason
+    assert capability.dot_scaled_problem("rocm", "gfx942", lambda b, a: COMPILES_39) is None
+    # a probe that could not tell is never "supported", and says it could not tell
+    unknown = capability.dot_scaled_problem("rocm", "gfx90a", lambda b, a: UNKNOWN)
+    assert unknown.startswith("could not tell whether triton 3.9.0") and "gfx90a" in unknown and "hip" in unknown
+    # FP4 hardware (gfx950) and NVIDIA: compiled by 3.6 and 3.9 alike (issue 24's check), not probed
+    for backend, arch in (("rocm", "gfx950"), ("cuda", "sm_90"), ("cuda", "sm_100"), ("cuda", "sm_120")):
+        assert capability.dot_scaled_problem(backend, arch, not_probed) is None
+
+
+def test_the_gemm_suite_skips_mxfp4_on_gfx942_where_the_probe_fails(monkeypatch):
     p = {"m": 256, "n": 256, "k": 256, "dtype": "mxfp4", "layout": "NT", "scaling": "block32"}
     triton_mx = next(i for i in gemm.SUITE.impls if i.op == "gemm_mxfp4" and i.name == "triton")
-    monkeypatch.setattr(capability, "triton_version", lambda: (3, 6))
+    monkeypatch.setattr(capability, "probe_dot_scaled", lambda b, a: UNSUPPORTED_36)
     assert capability.resolve(MI300X, "mxfp4", "triton").path == UNSUPPORTED
     assert "Unsupported DotScaleOp" in triton_mx.supports(MI300X, p)
     assert triton_mx.supports(MI355X, p) is None and triton_mx.supports(H200, p) is None
-    monkeypatch.setattr(capability, "triton_version", lambda: (3, 9))
+    monkeypatch.setattr(capability, "probe_dot_scaled", lambda b, a: COMPILES_39)
     assert capability.resolve(MI300X, "mxfp4", "triton").path == EMULATED
     assert triton_mx.supports(MI300X, p) is None
     assert capability.resolve(MI355X, "mxfp4", "triton").path == NATIVE
+    monkeypatch.setattr(capability, "probe_dot_scaled", lambda b, a: UNKNOWN)
+    assert "could not tell" in triton_mx.supports(MI300X, p)
 
 
 def test_an_old_interpreter_says_what_it_cannot_run(monkeypatch):

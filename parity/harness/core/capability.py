@@ -20,6 +20,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from parity.harness.core import dot_scaled_probe
+
 NATIVE, EMULATED, UNSUPPORTED = "native", "emulated", "unsupported"
 
 # Format names as a suite uses them -> torch dtype names, per FP8 flavour.
@@ -149,16 +151,13 @@ def torch_scaled_mm_problem(device, fmt: str, scaling: str, torch_version: tuple
     return None
 
 
-# --- what the installed Triton can do (its version, not the hardware) ---------------------------------
+# --- what the installed Triton can do (probed where it can be, else its version; not the hardware) ----
 
 # The oldest Triton whose CPU interpreter parity has seen run every kernel (FNUZ FP8 and
 # `tl.dot_scaled` with a string format included, with numpy 2.4): the `cpu` extra's lower bound.
 # Triton 3.6, the vendor images' version, lacks both and fails outright with numpy >= 2.4; 3.7 and
 # 3.8 were not checked, so they are held to the same bound.
 INTERPRETER_TRITON = (3, 9)
-# `tl.dot_scaled` (MXFP4) on an AMD part without FP4 hardware: triton 3.6 stops with "Unsupported
-# DotScaleOp" when compiling for gfx942; 3.9 compiles it (an upcast to BF16 on the matrix cores).
-DOT_SCALED_AMD_EMULATED_TRITON = (3, 9)
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -281,13 +280,45 @@ def interpreter_warning(triton: tuple[int, int] | None = None, numpy: tuple[int,
             f"{INTERPRETER_TRITON[0]}.{INTERPRETER_TRITON[1]} (pip install 'parity[cpu]')")
 
 
-def dot_scaled_problem(backend: str, arch: str, triton: tuple[int, int] | None = None) -> str | None:
-    """Why this Triton cannot compile `tl.dot_scaled` (the MXFP4 GEMM) for a GPU, or None."""
-    triton = triton_version() if triton is None else tuple(triton)
-    if backend == "rocm" and not fp4_hardware(backend, arch) and triton < DOT_SCALED_AMD_EMULATED_TRITON:
-        return (f"triton {triton[0]}.{triton[1]} cannot compile tl.dot_scaled for {arch} (\"Unsupported "
-                f"DotScaleOp\"; triton >= {DOT_SCALED_AMD_EMULATED_TRITON[0]}.{DOT_SCALED_AMD_EMULATED_TRITON[1]} can)")
-    return None
+@functools.lru_cache(maxsize=None)
+def _probed(version: str, backend: str, arch: str) -> dot_scaled_probe.ProbeResult:
+    # Per (Triton version, backend, arch) and process: a compile takes about a second.
+    return dot_scaled_probe.probe(backend, arch)
+
+
+def probe_dot_scaled(backend: str, arch: str) -> dot_scaled_probe.ProbeResult:
+    """Whether the installed Triton compiles `tl.dot_scaled` for (backend, arch), by compiling it
+    (core/dot_scaled_probe.py); tests replace this function to describe another Triton."""
+    try:
+        import triton
+        version = str(triton.__version__)
+    except Exception:  # noqa: BLE001 - the probe says why, uncached
+        return dot_scaled_probe.probe(backend, arch)
+    return _probed(version, backend, arch)
+
+
+def dot_scaled_probed(backend: str, arch: str) -> bool:
+    """Whether `dot_scaled_problem` compiles a probe for this target. Only AMD parts without FP4
+    hardware are: triton 3.6 fails there ("Unsupported DotScaleOp": gfx942, gfx90a), 3.9 emulates.
+    On NVIDIA, sm_80, sm_90a, sm_100a and sm_120 all compile it with triton 3.6.0 and 3.9.0 alike
+    (issue 24's check), and gfx950 compiles it with both, so those are not probed on every run."""
+    return backend == "rocm" and not fp4_hardware(backend, arch)
+
+
+def dot_scaled_problem(backend: str, arch: str, probe=None) -> str | None:
+    """Why this Triton cannot compile `tl.dot_scaled` (the MXFP4 GEMM) for a GPU, or None: from
+    compiling a minimal scaled dot for the target (`probe_dot_scaled`, or `probe(backend, arch)`
+    returning a `dot_scaled_probe.ProbeResult`), never from the version number. None only where
+    the compile was shown to work, or where the target is not probed (`dot_scaled_probed`)."""
+    if not dot_scaled_probed(backend, arch):
+        return None
+    found = (probe or probe_dot_scaled)(backend, arch)
+    if found.status == dot_scaled_probe.COMPILES:
+        return None
+    if found.status == dot_scaled_probe.UNSUPPORTED:
+        return f"triton {found.triton} cannot compile tl.dot_scaled for {arch} (a compile probe: \"{found.detail}\")"
+    return (f"could not tell whether triton {found.triton} compiles tl.dot_scaled for {arch}, so it is not "
+            f"used there: {found.detail}")
 
 
 # The oldest Triton parity supports on a GPU: the NVIDIA PyTorch image for H200 carries 3.6.0, and
@@ -296,12 +327,13 @@ def dot_scaled_problem(backend: str, arch: str, triton: tuple[int, int] | None =
 GPU_TRITON = (3, 6)
 
 
-def gpu_warning(backend: str, arch: str, triton: tuple[int, int] | None = None) -> str | None:
+def gpu_warning(backend: str, arch: str, triton: tuple[int, int] | None = None, probe=None) -> str | None:
     """One line for the start of a run on a GPU with an older or degraded Triton, or None: what is
-    degraded and why (never a silent wrong answer)."""
+    degraded and why (never a silent wrong answer). `triton` describes another version for the
+    support floor, `probe` another Triton's dot_scaled probe (see dot_scaled_problem)."""
     triton = triton_version() if triton is None else tuple(triton)
     if triton < GPU_TRITON:
         return (f"triton {triton[0]}.{triton[1]} is older than {GPU_TRITON[0]}.{GPU_TRITON[1]}, the oldest parity "
                 f"supports on a GPU: its kernels were not checked with it (scripts/compat-check checks a version)")
-    mx = dot_scaled_problem(backend, arch, triton)
+    mx = dot_scaled_problem(backend, arch, probe)
     return f"{mx}: the MXFP4 GEMM's Triton cases are unsupported here" if mx else None

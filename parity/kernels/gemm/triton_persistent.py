@@ -238,8 +238,10 @@ def persistent_kernel(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K, stride_am, s
         pid_m, pid_n = tile_of(tile_id, num_pid_m, GROUP_M, num_pid_in_group)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        offs_am = tl.max_contiguous(tl.multiple_of(offs_m % M, BLOCK_M), BLOCK_M)
-        offs_bn = tl.max_contiguous(tl.multiple_of(offs_n % N, BLOCK_N), BLOCK_N)
+        # The wraps carry no max_contiguous/multiple_of hint (see splitk_kernel): with one, a column
+        # slice whose M or N is not a multiple of the vector width is loaded off alignment.
+        offs_am = offs_m % M
+        offs_bn = offs_n % N
         a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak
         b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)

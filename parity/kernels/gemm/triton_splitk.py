@@ -102,7 +102,11 @@ def splitk_kernel(a_ptr, b_ptr, ws_ptr, M, N, K, k_split, stride_am, stride_ak, 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_am = offs_m % M
-    offs_bn = tl.max_contiguous(tl.multiple_of(offs_n % N, BLOCK_N), BLOCK_N)
+    # No max_contiguous/multiple_of hint on the wrap (Triton's tutorial has one): past N the indices
+    # restart at 0, so where N is not a multiple of the vector width and B's row stride is (a column
+    # slice) the hint makes 16-byte loads start off alignment (a fault on NVIDIA) and read past N.
+    # Triton's own analysis of `% N` gives the same vectors wherever N is a multiple of 16.
+    offs_bn = offs_n % N
     k_start = split * k_split
     offs_k = k_start + tl.arange(0, BLOCK_K)
     a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak
