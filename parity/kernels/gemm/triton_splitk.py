@@ -74,11 +74,17 @@ CONFIGS_FP8 = {
     ],
     "interpret": [config(16, 32, 32, 1, 4, 1)],
 }
+# BF16/FP16 operands without 16-byte vector loads on NVIDIA (odd strides, e.g. 17x33x65): scalar
+# loads hold 32x64x128 at 255 registers, and with triton 3.6 its TN case spills 116 B on sm_90a;
+# 16x64x128 spills nothing on sm_90a or sm_100a with 3.6 or 3.9 for those shapes (offline compile,
+# `parity inspect --suite gemm`). AMD's half list does not spill there and stays the only one.
+CONFIGS_HALF_NARROW = {
+    "cuda": [config(16, 64, 128, 1, 4, 4), config(32, 64, 128, 1, 4, 4), config(64, 64, 64, 1, 4, 4)],
+}
 # FP8 operands without 16-byte vector loads (triton_gemm.NARROW says why): 64x64x128 over 4 warps
 # spilled 0.9-1.2 KB on sm_90a/sm_100a and 16x64x256 76-196 B on gfx942/gfx950. 64x64x128 over 8
 # warps halves each thread's scalar loads (32 a K step): 194-218 registers; AMD 16x64x128:
-# 146-210 VGPRs; no spill with triton 3.6 or 3.9 (offline compile, issue 24). BF16/FP16 leads
-# do not spill there and keep one list.
+# 146-210 VGPRs; no spill with triton 3.6 or 3.9 (offline compile, issue 24).
 CONFIGS_FP8_NARROW = {
     "cuda": [config(64, 64, 128, 1, 8, 4), config(64, 64, 32, 1, 4, 4), config(64, 32, 64, 1, 4, 4)],
     "hip": [config(16, 64, 128, 1, 4, 2, matrix_instr_nonkdim=16, waves_per_eu=2),
@@ -142,7 +148,7 @@ def splitk_reduce_kernel(ws_ptr, c_ptr, sa_ptr, sb_ptr, M, N, splits, stride_cm,
 
 
 _KEY = ["M", "N", "K", "k_split", "stride_am", "stride_ak", "stride_bk", "stride_bn", "PROMOTE"]
-_half = Launcher(splitk_kernel, CONFIGS_HALF, key=_KEY)
+_half = Launcher(splitk_kernel, CONFIGS_HALF, key=_KEY, narrow=CONFIGS_HALF_NARROW)
 _fp8 = Launcher(splitk_kernel, CONFIGS_FP8, key=_KEY, narrow=CONFIGS_FP8_NARROW)
 _reduce = Launcher(splitk_reduce_kernel, REDUCE_CONFIGS, key=["M", "N"])
 
