@@ -197,3 +197,30 @@ def test_a_hybrid_kv_cache_holds_only_the_window_of_sliding_layers(engine_id):
     dense = Scenario("llama3-8b", "fp8", 1, 1, 4096, 2048, engine_id)
     assert scenario.memory(dense, spec, engine) == scenario.memory(dense, spec, replace(engine, window_kv="full"))
     assert llm.get("llama3-8b").window_layers == 0
+
+
+def test_w4a8_experts_multiply_at_the_fp8_rate_where_fp4_is_hardware(tmp_path):
+    """gpt-oss's MXFP4 experts meet FP8 activations on Blackwell and MI355X (W4A8): FP4 weight bytes,
+    FP8 math; without FP4 tensor cores BF16 math (W4A16); a model without the field is W4A4."""
+    from parity.harness.core import llm
+    oss, llama = llm.get("gpt-oss-120b"), llm.get("llama3-8b")
+    assert oss.expert_math("fp4", native=True) == "fp8" and oss.expert_math("fp4", native=False) == "bf16"
+    assert oss.expert_math("fp8", native=True) == "fp8" and llama.expert_math("fp4", native=True) == "fp4"
+    dev = K.device(specs.get("b200"))
+    p = K.Params()
+    # compute-bound experts (4096 rows each): the FP8 math takes the FP4/FP8 peak ratio longer
+    w4a4 = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 5760, 2880, "fp4", p)
+    w4a8 = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 5760, 2880, "fp4", p, math_in="fp8")
+    ratio = (dev.peak_flops["fp4"] * dev.gemm_eff.get("fp4", dev.gemm_eff["bf16"])) / (
+        dev.peak_flops["fp8"] * dev.gemm_eff.get("fp8", dev.gemm_eff["bf16"]))
+    assert w4a8 / w4a4 == pytest.approx(ratio, rel=1e-6) and ratio > 1.5
+    # a decode step reads the same 4-bit weights either way
+    assert K.grouped_gemm_s(dev, 8, 8, 8, 5760, 2880, "fp4", p, math_in="fp8") == pytest.approx(
+        K.grouped_gemm_s(dev, 8, 8, 8, 5760, 2880, "fp4", p))
+    kinds = {k.name: k.math_dtype for k in llm.step(oss, "decode", 8, 512, "fp4").kernels}
+    assert kinds["experts up_gate"] == "fp8" and kinds["qkv"] == "bf16"
+    bad = tmp_path / "gpt-oss-120b.toml"
+    bad.write_text(llm.MODEL_DIR.joinpath("gpt-oss-120b.toml").read_text().replace(
+        'expert_activations = "fp8"', 'expert_activations = "fp6"'))
+    with pytest.raises(llm.ModelError, match="expert_activations must be one of"):
+        llm.parse(bad)

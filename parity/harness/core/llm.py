@@ -35,11 +35,16 @@ DTYPES = tuple(WEIGHT_BYTES)
 PHASES = ("prefill", "decode")
 TOP_KEYS = {"schema", "id", "name", "layers", "hidden", "ffn", "heads", "kv_heads", "head_dim", "vocab",
             "tied_embeddings", "params_total_b", "params_active_b", "source", "mla", "moe", "sliding_window",
-            "quantized"}
+            "quantized", "expert_activations"}
 # Which weights a low-precision checkpoint of the model quantizes: "all" linear layers (the usual
 # FP8/FP4 checkpoints), or only the routed "experts" (gpt-oss ships MXFP4 experts with every other
 # weight in BF16: OpenAI's model card, arXiv 2508.10925; TensorRT-LLM examples/models/core/gpt_oss).
 QUANTIZED = ("all", "experts")
+# The format the experts' activations are quantized to where the GPU multiplies FP4 in hardware:
+# absent, they are FP4 too (W4A4: NVFP4 checkpoints); "fp8" is W4A8, FP4 weights times FP8
+# activations at the FP8 rate (gpt-oss: MXFP8 activations on Blackwell in TensorRT-LLM,
+# examples/models/core/gpt_oss/README.md; vLLM's A8W4 MoE on MI355X, vllm-project/vllm PR 44804).
+EXPERT_ACTIVATIONS = ("fp8",)
 MLA_KEYS = {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"}
 MOE_KEYS = {"experts", "experts_per_token", "shared_experts", "expert_ffn", "dense_layers"}
 WINDOW_KEYS = {"tokens", "layers"}
@@ -87,6 +92,16 @@ class LanguageModel:
     window_tokens: int = 0  # sliding-window attention: the tokens each of `window_layers` attends to
     window_layers: int = 0
     quantized: str = "all"  # QUANTIZED
+    expert_activations: str | None = None  # EXPERT_ACTIVATIONS
+
+    def expert_math(self, dtype: str, native: bool) -> str:
+        """The math format of the routed experts' GEMMs when their weights are `dtype` and the GPU
+        has `dtype` tensor cores (`native`); without them the engines compute in BF16 (W4A16)."""
+        if not native:
+            return "bf16"
+        if dtype == "fp4" and self.expert_activations:
+            return self.expert_activations
+        return dtype
 
     def dense_dtype(self, dtype: str) -> str:
         """The format of the weights outside the routed experts (attention, dense MLP, shared
@@ -191,11 +206,15 @@ def parse(path: Path) -> LanguageModel:
     quantized = data.get("quantized", "all")
     if quantized not in QUANTIZED:
         raise ModelError(f"{where}: quantized must be one of {', '.join(QUANTIZED)}")
+    activations = data.get("expert_activations")
+    if activations is not None and activations not in EXPERT_ACTIVATIONS:
+        raise ModelError(f"{where}: expert_activations must be one of {', '.join(EXPERT_ACTIVATIONS)}")
     model = LanguageModel(id=data["id"], name=str(data.get("name") or data["id"]), **ints,
                           tied_embeddings=bool(data.get("tied_embeddings", False)),
                           params_total_b=float(data["params_total_b"]), params_active_b=float(data["params_active_b"]),
                           source=tuple(source), mla=mla, moe=moe, window_tokens=window.get("tokens", 0),
-                          window_layers=window.get("layers", 0), quantized=quantized)
+                          window_layers=window.get("layers", 0), quantized=quantized,
+                          expert_activations=activations)
     for active, stated in ((False, model.params_total_b), (True, model.params_active_b)):
         counted = model.params(active) / 1e9
         if abs(counted / stated - 1) > PARAM_TOLERANCE:
@@ -246,12 +265,13 @@ class Step:
 
 
 def _gemm(name: str, m: int, n: int, k: int, dtype: str, count: int, weight_rows: float | None = None,
-          note: str = "") -> Kernel:
-    """A GEMM y = x W^T with x (m, k) in BF16 activations and W (n, k) stored in `dtype`;
-    `weight_rows` overrides how many of W's rows are read (experts: only those routed to)."""
+          note: str = "", math: str | None = None) -> Kernel:
+    """A GEMM y = x W^T with x (m, k) in BF16 activations and W (n, k) stored in `dtype`, its math in
+    `math` (default `dtype`); `weight_rows` overrides how many of W's rows are read (experts: only
+    those routed to)."""
     rows = n if weight_rows is None else weight_rows
     nbytes = rows * k * WEIGHT_BYTES[dtype] + (m * k + m * n) * ACT_BYTES
-    return Kernel(name, "gemm", count, 2.0 * m * n * k, nbytes, dtype, (m, n, k), note)
+    return Kernel(name, "gemm", count, 2.0 * m * n * k, nbytes, math or dtype, (m, n, k), note)
 
 
 def _split(value: int, tp: int, what: str, model: LanguageModel) -> int:
@@ -322,10 +342,12 @@ def step(model: LanguageModel, phase: str, batch: int, context: int, dtype: str,
         # E * (1 - (1 - k/E)^t); their weights are read once, the GEMM's FLOPs follow the tokens.
         touched = e.experts * (1 - (1 - e.experts_per_token / e.experts) ** t)
         note = f"{touched:.1f} of {e.experts} experts read; M = tokens x experts per token"
+        em = model.expert_math(dtype, native=True)  # W4A8 where the model says so
         ml = model.moe_layers
         kernels += [_gemm("router", t, e.experts, h, "bf16", ml),
-                    _gemm("experts up_gate", routed, 2 * f, h, dtype, ml, weight_rows=touched * 2 * f, note=note),
-                    _gemm("experts down", routed, h, f, dtype, ml, weight_rows=touched * h, note=note)]
+                    _gemm("experts up_gate", routed, 2 * f, h, dtype, ml, weight_rows=touched * 2 * f, note=note,
+                          math=em),
+                    _gemm("experts down", routed, h, f, dtype, ml, weight_rows=touched * h, note=note, math=em)]
         if e.shared_experts:
             fs = e.shared_experts * f
             kernels += [_gemm("shared expert up_gate", t, 2 * fs, h, dd, ml),

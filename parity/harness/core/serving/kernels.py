@@ -109,11 +109,13 @@ def _wave_util(tiles: int, k: int, cu: int | None) -> float:
 
 
 def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_rows: float | None = None,
-           measured: Measured | None = None) -> float:
-    """Seconds of one GEMM; `weight_rows` of W are read (routed experts: those touched)."""
+           measured: Measured | None = None, math_in: str | None = None) -> float:
+    """Seconds of one GEMM with W stored in `dtype`; `weight_rows` of W are read (routed experts:
+    those touched). The math runs in `math_in` (W4A8: FP4 weights, FP8 math), else in `dtype` where
+    the GPU has it and in BF16 where it does not (weight-only)."""
     if m <= 0:
         return 0.0
-    math_dtype = dtype if dtype in dev.peak_flops else "bf16"
+    math_dtype = math_in or (dtype if dtype in dev.peak_flops else "bf16")
     rows = n if weight_rows is None else weight_rows
     wbytes = rows * k * weight_bytes(dtype, dev.vendor)
     abytes = (m * k + m * n) * ACT_BYTES
@@ -131,13 +133,13 @@ def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_
 
 
 def grouped_gemm_s(dev: Device, routed: float, experts_local: int, touched: float, n: int, k: int, dtype: str,
-                   p: Params, measured: Measured | None = None) -> float:
+                   p: Params, measured: Measured | None = None, math_in: str | None = None) -> float:
     """A MoE grouped GEMM: `routed` token-expert pairs spread over `touched` of this GPU's experts;
     each touched expert's weights are read once and its rows padded to the tile."""
     if routed <= 0 or touched <= 0:
         return 0.0
     per_expert = routed / touched
-    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured)
+    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured, math_in=math_in)
 
 
 def decode_attention_s(dev: Device, kv_bytes: float, flops: float, p: Params,
