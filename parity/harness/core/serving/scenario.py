@@ -125,13 +125,13 @@ def weights_per_gpu(model, dtype: str, vendor: str, par: Parallel) -> float:
     if model.mla is not None and n > 1:  # MLA's small down-projections are replicated
         m = model.mla
         total += model.layers * h * (m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim) * (1 - 1 / n)
+    routed = 0.0  # the routed experts' weights, in their own format (`eb`)
     if model.moe is not None:
         e = model.moe
         expert = 3 * h * e.expert_ffn
         routed = model.moe_layers * (e.experts // par.ep) * expert / par.moe_tp
         total += model.moe_layers * (e.shared_experts * expert / n + h * e.experts)
-        return total * wb + routed * eb
-    return total * wb
+    return total * wb + routed * eb
 
 
 def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
