@@ -1,5 +1,6 @@
 """The serving scenario, its bad input and the validation report, through main() in-process."""
 import json
+import math
 
 import pytest
 
@@ -119,11 +120,29 @@ def test_fit_sees_only_the_calibration_subset(monkeypatch):
     moved = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 10))
                   if e["subset"] == "check" else e for e in real)
     assert {e["id"] for e in fit.calibration_entries(moved)} == {e["id"] for e in real if e["subset"] == "calibration"}
-    assert fit.fit(moved, rounds=1) == fit.fit(real, rounds=1)
+    base = fit.fit(real, rounds=1)
+    assert fit.fit(moved, rounds=1) == base
     # and the calibration entries do move it
     shifted = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 2))
                     if e["subset"] == "calibration" else e for e in real)
-    assert fit.fit(shifted, rounds=1) != fit.fit(real, rounds=1)
+    assert fit.fit(shifted, rounds=1) != base
+
+
+def test_a_constant_the_calibration_cannot_see_keeps_its_prior_inside_what_the_data_tolerate(monkeypatch):
+    from parity.harness.core.serving import fit
+
+    # a: pinned at 2 by the objective; b: free below 5, penalised above; c: invisible
+    monkeypatch.setattr(fit, "objective", lambda v, entries=None: 10 + abs(math.log(v["a"] / 2)) + max(0.0, v["b"] - 5))
+    dims = {"a": (1.0, 0.5, 8.0), "b": (8.0, 0.1, 10.0), "c": (3.0, 0.1, 10.0)}
+    values = fit._descend({k: d[0] for k, d in dims.items()}, dims, None, 6)
+    assert values["a"] == pytest.approx(2, rel=0.05)
+    held = fit.undetermined(values, dims)
+    assert set(held) == {"b", "c"}
+    assert held["c"] == 3.0  # the prior, untouched
+    assert 2.0 < held["b"] <= 5.1  # the prior 8 is not tolerated: the edge of the interval that is
+    # the band counts only the fitted constants
+    monkeypatch.setattr(fit, "residuals", lambda v, entries=None: [0.1 * i - 1 for i in range(21)])
+    assert fit.band({"a": 2, "b": 5, "c": 3}, held=("b", "c"))[0] != fit.band({"a": 2, "b": 5, "c": 3})[0]
 
 
 def test_band_is_the_stored_calibration_band_and_never_zero_width():

@@ -2,9 +2,11 @@
 
 The constants are global (no factor per figure, source or device): the small-M GEMM weight-stream
 and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
-host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's fixed host cost per step (an engine without a
-calibration figure keeps its prior). The objective is the sum of |r|, r = log(estimated speed /
-published speed), over the calibration entries (a robust L1 fit); the search is a bounded
+host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's
+fixed host cost per step (an engine without a calibration figure keeps its prior). A constant the
+calibration subset does not determine is held at its prior (`undetermined`) and not counted. The
+objective is the sum of |r|, r = log(estimated speed / published speed), over the calibration
+entries (a robust L1 fit); the search is a bounded
 coordinate descent with shrinking multiplicative steps (no SciPy in the install). The band is the
 10th and 90th percentiles of the fitted calibration residuals, widened by sqrt(n / (n - p)).
 
@@ -21,9 +23,21 @@ from parity.harness.core.serving import engines, validation
 # (their product is all the fit can see; fitted both, the search stopped at a worse calibration
 # objective, 4.17 against 4.15 with the grouped GEMM at the dense GEMM's efficiency). The experts'
 # GEMMs keep the dense model's tile padding and wave quantization per expert (kernels.grouped_gemm_s).
+# The host's cost per running sequence, prior: TensorRT-LLM's PyExecutor measured 45.11 ms a host
+# step at 1536 sequences a rank (GB200, GPT-OSS-120B, ADP2, host-bound; NVIDIA/TensorRT-LLM PR
+# #10273, 2025-12-24), 29.4 us a sequence. One constant for every engine: the work (request objects,
+# block tables, sampling metadata, detokenization) is Python in all three, and the calibration
+# subset holds host-bound figures of vLLM only (TensorRT-LLM's are GPU-bound under its overlap).
 # name: (prior, low bound, high bound)
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (8.0, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
+          "host_per_seq_us": (29.4, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
+
+
+# A constant that moves the calibration objective by less than UNDETERMINED_SHARE of it over a
+# range of UNDETERMINED_SPAN (a factor of 2 either way) is not determined by the calibration subset.
+UNDETERMINED_SHARE = 0.01
+UNDETERMINED_SPAN = 4.0
+SCAN_POINTS = 13
 
 
 def calibration_entries(entries=None) -> list[dict]:
@@ -47,9 +61,7 @@ def space(entries=None) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def fit(entries=None, rounds: int = 6) -> dict:
-    dims = space(entries)
-    values = {k: v[0] for k, v in dims.items()}
+def _descend(values: dict, dims: dict, entries, rounds: int) -> dict:
     best = objective(values, entries)
     step = 0.5
     for _ in range(rounds):
@@ -66,9 +78,42 @@ def fit(entries=None, rounds: int = 6) -> dict:
     return values
 
 
-def band(values: dict, entries=None) -> tuple[float, float, int]:
+def undetermined(values: dict, dims: dict, entries=None) -> dict[str, float]:
+    """The constants the calibration subset does not determine, each with the value it keeps.
+
+    Each constant is moved alone over its range (SCAN_POINTS log-spaced values, the others held):
+    the values within UNDETERMINED_SHARE of the best objective form its tolerated interval. Spanning
+    UNDETERMINED_SPAN or more, the data do not pin the constant down (random restarts stop anywhere
+    in it), so it keeps its prior, sourced where a measurement exists, held inside the interval
+    (an interval open on one side still bounds it on the other)."""
+    base = objective(values, entries)
+    out = {}
+    for name, (prior, lo, hi) in dims.items():
+        grid = sorted({lo * (hi / lo) ** (i / (SCAN_POINTS - 1)) for i in range(SCAN_POINTS)} | {values[name]})
+        ok = [x for x in grid if objective(dict(values, **{name: x}), entries) <= base * (1 + UNDETERMINED_SHARE)]
+        if max(ok) / min(ok) >= UNDETERMINED_SPAN:
+            out[name] = min(max(ok), max(min(ok), prior))
+    return out
+
+
+def fit_held(entries=None, rounds: int = 6) -> tuple[dict, list[str]]:
+    """Every constant's value, and the names of those held (undetermined: kept at their priors)."""
+    dims = space(entries)
+    values = _descend({k: v[0] for k, v in dims.items()}, dims, entries, rounds)
+    loose = undetermined(values, dims, entries)
+    if loose:
+        kept = {k: v for k, v in dims.items() if k not in loose}
+        values = _descend({k: loose.get(k, values[k]) for k in dims}, kept, entries, rounds)
+    return values, sorted(loose)
+
+
+def fit(entries=None, rounds: int = 6) -> dict:
+    return fit_held(entries, rounds)[0]
+
+
+def band(values: dict, entries=None, held=()) -> tuple[float, float, int]:
     rs = sorted(r for r in residuals(values, entries) if math.isfinite(r))
-    n, p = len(rs), len(values)
+    n, p = len(rs), len(values) - len(held)
 
     def q(f):
         x = f * (n - 1)
@@ -78,17 +123,21 @@ def band(values: dict, entries=None) -> tuple[float, float, int]:
     return q(0.10) * widen, q(0.90) * widen, n
 
 
-def write(values: dict, q_low: float, q_high: float, n: int) -> None:
+def write(values: dict, q_low: float, q_high: float, n: int, held=()) -> None:
     lines = ["# Written by core/serving/fit.py from the calibration subset of validation.json only (never the",
              "# check subset). [fitted]: the global mechanism constants; [band]: 10th and 90th percentiles of",
              f"# r = log(estimated speed / published speed) over the {n} calibration entries, widened by",
-             f"# sqrt(n / (n - p)) for the p = {len(values)} fitted constants.", "schema = 1", "", "[band]",
+             f"# sqrt(n / (n - p)) for the p = {len(values) - len(held)} fitted constants.", "schema = 1", "", "[band]",
              f"q_low = {q_low:.4f}", f"q_high = {q_high:.4f}", f"entries = {n}", "", "[fitted]"]
     lines += [f'"{k}" = {v:.4g}' for k, v in sorted(values.items())]
+    if held:
+        lines += ["", "# Not determined by the calibration subset (fit.undetermined): held at their priors",
+                  "# (engines.toml, kernels.Params) inside the interval the data tolerate; not counted in p.",
+                  "[held]", "names = [" + ", ".join(f'"{k}"' for k in held) + "]"]
     engines.CALIBRATION.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    found = fit()
-    write(found, *band(found))
-    print(found, objective(found))
+    found, held = fit_held()
+    write(found, *band(found, held=held), held=held)
+    print(found, held, objective(found))
