@@ -1,6 +1,7 @@
 """The step model's mechanisms one at a time: prompt packing under the token budget, the grouped
 GEMM's per-expert tiles, the host per attention-DP rank, models that quantize only their experts,
 and the validation set's reading of finite bursts (Little's law)."""
+import math
 import re
 
 import pytest
@@ -42,15 +43,21 @@ def test_ttft_alone_is_one_prompt_not_a_trickle():
     assert res.ttft_s < 3 * res.tpot_s
 
 
-def test_grouped_gemm_pads_each_expert_to_the_tile_and_reads_only_touched_experts():
+def test_grouped_gemm_pads_each_expert_to_the_tile_shares_one_grid_and_reads_only_touched_experts():
     dev = K.device(specs.get("h200"))
     p = K.Params()
-    # compute-bound experts (4096 rows each): 8 experts cost 8 dense GEMMs of one expert's rows
+    # compute-bound experts (4096 rows each): 8 experts cost about 8 dense GEMMs of one expert's rows
     one = K.gemm_s(dev, 4096, 14336, 4096, "fp8", p)
-    assert K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p) == pytest.approx(8 * one, rel=1e-9)
-    # 130 rows per expert pad to 256: as slow as 256 rows when compute-bound, never faster than 130
-    padded = K.grouped_gemm_s(dev, 8 * 130, 8, 8, 14336, 4096, "fp8", p)
-    assert padded == pytest.approx(8 * K.gemm_s(dev, 256, 14336, 4096, "fp8", p), rel=1e-9)
+    eight = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p)
+    assert eight <= 8 * one and eight == pytest.approx(8 * one, rel=0.05)  # one wave tail, not eight
+    # 1030 rows per expert pad to 1152: as slow as 1152 rows (compute-bound), 9/8 of 1024 rows'
+    padded = K.grouped_gemm_s(dev, 8 * 1030, 8, 8, 14336, 4096, "fp8", p)
+    assert padded == pytest.approx(K.grouped_gemm_s(dev, 8 * 1152, 8, 8, 14336, 4096, "fp8", p), rel=1e-9)
+    assert padded > 1.1 * K.grouped_gemm_s(dev, 8 * 1024, 8, 8, 14336, 4096, "fp8", p)
+    # the experts' tiles share one grid: 16 experts of 144 tiles each fill 132 SMs' waves (2304 of
+    # 2376 slots) where one expert alone leaves a half-empty second wave (144 of 264)
+    shared = K.grouped_gemm_s(dev, 16 * 720, 16, 16, 3072, 4096, "fp8", p)
+    assert shared < 0.6 * 16 * K.gemm_s(dev, 720, 3072, 4096, "fp8", p)
     # a decode step touching 2 of 8 experts reads 2 experts' weights, not 8
     two = K.grouped_gemm_s(dev, 4, 8, 2, 14336, 4096, "fp8", p)
     assert two == pytest.approx(2 * K.gemm_s(dev, 2, 14336, 4096, "fp8", p), rel=1e-9)
@@ -135,6 +142,24 @@ def test_under_attention_dp_each_rank_schedules_its_own_share(monkeypatch, ranks
         assert res is not None and max(seen) <= conc / (ranks if dp else 1) + conc / 8, (dp, max(seen))
         assert max(seen) >= conc / (ranks if dp else 1)
         assert res.parts["host_s"] == pytest.approx(real(engines.get("trtllm"), conc / (ranks if dp else 1)))
+
+
+@pytest.mark.parametrize("ranks", [2, 8])
+def test_under_attention_dp_each_rank_has_its_own_token_budget(monkeypatch, ranks):
+    """A replica of `ranks` attention-DP ranks, each with 96 sequences and a 128-token budget, runs
+    them in one decode pass a step (96 <= 128 on every rank); under tensor parallelism the one
+    budget of the replica must split 96 x ranks sequences into passes."""
+    passes = []
+    real = scenario.step
+    monkeypatch.setattr(scenario, "step", lambda *a, **k: passes.append(a[5]) or real(*a, **k))
+    for dp in (True, False):
+        passes.clear()
+        scn = Scenario("gpt-oss-120b", "fp4", ranks, ranks, 256, 256, "trtllm", ep=ranks, attention_dp=dp,
+                       concurrency=96 * ranks, overrides=(("max_num_batched_tokens", 128),))
+        scenario.solve(scn, specs.get("h200"))
+        decode = passes[0]  # the first pass of the steady state is the pure decode step
+        assert decode.prefill == 0
+        assert decode.decode == pytest.approx(96 * ranks if dp else 96 * ranks / math.ceil(96 * ranks / 128))
 
 
 def test_a_model_with_only_its_experts_quantized_keeps_the_rest_in_bf16(tmp_path):

@@ -4,11 +4,11 @@ The constants are global (no factor per figure, source or device): the small-M G
 and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
 host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's
 fixed host cost per step (an engine without a calibration figure keeps its prior). A constant the
-calibration subset does not determine is held at its prior (`undetermined`) and not counted. The
+calibration subset does not determine is held at its prior (`undetermined`). The
 objective is the sum of |r|, r = log(estimated speed / published speed), over the calibration
 entries (a robust L1 fit); the search is a bounded
 coordinate descent with shrinking multiplicative steps (no SciPy in the install). The band is the
-10th and 90th percentiles of the fitted calibration residuals, widened by sqrt(n / (n - p)).
+10th and 90th percentiles of the leave-one-out residuals of the calibration entries (`band`).
 
 Run as `python -m parity.harness.core.serving.fit` to rewrite calibration.toml.
 """
@@ -111,33 +111,43 @@ def fit(entries=None, rounds: int = 6) -> dict:
     return fit_held(entries, rounds)[0]
 
 
-def band(values: dict, entries=None, held=()) -> tuple[float, float, int]:
-    rs = sorted(r for r in residuals(values, entries) if math.isfinite(r))
-    n, p = len(rs), len(values) - len(held)
+def _quantile(rs: list[float], f: float) -> float:
+    x = f * (len(rs) - 1)
+    i = int(x)
+    return rs[i] + (rs[min(i + 1, len(rs) - 1)] - rs[i]) * (x - i)
 
-    def q(f):
-        x = f * (n - 1)
-        i = int(x)
-        return rs[i] + (rs[min(i + 1, n - 1)] - rs[i]) * (x - i)
-    widen = math.sqrt(n / max(1, n - p))
-    return q(0.10) * widen, q(0.90) * widen, n
+
+def band(entries=None, rounds: int = 6) -> tuple[float, float, int]:
+    """(q_low, q_high, n): the 10th and 90th percentiles of the leave-one-out residuals, each
+    calibration entry estimated by a fit on the other n - 1 (jackknife prediction residuals: out of
+    sample, as a new figure will be, so no correction for the number of fitted constants)."""
+    cal = calibration_entries(entries)
+    rs = []
+    for e in cal:
+        values, _ = fit_held([x for x in cal if x is not e], rounds)
+        r = validation.speed_residual(e, validation.estimate(e, values))
+        if math.isfinite(r):
+            rs.append(r)
+    rs.sort()
+    return _quantile(rs, 0.10), _quantile(rs, 0.90), len(rs)
 
 
 def write(values: dict, q_low: float, q_high: float, n: int, held=()) -> None:
     lines = ["# Written by core/serving/fit.py from the calibration subset of validation.json only (never the",
              "# check subset). [fitted]: the global mechanism constants; [band]: 10th and 90th percentiles of",
-             f"# r = log(estimated speed / published speed) over the {n} calibration entries, widened by",
-             f"# sqrt(n / (n - p)) for the p = {len(values) - len(held)} fitted constants.", "schema = 1", "", "[band]",
+             f"# r = log(estimated speed / published speed) over the {n} calibration entries, each estimated",
+             f"# by a fit on the other {n - 1} (leave-one-out); {len(values) - len(held)} constants fitted.",
+             "schema = 1", "", "[band]",
              f"q_low = {q_low:.4f}", f"q_high = {q_high:.4f}", f"entries = {n}", "", "[fitted]"]
     lines += [f'"{k}" = {v:.4g}' for k, v in sorted(values.items())]
     if held:
         lines += ["", "# Not determined by the calibration subset (fit.undetermined): held at their priors",
-                  "# (engines.toml, kernels.Params) inside the interval the data tolerate; not counted in p.",
+                  "# (engines.toml, kernels.Params) inside the interval the data tolerate.",
                   "[held]", "names = [" + ", ".join(f'"{k}"' for k in held) + "]"]
     engines.CALIBRATION.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
     found, held = fit_held()
-    write(found, *band(found, held=held), held=held)
+    write(found, *band(), held=held)
     print(found, held, objective(found))

@@ -108,27 +108,29 @@ def _wave_util(tiles: int, k: int, cu: int | None) -> float:
     return total / (math.ceil(total / cu) * cu)
 
 
-def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, weight_rows: float | None = None,
-           measured: Measured | None = None, math_in: str | None = None) -> float:
-    """Seconds of one GEMM with W stored in `dtype`; `weight_rows` of W are read (routed experts:
-    those touched). The math runs in `math_in` (W4A8: FP4 weights, FP8 math), else in `dtype` where
-    the GPU has it and in BF16 where it does not (weight-only)."""
-    if m <= 0:
+def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, measured: Measured | None = None,
+           math_in: str | None = None, groups: float = 1.0) -> float:
+    """Seconds of one launch of `groups` GEMMs of (m, n, k) each (1: a plain GEMM; a MoE grouped
+    GEMM: one per touched expert), with W stored in `dtype`. The math runs in `math_in` (W4A8: FP4
+    weights, FP8 math), else in `dtype` where the GPU has it and in BF16 where it does not
+    (weight-only). The groups' tiles share one grid (CUTLASS grouped GEMM, Triton fused_moe), so
+    wave quantization applies to their sum, not to each group."""
+    if m <= 0 or groups <= 0:
         return 0.0
     math_dtype = math_in or (dtype if dtype in dev.peak_flops else "bf16")
-    rows = n if weight_rows is None else weight_rows
-    wbytes = rows * k * weight_bytes(dtype, dev.vendor)
-    abytes = (m * k + m * n) * ACT_BYTES
+    wbytes = groups * n * k * weight_bytes(dtype, dev.vendor)
+    abytes = groups * (m * k + m * n) * ACT_BYTES
     if measured is not None:  # a run's kernel at this shape: its share of the roofline, kept
         found = measured(f"gemm_{math_dtype}", (m, n, k), dev.id)
         if found:
-            return max((wbytes + abytes) / dev.bw_bps, 2.0 * m * n * k / dev.peak_flops[math_dtype]) / found
+            flops = 2.0 * groups * m * n * k
+            return max((wbytes + abytes) / dev.bw_bps, flops / dev.peak_flops[math_dtype]) / found
     t_mem = wbytes / (dev.bw_bps * dev.copy_eff * p.weight_stream) + abytes / (dev.bw_bps * dev.copy_eff)
     m_pad = 64 * math.ceil(m / 64) if m <= 64 else 128 * math.ceil(m / 128)
-    tiles = math.ceil(m_pad / (64 if m <= 64 else 128)) * math.ceil(n / TILE_N)
+    tiles = max(1, round(groups * math.ceil(m_pad / (64 if m <= 64 else 128)) * math.ceil(n / TILE_N)))
     eff = dev.gemm_eff.get(math_dtype, dev.gemm_eff["bf16"])
-    t_comp = 2.0 * m_pad * n * k / (dev.peak_flops[math_dtype] * eff
-                                    * _wave_util(tiles, k, dev.compute_units))
+    t_comp = 2.0 * groups * m_pad * n * k / (dev.peak_flops[math_dtype] * eff
+                                             * _wave_util(tiles, k, dev.compute_units))
     return max(t_mem, t_comp)
 
 
@@ -138,8 +140,7 @@ def grouped_gemm_s(dev: Device, routed: float, experts_local: int, touched: floa
     each touched expert's weights are read once and its rows padded to the tile."""
     if routed <= 0 or touched <= 0:
         return 0.0
-    per_expert = routed / touched
-    return touched * gemm_s(dev, per_expert, n, k, dtype, p, measured=measured, math_in=math_in)
+    return gemm_s(dev, routed / touched, n, k, dtype, p, measured=measured, math_in=math_in, groups=touched)
 
 
 def decode_attention_s(dev: Device, kv_bytes: float, flops: float, p: Params,

@@ -186,7 +186,10 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
                  measured: K.Measured | None = None) -> Result:
     dev = K.device(spec)
     c = max(c_total / scn.replicas, 1e-9)
-    isl, osl, budget = scn.isl, scn.osl, engine.max_num_batched_tokens
+    # Under attention DP every rank schedules its own batch under its own token budget
+    # (TensorRT-LLM's PyExecutor per rank, SGLang's scheduler per DP rank), as with max_num_seqs.
+    ranks = scn.parallel.batch_ranks
+    isl, osl, budget = scn.isl, scn.osl, engine.max_num_batched_tokens * ranks
     ctx = isl + osl / 2
     n_dec = max(1, math.ceil(c / budget))
     t_dec, br = _pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, ctx), measured)

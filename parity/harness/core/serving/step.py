@@ -92,6 +92,10 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
     out = Breakdown()
     h, L = model.hidden, model.layers
     t_rep = batch.decode + batch.prefill  # tokens through the replica's step
+    # Under attention DP the prompt chunks are spread evenly over the ranks: TensorRT-LLM's
+    # max-throughput recipes balance them (attention_dp_config enable_balance: the ranks take their
+    # context requests in the same step), else the rank with a chunk would hold the others back at
+    # every MoE layer.
     t = t_rep / par.batch_ranks  # tokens through one GPU's attention and dense layers
     seqs = batch.decode / par.batch_ranks
     pre = batch.prefill / par.batch_ranks
@@ -172,6 +176,12 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
     # all-to-alls of the MoE layers under attention DP with expert parallelism.
     if par.attention_dp:
         if model.moe is not None and par.ep > 1:
+            # Dispatch and combine: every token to the ranks of its k experts and back. Inside a
+            # node the engines gather and reduce-scatter instead ("for EP4/EP8 Reduce/Scatter is
+            # used, while for EP>8 All2All", TensorRT-LLM tech blog 4), the same bytes when k >= ep.
+            # The busiest rank's factor scales them: priced as the gather's uniform bytes, the
+            # calibration objective rose from 3.96 to 4.75-4.94, so that fitted factor also carries MoE
+            # costs the model does not have (docs/estimate.md).
             k = model.moe.experts_per_token
             sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * p.moe_imbalance
             out.add("comm_s", collectives.alltoall_s(spec, par.ep, sent), 2 * model.moe_layers)

@@ -7,8 +7,9 @@ validation.json keeps every figure of the shared set with its source, the scenar
 and is part of the file.
 
 error = estimate / published - 1. The range of an estimate comes from the calibration residuals:
-r = log(estimated speed / published speed) (speed: a throughput, or the inverse of a time); its
-10th and 90th percentiles, widened by sqrt(n / (n - p)) for the p fitted constants, bound the truth.
+r = log(estimated speed / published speed) (speed: a throughput, or the inverse of a time), each
+calibration entry estimated by a fit on the others (leave-one-out); their 10th and 90th
+percentiles bound the truth.
 """
 from __future__ import annotations
 
