@@ -249,3 +249,23 @@ def test_w4a8_experts_multiply_at_the_fp8_rate_where_fp4_is_hardware(tmp_path):
         'expert_activations = "fp8"', 'expert_activations = "fp6"'))
     with pytest.raises(llm.ModelError, match="expert_activations must be one of"):
         llm.parse(bad)
+
+
+@pytest.mark.parametrize("spec_id", ["h100-sxm", "mi300x"])
+def test_a_weight_only_gemm_is_issue_bound_when_compute_bound_and_a_4_bit_read_when_not(spec_id):
+    """FP4 weights on a GPU without FP4 tensor cores (W4A16): a prefill-sized GEMM runs at the
+    measured issue-bound rate (WEIGHT_ONLY_EFF of BF16 peak), slower than the BF16 GEMM itself;
+    a decode GEMM is a read of 4-bit weights, faster than BF16's 2 bytes a weight."""
+    dev = K.device(specs.get(spec_id))
+    p = K.Params()
+    assert "fp4" not in dev.peak_flops
+    big_w4 = K.gemm_s(dev, 8192, 8192, 8192, "fp4", p)
+    big_bf16 = K.gemm_s(dev, 8192, 8192, 8192, "bf16", p)
+    flops = 2.0 * 8192 ** 3
+    assert big_w4 == pytest.approx(flops / (dev.peak_flops["bf16"] * K.WEIGHT_ONLY_EFF), rel=0.05)  # + wave tail
+    assert big_w4 > 2 * big_bf16
+    assert K.gemm_s(dev, 4, 8192, 8192, "fp4", p) < 0.5 * K.gemm_s(dev, 4, 8192, 8192, "bf16", p)
+    # the same weights where FP4 is hardware multiply at the FP4 rate
+    b200 = K.device(specs.get("b200"))
+    assert K.gemm_s(b200, 8192, 8192, 8192, "fp4", p) < K.gemm_s(b200, 8192, 8192, 8192, "bf16", p)
+
