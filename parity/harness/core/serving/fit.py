@@ -128,6 +128,8 @@ def band(entries=None, rounds: int = 6) -> tuple[float, float, int]:
         r = validation.speed_residual(e, validation.estimate(e, values))
         if math.isfinite(r):
             rs.append(r)
+    if len(rs) < 2:
+        raise ValueError(f"a band needs two or more finite leave-one-out residuals, got {len(rs)}")
     rs.sort()
     return _quantile(rs, 0.10), _quantile(rs, 0.90), len(rs)
 
