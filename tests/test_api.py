@@ -215,20 +215,15 @@ print(str(Compare(ms)).count("stream/"), r.tflops, run)
     assert int(count) == 7 and float(tflops) > 0 and Path(tmp_path / run).is_dir()
 
 
-def test_run_refuses_bad_input_before_writing(tmp_path):
-    code = """
-import parity
-for kwargs in ({"preset": "huge"}, {"impl": "cuda-magic"}, {"dtype": "fp128"}):
-    try:
-        parity.run("stream", out="run", **kwargs)
-    except parity.UsageError as exc:
-        print(type(exc).__name__, str(exc).replace(chr(10), " "))
-"""
-    proc = _python(code, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 3 and all(line.startswith("UsageError") for line in lines), lines
-    assert not (tmp_path / "run").exists()
+def test_run_refuses_bad_input_before_writing(tmp_path, monkeypatch):
+    """In this process (a fresh one is the script above's subject): each bad argument is one
+    UsageError of one line, and no folder is made, neither the one asked for nor one under runs/."""
+    monkeypatch.chdir(tmp_path)
+    for kwargs in ({"preset": "huge"}, {"impl": "cuda-magic"}, {"dtype": "fp128"}):
+        with pytest.raises(parity.UsageError) as info:
+            parity.run("stream", out="run", **kwargs)
+        assert type(info.value).__name__ == "UsageError" and "\n" not in str(info.value), kwargs
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_import_parity_is_light_and_changes_nothing(tmp_path):
