@@ -28,7 +28,7 @@ from parity.harness.measurement import registry
 from parity.harness.core.model import Check, Impl, Op, Suite, Work
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_records
 from parity.harness.measurement.runner import RunPlan, execute
-from test_cli import clean_env
+from test_cli import clean_env, parity_main
 
 TRIALS = 20
 SEED = 17
@@ -137,7 +137,7 @@ def _alive(pid: int) -> bool:
 
 def test_kill9_of_a_real_supervised_run_then_resume(tmp_path):
     """The CLI: the supervisor (the writer) killed with SIGKILL mid-run; its worker goes with it;
-    `parity run --resume` finishes the run with every case once."""
+    `parity run --resume` (main() in this process) finishes the run with every case once."""
     out = tmp_path / "run"
     args = [sys.executable, "-m", "parity", "run", "stream", "--preset", "smoke", "--impl", "torch",
             "--dtype", "fp32", "--time-cap-s", "0.05", "--out", str(out)]
@@ -160,8 +160,8 @@ def test_kill9_of_a_real_supervised_run_then_resume(tmp_path):
         assert not _alive(pid), f"the worker {pid} outlived its supervisor"
     kept, _ = read_records(measurements)
     assert 3 <= len(kept) < 14
-    resumed = subprocess.run([sys.executable, "-m", "parity", "run", "--resume", str(out)], cwd=tmp_path,
-                             env=clean_env(), capture_output=True, text=True, timeout=300)
+    # The resume is main() in this process: the kill, not the resume, needs the run in a process of its own.
+    resumed = parity_main("run", "--resume", out, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records, _ = read_records(measurements)
     keys = [r["key"] for r in records]
