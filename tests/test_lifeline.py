@@ -28,14 +28,14 @@ PARENT = r"""
 import os, subprocess, sys, time
 from parity.harness.core import lifeline
 env, fds = lifeline.child()
-code = "from parity.harness.core import lifeline; lifeline.hold(); import time; time.sleep(60)"
+code = "from parity.harness.core import lifeline; lifeline.hold(); print('held', flush=True); import time; time.sleep(60)"
 if sys.argv[1] == "pipe":  # the pipe alone: the child's PR_SET_PDEATHSIG is switched off
     code = "from parity.harness.core import lifeline; lifeline._pdeathsig = lambda: None; " + code.split('; ', 1)[1]
 elif sys.argv[1] == "pdeathsig":  # PR_SET_PDEATHSIG alone: the pipe is not handed over
     fds = ()
-child = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=fds)
+child = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=fds, stdout=subprocess.PIPE, text=True)
 print(child.pid, flush=True)
-time.sleep(0.5)  # the child's hold() has run
+assert child.stdout.readline().strip() == "held"  # the child's hold() has returned: its guards are armed
 print("ready", flush=True)
 time.sleep(60)
 """
