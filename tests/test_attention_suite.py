@@ -214,10 +214,12 @@ def test_report_shows_the_fa_convention_beside_the_exact_rate():
 
 def test_smoke_run_through_the_cli(tmp_path):
     """The smoke preset without FlexAttention (inductor compiles every shape for seconds on a CPU;
-    the eager binding is tested above)."""
+    the eager binding is tested above). A time cap of 0.02 s: each interpreted case (30-100 ms a
+    call here) takes one to three samples; what is checked is which cases ran, validated and were
+    recorded, not how many samples a time rests on."""
     out = tmp_path / "run"
     impls = "triton,triton-tma,sdpa-flash,sdpa-efficient,sdpa-cudnn,sdpa-math"
-    proc = parity("run", "attention", "--preset", "smoke", "--impl", impls, "--time-cap-s", "0.2", "--out", out,
+    proc = parity("run", "attention", "--preset", "smoke", "--impl", impls, "--time-cap-s", "0.02", "--out", out,
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(out / MEASUREMENTS_FILE)

@@ -120,7 +120,7 @@ def test_fit_sees_only_the_calibration_subset(monkeypatch):
     moved = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 10))
                   if e["subset"] == "check" else e for e in real)
     assert {e["id"] for e in fit.calibration_entries(moved)} == {e["id"] for e in real if e["subset"] == "calibration"}
-    base = fit.fit(real, rounds=1)
+    base = fit.fit(real, rounds=1)  # the fit is deterministic (the next line needs it to be): fitted once
     assert fit.fit(moved, rounds=1) == base
     # and the calibration entries do move it
     shifted = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 2))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE
-from test_cli import clean_env
+from test_cli import clean_env, parity_main
 
 ROOT = Path(__file__).resolve().parents[1]
 GONE_S = 2.0  # the issue's bound: a child ends within 2 s of its parent's death
@@ -28,14 +28,14 @@ PARENT = r"""
 import os, subprocess, sys, time
 from parity.harness.core import lifeline
 env, fds = lifeline.child()
-code = "from parity.harness.core import lifeline; lifeline.hold(); import time; time.sleep(60)"
+code = "from parity.harness.core import lifeline; lifeline.hold(); print('held', flush=True); import time; time.sleep(60)"
 if sys.argv[1] == "pipe":  # the pipe alone: the child's PR_SET_PDEATHSIG is switched off
     code = "from parity.harness.core import lifeline; lifeline._pdeathsig = lambda: None; " + code.split('; ', 1)[1]
 elif sys.argv[1] == "pdeathsig":  # PR_SET_PDEATHSIG alone: the pipe is not handed over
     fds = ()
-child = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=fds)
+child = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=fds, stdout=subprocess.PIPE, text=True)
 print(child.pid, flush=True)
-time.sleep(0.5)  # the child's hold() has run
+assert child.stdout.readline().strip() == "held"  # the child's hold() has returned: its guards are armed
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -108,11 +108,13 @@ def _tree(root: int) -> list[int]:
 def test_kill9_of_a_cpu_workers_run_leaves_no_orphan_and_resumes(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "parity", "run", "stream", "--preset", "smoke", "--impl", "torch", "--dtype", "fp32",
-           "--size", "4KiB", "--cpu-workers", "2", "--out", str(out)]
+           "--size", "4KiB", "--time-cap-s", "0.02", "--cpu-workers", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        # Killed once both workers and both case supervisors are up (5 processes), before they finish.
+        # Killed once both workers and both case supervisors are up (5 processes), before they finish:
+        # a case supervisor is seen while it still imports torch, so short cases (the 0.02 s cap,
+        # which the resume keeps from the recorded plan) still end after the kill.
         while time.monotonic() < deadline and proc.poll() is None and len(_tree(proc.pid)) < 5:
             time.sleep(0.02)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -126,8 +128,9 @@ def test_kill9_of_a_cpu_workers_run_leaves_no_orphan_and_resumes(tmp_path):
         proc.kill()
         proc.wait()
         proc.stderr.close()
-    done = subprocess.run([sys.executable, "-m", "parity", "run", "--resume", str(out)], env=_env(), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    # The resume is main() in this process (its workers are real processes): the kill needed a
+    # process of its own, the resume does not.
+    done = parity_main("run", "--resume", out, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     meta = json.loads((out / RUN_FILE).read_text())

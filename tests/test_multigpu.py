@@ -221,15 +221,12 @@ def test_the_html_report_carries_the_spread_table():
 
 def test_a_worker_case_that_kills_its_process_fails_alone(tmp_path):
     """The per-GPU workers supervise their cases as a single run does: GPU 1's third case kills
-    the process running it; that case is failed with how, and every other case of both GPUs ran."""
+    the process running it; that case is failed with how, and every other case of both GPUs ran.
+    The run is started by main() here; its workers and their case processes are real processes."""
     import os
 
-    from test_cli import clean_env
-
-    env = dict(clean_env(), PARITY_FAULT="1:exit:2")
-    proc = subprocess.run([sys.executable, "-m", "parity", "run", "stream", *FAST, "--cpu-workers", "2",
-                           "--out", str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = parity("run", "stream", *FAST, "--cpu-workers", "2", "--out", tmp_path / "run", cwd=tmp_path,
+                  env={"PARITY_FAULT": "1:exit:2"})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and os.path.isdir(tmp_path / "run")
     records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +13,7 @@ from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, read_record
 from parity.harness.measurement import runner
 from parity.harness.measurement.plan import RunPlan
 from parity.harness.scaleout import distributed, group, multigpu
-from test_cli import clean_env
+from test_cli import parity
 
 # A value other than the default for every field of RunPlan. A new field must be added here AND be
 # carried by distributed.plan_args: the first test says so when it is not.
@@ -118,10 +116,11 @@ def test_a_follower_rank_times_its_cases_with_rank_zeros_plan(plan):
 
 
 def test_a_shape_given_with_cpu_workers_is_the_only_shape_of_every_worker(tmp_path):
+    """The run is started by main() in this process (the plan is built here as the entry point
+    builds it); its two workers are real processes, started with the command line under test."""
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "parity", "run", "gemm", "--shape", "24x40x56", "--cpu-workers", "2",
-                           "--impl", "torch", "--time-cap-s", "0.05", "--settle-s", "0", "--out", str(out)],
-                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300)
+    proc = parity("run", "gemm", "--shape", "24x40x56", "--cpu-workers", "2", "--impl", "torch", "--time-cap-s", "0.05",
+                  "--settle-s", "0", "--out", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = [out / "gpus" / "gpu-0", out / "gpus" / "gpu-1", out]
     for folder in folders:

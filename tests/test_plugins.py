@@ -1,9 +1,15 @@
 """Suites and implementations from other packages, through entry points: examples/plugin/ is
 pip-installed into a temporary folder (offline: no index, no build isolation) and run through the
 command line, in one process and with --cpu-workers 2; a broken plugin is one warning line naming
-it while the rest runs; the pytest plugin runs parity's cases in another repository only when asked."""
+it while the rest runs; the pytest plugin runs parity's cases in another repository only when asked.
+
+The commands run through main() in this process with the folder on sys.path and the plugin
+registry emptied (plugins_main), as a fresh process finds them; the processes a run starts (case
+workers, CPU workers) are real ones that find the plugin on PYTHONPATH, and the pytest plugin runs
+in real pytest processes."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from parity.harness.core.results import MEASUREMENTS_FILE, read_records
-from test_cli import TIMEOUT_S, assert_one_error_line, clean_env
+from test_cli import TIMEOUT_S, assert_one_error_line, clean_env, parity_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin"
@@ -26,9 +32,32 @@ def env_with(*folders: Path) -> dict[str, str]:
     return env
 
 
-def run_parity(*args, cwd: Path, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "parity", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+def plugins_main(*args, cwd: Path, site: Path) -> subprocess.CompletedProcess:
+    """`parity ARGS` by main() in this process with `site`'s distributions on sys.path (and on
+    PYTHONPATH for the processes the command starts), the plugin registry and the plugins' modules
+    as a fresh process has them (empty, not imported); both are put back as they were after."""
+    from parity.harness.measurement import registry
+
+    tables = (registry._LOADED, registry._PROBLEMS, registry._IMPL_ORIGINS)
+    saved = [dict(t) for t in tables]
+
+    def forget():
+        for t in tables:
+            t.clear()
+        for name in [m for m in sys.modules if m == "parity_example" or m.startswith("parity_example.")]:
+            del sys.modules[name]
+
+    forget()
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        return parity_main(*args, cwd=cwd, env={"PYTHONPATH": env_with(site)["PYTHONPATH"]})
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+        forget()
+        for t, before in zip(tables, saved):
+            t.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +91,14 @@ def broken(tmp_path_factory) -> Path:
 
 
 def test_list_shows_the_plugin_suite_and_where_it_came_from(installed, tmp_path):
-    proc = run_parity("list", cwd=tmp_path, env=env_with(installed))
+    proc = plugins_main("list", cwd=tmp_path, site=installed)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "saxpy: out = a*x + y" in out
     assert "from:    parity-example-plugin 0.1.0 (entry point parity.suites: saxpy = parity_example.saxpy)" in out
     assert "example-copy from parity-example-plugin 0.1.0 (entry point parity.impls" in out
     assert out.count("from:    parity (built in)") == 4
-    proc = run_parity("list", "--json", cwd=tmp_path, env=env_with(installed))
+    proc = plugins_main("list", "--json", cwd=tmp_path, site=installed)
     data = json.loads(proc.stdout)
     saxpy = next(s for s in data["suites"] if s["name"] == "saxpy")
     assert saxpy["origin"].startswith("parity-example-plugin 0.1.0") and saxpy["presets"]["smoke"] == 8
@@ -79,7 +108,7 @@ def test_list_shows_the_plugin_suite_and_where_it_came_from(installed, tmp_path)
 
 
 def test_run_the_plugin_suite_validates_and_times_it(installed, tmp_path):
-    proc = run_parity("run", "saxpy", *SMOKE, "--out", tmp_path / "run", cwd=tmp_path, env=env_with(installed))
+    proc = plugins_main("run", "saxpy", *SMOKE, "--out", tmp_path / "run", cwd=tmp_path, site=installed)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)
     assert len(records) == 8  # 2 dtypes x 2 lengths x (triton, torch)
@@ -89,8 +118,8 @@ def test_run_the_plugin_suite_validates_and_times_it(installed, tmp_path):
 
 
 def test_run_the_plugin_suite_on_cpu_workers(installed, tmp_path):
-    proc = run_parity("run", "saxpy", *SMOKE, "--dtype", "fp32", "--cpu-workers", "2", "--out", tmp_path / "run",
-                      cwd=tmp_path, env=env_with(installed))
+    proc = plugins_main("run", "saxpy", *SMOKE, "--dtype", "fp32", "--cpu-workers", "2", "--out", tmp_path / "run",
+                        cwd=tmp_path, site=installed)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)
     assert len(records) == 2 * 4 and {r["gpu_index"] for r in records} == {0, 1}  # each worker found the plugin
@@ -100,8 +129,8 @@ def test_run_the_plugin_suite_on_cpu_workers(installed, tmp_path):
 
 
 def test_the_plugin_implementation_runs_beside_the_built_in_ones(installed, tmp_path):
-    proc = run_parity("run", "stream", *SMOKE, "--dtype", "fp32", "--impl", "example-copy", "--out",
-                      tmp_path / "run", cwd=tmp_path, env=env_with(installed))
+    proc = plugins_main("run", "stream", *SMOKE, "--dtype", "fp32", "--impl", "example-copy", "--out",
+                        tmp_path / "run", cwd=tmp_path, site=installed)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(tmp_path / "run" / MEASUREMENTS_FILE)
     assert len(records) == 2 and {r["op"] for r in records} == {"copy"}
@@ -109,7 +138,7 @@ def test_the_plugin_implementation_runs_beside_the_built_in_ones(installed, tmp_
 
 
 def test_a_broken_plugin_is_one_line_and_the_rest_runs(broken, tmp_path):
-    proc = run_parity("list", cwd=tmp_path, env=env_with(broken))
+    proc = plugins_main("list", cwd=tmp_path, site=broken)
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = proc.stderr.splitlines()
     assert "Traceback" not in proc.stderr
@@ -118,18 +147,18 @@ def test_a_broken_plugin_is_one_line_and_the_rest_runs(broken, tmp_path):
     assert any("plugin 'bad' of broken-plugin" in w for w in warnings), warnings
     assert all(w.startswith("parity: warning: ") for w in warnings)
     assert "stream: HBM streaming" in proc.stdout and "gemm:" in proc.stdout
-    run = run_parity("run", "stream", *SMOKE, "--dtype", "fp32", "--impl", "torch", "--out", tmp_path / "run",
-                     cwd=tmp_path, env=env_with(broken))
+    run = plugins_main("run", "stream", *SMOKE, "--dtype", "fp32", "--impl", "torch", "--out", tmp_path / "run",
+                       cwd=tmp_path, site=broken)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "plugin 'bad' of broken-plugin" in run.stderr
     assert len(read_records(tmp_path / "run" / MEASUREMENTS_FILE)[0]) == 14
 
 
 def test_asking_for_a_broken_plugin_suite_is_one_error_line(broken, tmp_path):
-    proc = run_parity("run", "broken", *SMOKE, "--out", tmp_path / "run", cwd=tmp_path, env=env_with(broken))
+    proc = plugins_main("run", "broken", *SMOKE, "--out", tmp_path / "run", cwd=tmp_path, site=broken)
     assert_one_error_line(proc, "suite 'broken' cannot be used", "broken-plugin", "no_such_module")
     assert not (tmp_path / "run").exists()
-    proc = run_parity("run", "notasuite", *SMOKE, cwd=tmp_path, env=env_with(broken))
+    proc = plugins_main("run", "notasuite", *SMOKE, cwd=tmp_path, site=broken)
     assert_one_error_line(proc, "notasuite", "not a module defining SUITE")
 
 

@@ -165,9 +165,10 @@ def test_selfcheck_through_the_entry_point(tmp_path):
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_selfcheck_bad_input_is_one_line(tmp_path, args, needle):
-    from test_cli import assert_one_error_line
+    """Through main() in this process (tests/test_badinput.py sends bad input through real processes)."""
+    from test_cli import assert_one_error_line, parity_main
 
-    assert_one_error_line(_parity("selfcheck", *args, cwd=tmp_path), needle)
+    assert_one_error_line(parity_main("selfcheck", *args, cwd=tmp_path), needle)
 
 
 @pytest.mark.gpu
