@@ -180,7 +180,7 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
             # node the engines gather and reduce-scatter instead ("for EP4/EP8 Reduce/Scatter is
             # used, while for EP>8 All2All", TensorRT-LLM tech blog 4), the same bytes when k >= ep.
             # The busiest rank's factor scales them: priced as the gather's uniform bytes, the
-            # calibration objective rose from 3.96 to 4.75-4.94, so that fitted factor also carries MoE
+            # calibration objective rose from 3.92 to 4.75-4.94, so that fitted factor also carries MoE
             # costs the model does not have (docs/estimate.md).
             k = model.moe.experts_per_token
             sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * p.moe_imbalance
