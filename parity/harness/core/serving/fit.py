@@ -22,7 +22,7 @@ from parity.harness.core.serving import engines, validation
 # expert parallelism, where such a factor and the busiest rank's load scale the same expert GEMMs
 # (their product is all the fit can see; fitted both, the search stopped at a worse calibration
 # objective, 4.17 against 4.15 with the grouped GEMM at the dense GEMM's efficiency). The experts'
-# GEMMs keep the dense model's tile padding and wave quantization per expert (kernels.grouped_gemm_s).
+# GEMMs keep the dense model's tile padding per expert, their tiles in one grid (kernels.grouped_gemm_s).
 # The host's cost per running sequence, prior: TensorRT-LLM's PyExecutor measured 45.11 ms a host
 # step at 1536 sequences a rank (GB200, GPT-OSS-120B, ADP2, host-bound; NVIDIA/TensorRT-LLM PR
 # #10273, 2025-12-24), 29.4 us a sequence. One constant for every engine: the work (request objects,
