@@ -203,3 +203,16 @@ def test_a_format_without_tensor_cores_is_priced_weight_only(capsys):
         assert w4["tpot_ms"] < w8["tpot_ms"]
     b200 = run_json(capsys, argv, ["--dtype", "fp4", "--to", "b200", "--concurrency", "1"])
     assert not b200[0].get("note")
+
+
+@pytest.mark.parametrize("usd, shown", [(0.000192, "0.000192"), (0.0583, "0.0583"), (1.234, "1.23"), (12.34, "12.3"),
+                                        (1234.5, "1,234")])
+def test_dollar_figures_keep_three_significant_digits(usd, shown):
+    # A fixed three decimals printed the input price of a short prompt on a B200 as 0.000.
+    from parity.harness.reporting.serving import display_rows
+    row = {"device": "b200", "concurrency": 1, "max_concurrency": 1, "fits": True,
+           "usd_per_m_input_tokens": usd, "usd_per_m_input_tokens_low": usd / 2,
+           "usd_per_m_input_tokens_high": usd * 2}
+    cell = display_rows([row])[0]["$/Mtok in"]
+    assert cell.startswith(shown + " (")
+    assert not cell.startswith("0.000 ")

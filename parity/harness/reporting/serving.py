@@ -8,6 +8,7 @@ usd_per_m_input_tokens = the prefill share of the GPU time over the input tokens
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from parity.harness.core import prices
@@ -116,9 +117,19 @@ def _priced_rows(rows, scn, spec, concurrencies, override, slo_tpot_ms, measured
         rows.append(_row(one, spec, mem, res, override))
 
 
-def _r(row: dict, key: str, fmt: str) -> str:
+def _usd_format(value: float) -> str:
+    """Three significant digits, never an exponent: a fixed '.3f' printed 0.000 for the input price
+    of a short prompt on a fast GPU (tenths of a thousandth of a dollar per million tokens)."""
+    if not value > 0 or not math.isfinite(value):
+        return ",.3f"
+    return f",.{max(0, 2 - math.floor(math.log10(value)))}f"
+
+
+def _r(row: dict, key: str, fmt: str | None = None) -> str:
+    """value (low-high); fmt None: dollars at three significant digits of the value."""
     if row.get(key) is None:
         return "-"
+    fmt = fmt or _usd_format(row[key])
     return f"{format(row[key], fmt)} ({format(row[key + '_low'], fmt)}-{format(row[key + '_high'], fmt)})"
 
 
@@ -127,8 +138,8 @@ def display_rows(rows: list[dict]) -> list[dict[str, str]]:
              "max C": f"{r.get('max_concurrency', 0):,}", "fits": "yes" if r["fits"] else "no",
              "out tok/s/GPU": _r(r, "output_tokens_per_s_per_gpu", ",.0f"),
              "tok/s/user": _r(r, "tokens_per_s_per_user", ",.1f"), "TPOT ms": _r(r, "tpot_ms", ",.1f"),
-             "TTFT ms": _r(r, "ttft_ms", ",.0f"), "$/Mtok out": _r(r, "usd_per_m_output_tokens", ",.3f"),
-             "$/Mtok in": _r(r, "usd_per_m_input_tokens", ",.3f"), "note": r.get("note") or ""} for r in rows]
+             "TTFT ms": _r(r, "ttft_ms", ",.0f"), "$/Mtok out": _r(r, "usd_per_m_output_tokens"),
+             "$/Mtok in": _r(r, "usd_per_m_input_tokens"), "note": r.get("note") or ""} for r in rows]
 
 
 def validation_report() -> dict:
