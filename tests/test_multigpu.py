@@ -176,10 +176,28 @@ def test_resume_of_a_run_over_gpus_runs_nothing_twice(workers, tmp_path):
     part = run / "gpus" / "gpu-1" / MEASUREMENTS_FILE
     lines = part.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:-2]))  # GPU 1's worker was stopped two cases short
+    logs = {gpu: (run / "gpus" / f"gpu-{gpu}.log").read_bytes() for gpu in (0, 1)}
     proc = parity("run", "--resume", run, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, _ = read_records(run / MEASUREMENTS_FILE)
     assert len(records) == 28 and len({(r["key"], r["gpu_index"]) for r in records}) == 28
+    # Worker 0's part was complete: no worker started for it (its log would have grown); worker 1's ran.
+    assert (run / "gpus" / "gpu-0.log").read_bytes() == logs[0]
+    assert len((run / "gpus" / "gpu-1.log").read_bytes()) > len(logs[1])
+
+
+def test_resume_of_a_complete_run_over_workers_starts_no_worker(workers, tmp_path):
+    import shutil
+
+    d, _ = workers
+    run = tmp_path / "run"
+    shutil.copytree(d / "run", run)
+    logs = {gpu: (run / "gpus" / f"gpu-{gpu}.log").read_bytes() for gpu in (0, 1)}
+    proc = parity("run", "--resume", run, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {gpu: (run / "gpus" / f"gpu-{gpu}.log").read_bytes() for gpu in (0, 1)} == logs
+    records, _ = read_records(run / MEASUREMENTS_FILE)
+    assert len(records) == 28 and json.loads((run / RUN_FILE).read_text())["status"] == "complete"
 
 
 def test_parity_merge_gathers_node_runs(tmp_path):

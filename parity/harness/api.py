@@ -84,6 +84,31 @@ def run_device(index: int = 0):
     return device
 
 
+def check_run_request(*, suites=(), out: Path | None = None, resume: Path | None = None, time_cap_s=None,
+                      settle_s=None, min_time_s=None, case_timeout_s=None, ranks=None, cpu_threads=None,
+                      cpu_workers=None, rank_timeout_s=None) -> None:
+    """The refusals of a run that need no device: numbers, suite names, the folders. Called before
+    the device is detected (torch's import alone takes 1.5 s or more), so that bad input is one line
+    at once; run_command repeats it for callers that come with a device already. (The counts the
+    device bounds: limits.check_counts_early, then check_counts.)"""
+    from parity.harness.core.results import held_run, run_meta
+    from parity.harness.measurement import registry
+
+    limits.check_api(time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s,
+                     rank_timeout_s=rank_timeout_s, ranks=ranks, cpu_workers=cpu_workers, cpu_threads=cpu_threads)
+    if resume is not None:
+        limits.check_resume_folder(Path(resume))
+        run_meta(resume)  # a missing folder, or one without its run.json; its records are read later
+    elif out is not None:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {folder} is a file, not a folder")
+        limits.check_creatable(folder, "--out")
+        if held_run(folder):
+            raise UsageError(f"{folder} already holds a run ({held_run(folder)}): use --resume {folder}, or another --out")
+    registry.check_names(names(suites))
+
+
 def _warn(line: str) -> None:
     import warnings
 
@@ -97,25 +122,18 @@ def run_command(device, *, suites=(), preset=None, impls=(), dtypes=(), sizes=()
                 warn: Callable[[str], None] | None = None, gpu_progress=None) -> RunOutcome:
     """`parity run`'s work: plan, folder checks, then one process, every GPU (or CPU workers), or
     the ranks of a collective. Bad input raises UsageError before anything is written."""
-    from parity.harness.core.results import held_run, read_run
+    from parity.harness.core.results import read_run
     from parity.harness.measurement import registry, runner, supervisor
     from parity.harness.measurement.flush import Flush
     from parity.harness.measurement.plan import RunPlan
     from parity.harness.scaleout import distributed, group, multigpu
 
-    limits.check_api(time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s,
-                     rank_timeout_s=rank_timeout_s, ranks=ranks, cpu_workers=cpu_workers, cpu_threads=cpu_threads)
-    if resume is not None:
-        folder, again = Path(resume), True
-        limits.check_resume_folder(folder)
-        recorded = read_run(folder)  # a missing or corrupt folder is refused before anything runs
-    else:
-        folder, again = Path(out) if out is not None else default_out(device), False
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--out {folder} is a file, not a folder")
-        limits.check_creatable(folder, "--out")
-        if held_run(folder):
-            raise UsageError(f"{folder} already holds a run ({held_run(folder)}): use --resume {folder}, or another --out")
+    folder, again = (Path(resume), True) if resume is not None else (Path(out if out is not None else default_out(device)), False)
+    check_run_request(suites=suites, out=None if again else folder, resume=resume, time_cap_s=time_cap_s,
+                      settle_s=settle_s, min_time_s=min_time_s, case_timeout_s=case_timeout_s, ranks=ranks,
+                      cpu_threads=cpu_threads, cpu_workers=cpu_workers, rank_timeout_s=rank_timeout_s)
+    if again:
+        recorded = read_run(folder)  # a corrupt folder is refused before anything runs
     # Every suite that loads; a plugin that does not is one warning line, and the rest runs.
     chosen = names(suites) or tuple(suite.name for suite in registry.load_all())
     plan = RunPlan(suites=chosen, preset=preset or "quick",
@@ -187,6 +205,9 @@ def run(suites: str | Iterable[str] | None = None, *, preset: str = "quick", imp
                      cpu_threads=threads, device=device)  # before the device is even looked at
     sizes_bytes = tuple(_size(s) for s in _items(sizes))
     dims = tuple(dict.fromkeys(_shape(s) for s in _items(shapes, nested=True)))
+    check_run_request(suites=suites, out=out, time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s,
+                      case_timeout_s=case_timeout_s, cpu_threads=threads)
+    limits.check_counts_early(None, None, threads, device)
     dev = run_device(device)
     command = ["parity.run", *names(suites), "--preset", preset]
     return run_command(dev, suites=suites or (), preset=preset, impls=names(impl), dtypes=names(dtype),

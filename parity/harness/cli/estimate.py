@@ -6,12 +6,12 @@ import sys
 
 from parity.harness.cli.common import emit, make_console, refuse_run_file
 from parity.harness.core.model import UsageError
+from parity.harness.reporting.tables import render  # report's, without its pandas
 
 
 def cmd_project(args, argv) -> int:
     from parity.harness.core import specs
     from parity.harness.core.results import read_run
-    from parity.harness.reporting import project, report
 
     if args.validate:
         if args.run is not None or args.to or args.against:
@@ -21,9 +21,12 @@ def cmd_project(args, argv) -> int:
         raise UsageError("project needs a RUN and --to SPEC (or --validate)")
     target = specs.get(args.to)
     run = read_run(args.run)
+    against = read_run(args.against) if args.against is not None else None
+    from parity.harness.reporting import project  # pandas: after every refusal of a path
+
     df = project.project(run, target, stack=args.stack)
-    if args.against is not None:
-        df = project.check_against(df, read_run(args.against))
+    if against is not None:
+        df = project.check_against(df, against)
     if df.empty:
         print("parity: the run holds no timed GPU records to project", file=sys.stderr)
         return 0
@@ -37,14 +40,14 @@ def cmd_project(args, argv) -> int:
            if args.stack == "carry" else "measured efficiency kept, target roofline applied")
     title = (f"{run.meta.get('device', {}).get('name')} ({df['source_spec'].iloc[0]}) projected onto "
              f"{target.name} ({target.id}, {target.status}): {how}")
-    text = report.render([(title, project.display_rows(df))], args.format, make_console())
+    text = render([(title, project.display_rows(df))], args.format, make_console())
     if text:
         sys.stdout.write(text)
     return 0
 
 
 def _project_validation(args) -> int:
-    from parity.harness.reporting import project, report
+    from parity.harness.reporting import project
 
     rows = project.validate()
     summary = project.validation_summary(rows)
@@ -67,7 +70,7 @@ def _project_validation(args) -> int:
                "in range": f"{s['in_range_pct']:.0f} %",
                "--stack keep: median": f"{s['kept_median_abs_error_pct']:.1f} %",
                "worst": f"{s['kept_worst_abs_error_pct']:.1f} %"} for s in summary]
-    text = report.render([("leave-one-out: every published figure projected onto every other device, the target's "
+    text = render([("leave-one-out: every published figure projected onto every other device, the target's "
                            "figures hidden from the priors", shown), ("errors", totals)], args.format, make_console())
     if text:
         sys.stdout.write(text)
@@ -77,7 +80,7 @@ def _project_validation(args) -> int:
 def cmd_estimate(args, argv) -> int:
     from parity.harness.core import llm, specs
     from parity.harness.core.results import read_run
-    from parity.harness.reporting import estimate, report
+    from parity.harness.reporting import estimate
 
     if args.list_models:
         rows = [{"model": m.id, "name": m.name, "layers": str(m.layers), "hidden": str(m.hidden),
@@ -88,7 +91,7 @@ def cmd_estimate(args, argv) -> int:
         if args.format == "json":
             sys.stdout.write(json.dumps(rows, indent=1) + "\n")
             return 0
-        text = report.render([("models", rows)], "md" if args.format == "md" else "text", make_console())
+        text = render([("models", rows)], "md" if args.format == "md" else "text", make_console())
         if text:
             sys.stdout.write(text)
         return 0
@@ -121,7 +124,7 @@ def cmd_estimate(args, argv) -> int:
     else:  # text goes to the console, or as markdown to --out
         tables = [(title, estimate.display_rows(rows))]
         tables += [(f"{r['device']}: one step on {r['gpus']} GPU(s)", estimate.kernel_rows(r)) for r in rows if r.get("kernels")]
-        text = report.render(tables, "md" if args.out is not None else args.format, make_console())
+        text = render(tables, "md" if args.out is not None else args.format, make_console())
     if args.out is not None or text:
         emit(text or "", args.out)
     if not any(r["fits"] for r in rows):
@@ -165,7 +168,7 @@ def _prices(items: list[str]) -> dict[str, float]:
 def _serving(args) -> int:
     from parity.harness.core import specs
     from parity.harness.core.serving.scenario import Scenario
-    from parity.harness.reporting import report, serving
+    from parity.harness.reporting import serving
 
     if not args.model or args.isl is None or args.osl is None or not args.engine:
         raise UsageError("a serving estimate needs --model, --isl, --osl and --engine")
@@ -196,7 +199,7 @@ def _serving(args) -> int:
 
         text = serving_html.page(rows, serving.display_rows(rows), title)
     else:
-        text = report.render([(title, serving.display_rows(rows))], "md" if args.out is not None else args.format,
+        text = render([(title, serving.display_rows(rows))], "md" if args.out is not None else args.format,
                              make_console())
     if args.out is not None or text:
         emit(text or "", args.out)
@@ -204,13 +207,13 @@ def _serving(args) -> int:
 
 
 def _serving_validation(args) -> int:
-    from parity.harness.reporting import report, serving
+    from parity.harness.reporting import serving
 
     rep = serving.validation_report()
     if args.format == "json":
         text = json.dumps(rep, indent=1) + "\n"
     else:
-        text = report.render(serving.validation_display(rep), "md" if args.format == "md" else "text", make_console())
+        text = render(serving.validation_display(rep), "md" if args.format == "md" else "text", make_console())
     if args.out is not None or text:
         emit(text or "", args.out)
     return 0

@@ -21,6 +21,7 @@ from parity.harness.core.model import UsageError
 def cmd_devices(args, argv) -> int:
     from parity.harness.measurement.registry import triton_problem
 
+    limits.check_device_index(args.device)
     device = detect_device(args.device)
     info = device.to_dict()
     if args.json:
@@ -100,7 +101,7 @@ def _figure_text(fig) -> str:
 
 def cmd_specs(args, argv) -> int:
     from parity.harness.core import specs
-    from parity.harness.reporting import report
+    from parity.harness.reporting.tables import render  # report's tables, without its pandas
 
     if args.check is not None:
         if args.spec is not None or args.json:
@@ -128,7 +129,7 @@ def cmd_specs(args, argv) -> int:
                  "TB/s": _figure_text(s.figure("memory_bandwidth_tbps")),
                  "fp8": s.fp8_format, "confidence": s.identity_confidence}
                 for s in specs.load_all().values()]
-        report.render([("Dense peaks per GPU (parity specs ID for every figure and its source)", rows)],
+        render([("Dense peaks per GPU (parity specs ID for every figure and its source)", rows)],
                       "text", make_console())
         return 0
     spec = specs.get(args.spec)
@@ -148,7 +149,7 @@ def cmd_specs(args, argv) -> int:
                 rows.append({"kind": "  variant", "name": var.get("label", ""), "value": str(value), "other": "",
                              "confidence": var.get("confidence", ""), "source": ", ".join(var.get("source", ())),
                              "note": var.get("note", "")})
-    report.render([(f"{spec.id}: every figure", rows),
+    render([(f"{spec.id}: every figure", rows),
                    ("sources", [{"id": k, "title": v.get("title", ""), "ref": v.get("ref", ""), "how": v.get("how", "")}
                                 for k, v in spec.sources.items()])], "text", console)
     if spec.disagreements:
@@ -165,8 +166,8 @@ def machine_json(data) -> bytes:
 def cmd_selfcheck(args, argv) -> int:
     from parity.harness.core import provenance
     from parity.harness.measurement import selfcheck
-    from parity.harness.reporting import report
 
+    limits.check_device_index(args.device)
     if args.repeats < 2:
         raise UsageError("--repeats must be at least 2")
     limits.check_seconds("--settle-s", "settle_s", args.settle_s)
@@ -176,8 +177,10 @@ def cmd_selfcheck(args, argv) -> int:
     device = detect_device(args.device)
     results = selfcheck.run(device, repeats=args.repeats, settle_s=args.settle_s,
                             progress=lambda text: print(f"parity: selfcheck: {text}", file=sys.stderr, flush=True))
+    from parity.harness.reporting.tables import render
+
     title = f"parity selfcheck on {device.name} ({device.backend})"
-    text = report.render([(title, selfcheck.rows(results))], args.format, make_console())
+    text = render([(title, selfcheck.rows(results))], args.format, make_console())
     if text:
         sys.stdout.write(text)
     if args.json is not None:
@@ -192,10 +195,11 @@ def cmd_selfcheck(args, argv) -> int:
 def cmd_inspect(args, argv) -> int:
     from parity.harness.measurement import inspect_targets, inspection, registry
 
-    require_triton()
     targets = inspect_targets.parse_targets(args.target)
     suites = list(names(args.suite)) or None
     presets = list(names(args.preset)) or None
+    registry.check_names(suites or ())  # before triton and the suites (torch) are imported
+    require_triton()
     for name in suites or ():
         registry.load(name)  # an unknown suite is a usage error here, not in the child
     if presets:

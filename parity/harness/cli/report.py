@@ -20,12 +20,13 @@ from parity.harness.core.model import UsageError
 def cmd_report(args, argv) -> int:
     from parity.harness.core import specs
     from parity.harness.core.results import read_run
-    from parity.harness.reporting import report
 
     if args.publish:
         return _publish(args)
     if not args.runs:
         raise UsageError("give one or more run folders (or --publish to re-render the results folder)")
+    if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
+        raise UsageError(f"--plots {args.plots} is a file, not a folder")
     check_report_needs(args)
     target = specs.get(args.to) if args.to else None
     runs = [read_run(path) for path in args.runs]
@@ -33,6 +34,8 @@ def cmd_report(args, argv) -> int:
     for run in runs:
         for note in run.warnings:
             print(f"parity: warning: {note}", file=sys.stderr)
+    from parity.harness.reporting import report  # pandas: after every refusal
+
     df = report.frame(runs, to_spec=target)
     if df.empty:
         print("parity: the run(s) hold no records yet", file=sys.stderr)
@@ -42,8 +45,6 @@ def cmd_report(args, argv) -> int:
 
         figures = plots.make_plots(runs, df)
         if args.plots:
-            if args.plots.exists() and not args.plots.is_dir():
-                raise UsageError(f"--plots {args.plots} is a file, not a folder")
             plots.write_pngs(figures, args.plots)
     from parity.harness.reporting import spread
 
@@ -88,15 +89,17 @@ def _publish(args) -> int:
 
 def cmd_compare(args, argv) -> int:
     from parity.harness.core.results import read_run
-    from parity.harness.reporting import compare, report, stats
+    from parity.harness.reporting import stats
 
     if args.fail_on_regression is not None and not (math.isfinite(args.fail_on_regression)
                                                     and args.fail_on_regression >= 0):
         raise UsageError("--fail-on-regression takes a percentage of zero or more")
     settings = stats.Settings(alpha=stats.ALPHA if args.alpha is None else args.alpha,
                                 same_within=stats.SAME_WITHIN if args.same_within is None else args.same_within / 100)
-    result = compare.compare([read_run(p) for p in args.base], [read_run(p) for p in args.new], settings,
-                             ignore_devices=args.ignore_devices)
+    base, new = [read_run(p) for p in args.base], [read_run(p) for p in args.new]
+    from parity.harness.reporting import compare, report  # pandas: after every refusal of a path
+
+    result = compare.compare(base, new, settings, ignore_devices=args.ignore_devices)
     for note in result.notes:
         print(f"parity: warning: {note}", file=sys.stderr)
     if args.format == "csv":
@@ -124,7 +127,7 @@ def cmd_compare(args, argv) -> int:
 
 
 def cmd_history(args, argv) -> int:
-    from parity.harness.reporting import history, machine, report
+    from parity.harness.reporting import history, machine
 
     skipped: list[str] = []
     refuse_run_file(args.out)
@@ -153,6 +156,8 @@ def cmd_history(args, argv) -> int:
         emit(machine.dumps({"schema": "parity.history/1", "devices": [
             {"device": d, "runs": [str(r.path) for r in groups[d]], "cases": t} for d, t in trends.items()]}), args.out)
         return 0
+    from parity.harness.reporting import report
+
     tables = [(f"{device}: median ms over {len(groups[device])} run(s), oldest first; faster/slower against the "
                "previous run (compare's verdict)", history.rows(t)) for device, t in trends.items()]
     text = report.render(tables, "md" if args.out is not None and args.format == "text" else args.format, make_console())

@@ -14,7 +14,6 @@ def cmd_run(args, argv) -> int:
     from parity.harness import api
     from parity.harness.core import limits
     from parity.harness.core.results import read_run
-    from parity.harness.reporting import report, spread
 
     if args.resume and (args.out or args.suites or args.impl or args.dtype or args.size or args.shape
                         or args.preset or args.time_cap_s is not None or args.settle_s is not None
@@ -27,6 +26,12 @@ def cmd_run(args, argv) -> int:
         raise UsageError("--cpu-workers runs CPU workers in place of the GPUs: give it or --all-gpus, not both")
     sizes = tuple(parse_size(s) for s in names(args.size))
     shapes = tuple(dict.fromkeys(parse_shape(s) for s in names(args.shape)))
+    # Everything that needs no device first: detecting it imports torch (1.5 s or more).
+    api.check_run_request(suites=names(args.suites), out=args.out, resume=args.resume, time_cap_s=args.time_cap_s,
+                          settle_s=args.settle_s, min_time_s=args.min_time_s, case_timeout_s=args.case_timeout_s,
+                          ranks=args.ranks, cpu_threads=args.cpu_threads, cpu_workers=args.cpu_workers,
+                          rank_timeout_s=args.rank_timeout_s)
+    limits.check_counts_early(args.ranks, args.cpu_workers, args.cpu_threads, args.device)
     device = api.run_device(args.device)
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")
@@ -48,6 +53,8 @@ def cmd_run(args, argv) -> int:
             return EXIT_INTERRUPTED
     if outcome.reported or not outcome.finished:  # the multi-GPU runner reported itself; or ranks ran it
         return outcome.code
+    from parity.harness.reporting import report, spread  # pandas: only once there is a run to print
+
     out = outcome.path
     run = read_run(out)
     report.print_tables(report.frame([run]), make_console())
@@ -149,11 +156,14 @@ def cmd_submit(args, argv) -> int:
     parameters = {"name": "parity", "timeout_min": args.time_min, "nodes": 1, "tasks_per_node": 1,
                   "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
                   "slurm_partition": args.partition, "slurm_account": args.account}
-    from parity.harness.reporting import report
-
-    return submit.submit(run_args, args.out, args.nodes, args.local, parameters,
-                         lambda run: report.print_run(run, make_console()), suites,
+    return submit.submit(run_args, args.out, args.nodes, args.local, parameters, _print_run, suites,
                          wait=not args.no_wait)
+
+
+def _print_run(run) -> None:
+    from parity.harness.reporting import report  # pandas: only for a run to print, not for a refusal
+
+    report.print_run(run, make_console())
 
 
 def cmd_merge(args, argv) -> int:

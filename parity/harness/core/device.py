@@ -52,6 +52,17 @@ class DeviceInfo:
         return out
 
 
+# The device nodes a GPU needs: NVIDIA's (nvidiactl with one node per GPU), AMD's KFD, WSL's.
+GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_may_be_here() -> bool:
+    """False only where no GPU can be found: none of its device nodes exists. Lets a bad count or
+    index be refused before detect() imports torch (1.5 s or more); where a GPU may be, detect()
+    decides, as before."""
+    return any(os.path.exists(node) for node in GPU_NODES) or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def enable_interpreter() -> None:
     """Switch the Triton interpreter on; it must happen before a kernel module is imported."""
     loaded = [m for m in sys.modules if m.startswith("parity.kernels.") or m.startswith("parity.suites.")]

@@ -12,6 +12,7 @@ import math
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from parity.harness.core.model import UsageError
 
@@ -91,18 +92,21 @@ def available_slots(device) -> tuple[int, str]:
     return max(device.multiprocessors, 1), "CPU cores here, one per core"
 
 
-def check_counts(plan, device, cpu_workers: int | None) -> None:
+def check_counts(plan, device, cpu_workers: int | None, in_group: bool | None = None,
+                 cores: int | None = None) -> None:
     """--ranks and --cpu-workers within what the machine has (outside a process group, whose size
-    torchrun decides and which may span nodes)."""
+    torchrun decides and which may span nodes). `device` None (check_counts_early, a GPU may be
+    here): only the bounds that do not depend on the device."""
     from parity.harness.core.ranks import place_from_env
 
-    have, what = available_slots(device)
-    in_group = place_from_env() is not None
+    if in_group is None:
+        in_group = place_from_env() is not None
     if plan.ranks is not None and in_group and not 1 <= plan.ranks <= MAX_RANKS:
         raise UsageError(f"--ranks {plan.ranks} is not 1 to {MAX_RANKS}")
     if plan.ranks is not None and not in_group:
         if plan.ranks < 1:
             raise UsageError(f"--ranks {plan.ranks}: a collective needs two or more ranks")
+        have, what = available_slots(device) if device is not None else (MAX_RANKS, "at most, one per GPU")
         if plan.ranks > have:
             raise UsageError(f"--ranks {plan.ranks}: only {have} {what}")
     threads = getattr(plan, "cpu_threads", None)
@@ -113,9 +117,35 @@ def check_counts(plan, device, cpu_workers: int | None) -> None:
     if cpu_workers is not None:
         if cpu_workers < 1:
             raise UsageError("--cpu-workers must be 1 or more")
-        cores = max(device.multiprocessors if not device.is_gpu else (os.cpu_count() or 1), 1)
+        if cores is None:
+            cores = max(device.multiprocessors if not device.is_gpu else (os.cpu_count() or 1), 1)
         if cpu_workers > cores:
             raise UsageError(f"--cpu-workers {cpu_workers}: only {cores} CPU cores here, one per core")
+
+
+def check_device_index(index: int) -> None:
+    """--device of devices and selfcheck: what run refuses (check_run_numbers, run_device), before
+    the device is detected."""
+    if index < 0:
+        raise UsageError(f"--device {index}: a GPU index is 0 or more")
+    check_counts_early(None, None, None, index)
+
+
+def check_counts_early(ranks: int | None, cpu_workers: int | None, cpu_threads: int | None,
+                       device_index: int = 0) -> None:
+    """What check_counts and run_device refuse that needs no device detection (which imports
+    torch): the same lines, in well under a second. Where a GPU may be here, the bounds that
+    depend on it (ranks per GPU, --device N) wait for the device."""
+    from parity.harness.core.device import gpu_may_be_here
+    from parity.harness.core.ranks import place_from_env
+
+    cpu_only = not gpu_may_be_here()
+    if device_index and cpu_only:
+        raise UsageError(f"--device {device_index}: there is no GPU here (the CPU is the only device)")
+    cores = os.cpu_count() or 1  # check_counts' bound on CPU workers, GPU or not
+    cpu = SimpleNamespace(is_gpu=False, multiprocessors=cores)
+    check_counts(SimpleNamespace(ranks=ranks, cpu_threads=cpu_threads), cpu if cpu_only else None, cpu_workers,
+                 in_group=place_from_env() is not None, cores=cores)
 
 
 def usable_cpus() -> int:

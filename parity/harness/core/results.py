@@ -312,7 +312,9 @@ def read_meta(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
-def read_run(path: Path | str) -> Run:
+def run_meta(path: Path | str) -> tuple[Path, dict[str, Any]]:
+    """A run's folder and its run.json, without its records: read_run's refusals of a path that is
+    no run folder, cheap enough to come before anything heavy is imported."""
     path = Path(path)
     if path.is_file() and path.name in (MEASUREMENTS_FILE, RUN_FILE):
         path = path.parent
@@ -321,7 +323,11 @@ def read_run(path: Path | str) -> Run:
     meta_path = path / RUN_FILE
     if not os.path.lexists(meta_path):
         raise ResultsError(f"{path} is not a parity run folder (no {RUN_FILE})")
-    meta = read_meta(meta_path)
+    return path, read_meta(meta_path)
+
+
+def read_run(path: Path | str) -> Run:
+    path, meta = run_meta(path)
     measurements = path / MEASUREMENTS_FILE
     records, notes = read_records(measurements) if measurements.exists() else ([], [])
     records, twice = latest_per_case(records)

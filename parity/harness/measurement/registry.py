@@ -194,10 +194,17 @@ def _with_plugin_impls(suite: Suite) -> Suite:
     return dataclasses.replace(suite, impls=suite.impls + tuple(added)) if added else suite
 
 
+def check_names(chosen) -> None:
+    """Every name a suite's, refused without importing one (a suite imports torch)."""
+    names = suite_names()
+    for name in chosen:
+        if name not in names:
+            raise UsageError(f"unknown suite {name!r} (suites: {', '.join(names)})")
+
+
 def load(name: str) -> Suite:
     names = suite_names()
-    if name not in names:
-        raise UsageError(f"unknown suite {name!r} (suites: {', '.join(names)})")
+    check_names([name])
     if name in builtin_names():
         suite = importlib.import_module(f"parity.suites.{name}").SUITE
     else:

@@ -110,6 +110,19 @@ def resume_plan(path: Path, device) -> tuple[RunPlan, dict[str, Any], set[str]]:
     return RunPlan.recorded(run.meta, path), run.meta, done_keys(run.records)
 
 
+def _complete(plan: RunPlan, meta: dict[str, Any], done: set[str], device) -> bool:
+    return meta.get("status") == "complete" and all(c.key in done for _, c in plan_cases(plan, device))
+
+
+def finished(out_dir: Path, device) -> bool:
+    """Whether resuming the run in `out_dir` would find nothing to do (what execute checks first);
+    False where it cannot tell (a damaged or foreign folder: the resume itself says why)."""
+    try:
+        return _complete(*resume_plan(out_dir, device), device)
+    except (ResultsError, UsageError):
+        return False
+
+
 def execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: bool = False,
             progress: Callable[[int, int, Case, Measurement | None], None] | None = None,
             case_runner: Callable[..., Measurement] | None = None) -> Outcome:
@@ -129,7 +142,7 @@ def _execute(plan: RunPlan, device, out_dir: Path, command: list[str], resume: b
     flush = Flush(device) if device.is_gpu else None
     if resume:
         plan, meta, done = resume_plan(out_dir, device)
-        if meta.get("status") == "complete" and all(c.key in done for _, c in plan_cases(plan, device)):
+        if _complete(plan, meta, done, device):
             return Outcome(path=out_dir, skipped_existing=len(done))  # nothing to do: the run is left as it was
         meta.setdefault("resumed_at", []).append(now_iso())
         meta.update(status="running", ended_at=None)

@@ -24,7 +24,6 @@ from typing import Any
 from parity.harness.core import llm, prices, priors, roofline
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import Run
-from parity.harness.reporting import project
 
 TP_SIZES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_RESERVE = 0.10  # vLLM's gpu_memory_utilization defaults to 0.9 (vllm EngineArgs)
@@ -63,6 +62,8 @@ class Source:
 
 def source_of(run: Run) -> Source:
     """The run's timed GPU records with their measured efficiency; a CPU run is refused."""
+    from parity.harness.reporting import project  # here, not above: pandas is no part of a refusal
+
     spec = project.source_spec(run)
     gemm, attention = [], []
     for rec in run.records:
@@ -102,6 +103,8 @@ def nearest_gemm(source: Source, math_class: str | None, shape: tuple):
 
 def _measured(source: Source | None, kernel: llm.Kernel, phase: str):
     """(efficiency, record, exact) of the closest measurement of this kernel in the run, or None."""
+    from parity.harness.reporting import project
+
     if source is None:
         return None
     if kernel.kind == "gemm":
@@ -115,6 +118,8 @@ def _measured(source: Source | None, kernel: llm.Kernel, phase: str):
 
 
 def _prior_class(kernel: llm.Kernel, bound: str) -> str | None:
+    from parity.harness.reporting import project
+
     if bound == "memory":
         return "hbm_copy"
     if kernel.kind == "gemm":
@@ -127,6 +132,8 @@ def _prior_class(kernel: llm.Kernel, bound: str) -> str | None:
 
 def kernel_time(kernel: llm.Kernel, spec, tp: int, phase: str, source: Source | None) -> dict[str, Any]:
     """One kernel on one device: seconds per call (and its range), its bound, and what it rests on."""
+    from parity.harness.reporting import project
+
     work = kernel.work
     if kernel.kind == "allreduce":
         work = dict(work, bytes_read=2 * (tp - 1) / tp * kernel.bytes, bytes_over="interconnect")

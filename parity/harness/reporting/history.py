@@ -11,8 +11,9 @@ from typing import Any
 
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, Run, read_run
-from parity.harness.reporting import compare
+from parity.harness.reporting.stats import Settings
 from parity.harness.reporting.tables import params_text
+from parity.harness.reporting.verdicts import judge  # compare's verdict, without compare's pandas
 
 
 def find_runs(results: Path, skipped: list[str] | None = None) -> list[Run]:
@@ -50,7 +51,7 @@ def _samples(rec: dict[str, Any]) -> list[float]:
     return [float(s) for s in t.get("samples") or ()] or [float(t["median"])]
 
 
-def trend(runs: list[Run], settings: compare.Settings = compare.Settings()) -> list[dict[str, Any]]:
+def trend(runs: list[Run], settings: Settings = Settings()) -> list[dict[str, Any]]:
     """One entry per case timed in at least one run: its median per run (None where absent) and the
     verdict of each run against the previous run that timed it."""
     timed = [_timed(run) for run in runs]
@@ -65,7 +66,7 @@ def trend(runs: list[Run], settings: compare.Settings = compare.Settings()) -> l
             if cur is not None:
                 point["median_ms"] = cur["time_ms"]["median"]
                 if previous is not None and previous.get("timing") == cur.get("timing"):
-                    v = compare.judge(_samples(previous), _samples(cur), settings)
+                    v = judge(_samples(previous), _samples(cur), settings)
                     point.update(verdict=v.verdict, ratio=v.ratio)
                 previous = cur
             points.append(point)

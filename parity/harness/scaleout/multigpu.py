@@ -115,7 +115,7 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
         total = len(plan_cases(local, device))
         watch = (lambda done: progress(done, total)) if progress is not None else None
         try:
-            error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch)
+            error = _run_workers(local, parts, resume, cpu_workers is not None, timeout_s, watch, device)
         except KeyboardInterrupt:
             _mark_interrupted(out)
             raise
@@ -123,7 +123,8 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
         part = out / COLLECTIVES_DIR
         ranks = collective.ranks or (max(n, 2) if cpu_workers else None)
         parts.append((part, None))
-        error = _run_collectives(replace(collective, ranks=ranks), part, timeout_s)
+        if not (resume and _part_finished(part, device)):  # a complete part starts no ranks again
+            error = _run_collectives(replace(collective, ranks=ranks), part, timeout_s)
     present = [(p, i) for p, i in parts if (p / MEASUREMENTS_FILE).exists()]
     meta = {"plan": plan.to_dict(), "started_at": started, "multi_gpu": multi}
     run = merge(present, out, ["parity", "run", "--all-gpus", *distributed.plan_args(plan)], meta,
@@ -138,8 +139,14 @@ def _run_all(plan, device, out: Path, resume: bool, cpu_workers: int | None, tim
     return 1 if counts.get("failed") or counts.get("invalid") else 0
 
 
-def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=None) -> str | None:
-    """Start one worker per part, all at once; None when all ended, else what went wrong."""
+def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=None, device=None) -> str | None:
+    """Start one worker per part, all at once; None when all ended, else what went wrong. On
+    --resume a part already complete starts no worker: one would import torch and take the device
+    (seconds, on a GPU a context) to find nothing to do."""
+    if resume:
+        parts = [(folder, i) for folder, i in parts if not _part_finished(folder, device)]
+        if not parts:
+            return None
     procs, logs = [], []
     for folder, i in parts:
         again = resume and (folder / RUN_FILE).exists()  # a part its worker began: finish it
@@ -160,6 +167,12 @@ def _run_workers(plan, parts, resume: bool, cpu: bool, timeout_s: float, watch=N
         group.stop_processes(procs)
         for log in logs:
             log.close()
+
+
+def _part_finished(part: Path, device) -> bool:
+    from parity.harness.measurement.runner import finished
+
+    return (part / RUN_FILE).exists() and finished(part, device)
 
 
 def _write_top(out: Path, meta: dict[str, Any]) -> None:
