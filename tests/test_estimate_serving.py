@@ -216,3 +216,11 @@ def test_dollar_figures_keep_three_significant_digits(usd, shown):
     cell = display_rows([row])[0]["$/Mtok in"]
     assert cell.startswith(shown + " (")
     assert not cell.startswith("0.000 ")
+
+
+@pytest.mark.parametrize("price", ["h200=abc", "h200=3"])
+def test_a_price_without_a_serving_scenario_is_refused_not_ignored(capsys, price):
+    # --price used to switch nothing on: the single-step estimate ran and dropped it, exit 0.
+    assert main(["estimate", "--model", "llama3-8b", "--price", price]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("parity: error:")

@@ -97,7 +97,9 @@ def cmd_estimate(args, argv) -> int:
         return 0
     if args.validate:
         return _serving_validation(args)
-    if any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus, args.slo_tpot_ms)):
+    # --price prices a serving row only: without a scenario it would be silently ignored.
+    if args.price or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
+                                                 args.slo_tpot_ms)):
         return _serving(args)
     if not args.model:
         raise UsageError("estimate needs --model (see --list-models)")

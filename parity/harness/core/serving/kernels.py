@@ -30,6 +30,7 @@ from parity.harness.core.model import UsageError
 ACT_BYTES = 2
 TILE_N = 128
 SPLIT_K_MIN = 512  # the shortest K slice a split-K GEMM hands one block
+ATTN_Q_TILE = 128  # query rows per prefill-attention tile (FA2/FA3 block M on Hopper/Blackwell/CDNA3)
 
 # Bytes per weight: FP4 is the format each vendor serves. NVFP4 (Blackwell): 4-bit E2M1 + one FP8
 # scale per 16 (NVIDIA, 'Introducing NVFP4', 2025); MXFP4 (MI355X, OCP MX v1.0): one E8M0 per 32.

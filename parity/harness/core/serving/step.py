@@ -16,6 +16,7 @@ Parallelism inside one replica of `tp` GPUs, after Megatron-LM (arXiv 1909.08053
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from parity.harness.core.serving import collectives
@@ -136,7 +137,10 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
     if pre > 0:
         for count, ctx in model.attention_spans(batch.prefill_context):
             share = ctx / batch.prefill_context if batch.prefill_context else 1.0
-            pre_bytes = pre * (qo * K.ACT_BYTES + ctx * kv_layer)
+            # Q read and O written once; K and V streamed once per query tile, not once per query
+            # token (FlashAttention's tiling, Dao et al. 2022, arXiv 2205.14135, section 3.2; the
+            # kernels pack a KV group's query heads into one tile, FA3 pack_gqa / FlashInfer).
+            pre_bytes = pre * qo * K.ACT_BYTES + math.ceil(pre / K.ATTN_Q_TILE) * ctx * kv_layer
             out.add("attention_s", K.prefill_attention_s(dev, pre_flops * share, pre_bytes, measured), count)
     # MLP: dense layers, then the experts of the MoE layers.
     dense_layers = L if model.moe is None else model.moe.dense_layers
