@@ -218,9 +218,9 @@ def test_dollar_figures_keep_three_significant_digits(usd, shown):
     assert not cell.startswith("0.000 ")
 
 
-@pytest.mark.parametrize("price", ["h200=abc", "h200=3"])
-def test_a_price_without_a_serving_scenario_is_refused_not_ignored(capsys, price):
-    # --price used to switch nothing on: the single-step estimate ran and dropped it, exit 0.
-    assert main(["estimate", "--model", "llama3-8b", "--price", price]) == 2
+@pytest.mark.parametrize("flags", [["--price", "h200=abc"], ["--price", "h200=3"], ["--ep", "2"], ["--attention-dp"]])
+def test_a_serving_flag_without_a_serving_scenario_is_refused_not_ignored(capsys, flags):
+    # These used to switch nothing on: the single-step estimate ran and dropped them, exit 0.
+    assert main(["estimate", "--model", "llama3-8b"] + flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("parity: error:")

@@ -97,8 +97,8 @@ def cmd_estimate(args, argv) -> int:
         return 0
     if args.validate:
         return _serving_validation(args)
-    # --price prices a serving row only: without a scenario it would be silently ignored.
-    if args.price or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
+    # Serving-only flags (--price, --ep, --attention-dp) would be silently ignored by the single step.
+    if args.price or args.ep != 1 or args.attention_dp or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
                                                  args.slo_tpot_ms)):
         return _serving(args)
     if not args.model:
