@@ -98,8 +98,9 @@ def cmd_estimate(args, argv) -> int:
     if args.validate:
         return _serving_validation(args)
     # Serving-only flags (--price, --ep, --attention-dp) would be silently ignored by the single step.
-    if args.price or args.ep != 1 or args.attention_dp or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
-                                                 args.slo_tpot_ms)):
+    serving_only = args.price or args.ep != 1 or args.attention_dp
+    if serving_only or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
+                                                   args.slo_tpot_ms)):
         return _serving(args)
     if not args.model:
         raise UsageError("estimate needs --model (see --list-models)")
