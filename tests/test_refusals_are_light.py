@@ -4,8 +4,9 @@ line runs in one fresh interpreter (torch could only be there because parity imp
 child says, after each, whether torch is in sys.modules.
 
 The cases run in order in one child (about 0.2 s in all, not 0.1 s each); once torch is imported it
-stays, so the first case said to import it is the one that did. What still needs torch to refuse
-(a suite's presets, dtypes, implementations and sizes: the suite modules import it) is left out.
+stays, so the first case said to import it is the one that did. A suite's presets, dtypes,
+implementations and size checks are its light metadata (parity/suites/_meta), read without torch;
+only a plugin suite's wait for its Suite (tests/test_suite_meta.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ CASES = [
     ["run", "stream", "--cpu-threads", "100000"],
     ["run", "collectives", "--ranks", "0"],
     ["run", "--device", "-1"],
+    ["run", "--preset", "nope"],
+    ["run", "--impl", "nope"],
+    ["run", "--dtype", "nope"],
+    ["run", "gemm", "--dtype", "fp32"],
+    ["run", "stream", "--size", "1"],
+    ["run", "attention", "--size", "1KiB"],
+    ["run", "gemm", "--shape", "1x2"],
     ["submit", "--out", "{w}/sub", "--nodes", "0", "--local", "--", "stream"],
     ["submit", "--out", "{w}/sub", "--local", "--", "nosuch"],
     ["merge", "{w}/file.txt", "--out", "{w}/merged"],
@@ -58,11 +66,14 @@ CASES = [
     ["selfcheck", "--json", "{w}/empty"],
     ["inspect", "--target", "sm_42"],
     ["inspect", "--suite", "nosuch"],
+    ["inspect", "--preset", "nope"],
     ["devices", "--device", "-1"],
     ["list", "--bogus"],
 ]
-# Where no GPU can be here, the counts and indices a GPU would bound are refused early too.
+# Where no GPU can be here, the counts, indices and sizes a GPU would bound are refused early too.
 CPU_ONLY = [
+    ["run", "--size", "100TiB"],
+    ["run", "gemm", "--shape", "100000x100000x100000"],
     ["run", "collectives", "--ranks", "100000"],
     ["run", "--device", "3"],
     ["selfcheck", "--device", "3"],

@@ -109,6 +109,15 @@ def check_run_request(*, suites=(), out: Path | None = None, resume: Path | None
     registry.check_names(names(suites))
 
 
+def check_plan_request(*, suites=(), preset=None, impls=(), dtypes=(), sizes=(), shapes=()) -> None:
+    """A run's unknown presets, dtypes and implementations, and sizes or shapes that cannot be, from
+    the suites' light metadata, before the device is detected: the lines runner.plan_cases gives
+    after it, which still decides what this cannot (plugin suites; fits on a GPU)."""
+    from parity.harness.measurement import plan
+
+    plan.check_early(names(suites), preset, names(impls), names(dtypes), tuple(sizes), tuple(shapes))
+
+
 def _warn(line: str) -> None:
     import warnings
 
@@ -208,6 +217,7 @@ def run(suites: str | Iterable[str] | None = None, *, preset: str = "quick", imp
     check_run_request(suites=suites, out=out, time_cap_s=time_cap_s, settle_s=settle_s, min_time_s=min_time_s,
                       case_timeout_s=case_timeout_s, cpu_threads=threads)
     limits.check_counts_early(None, None, threads, device)
+    check_plan_request(suites=suites or (), preset=preset, impls=impl, dtypes=dtype, sizes=sizes_bytes, shapes=dims)
     dev = run_device(device)
     command = ["parity.run", *names(suites), "--preset", preset]
     return run_command(dev, suites=suites or (), preset=preset, impls=names(impl), dtypes=names(dtype),

@@ -10,8 +10,7 @@ import torch
 from parity.harness.core import capability
 from parity.harness.core.model import Check, Work
 from parity.kernels.attention import fp8, reference
-
-DTYPES = ("bf16", "fp16", "fp8")
+from parity.suites._meta.attention import DTYPES  # light metadata, read before torch is imported
 
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

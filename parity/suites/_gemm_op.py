@@ -12,17 +12,15 @@ import torch
 from parity.harness.core import capability
 from parity.harness.core.model import Check, UsageError, Work
 from parity.kernels.gemm import quant
-
-NAME = "gemm"
+# The name, dtypes, memory bound and --shape check are light metadata, read before torch is imported.
+from parity.suites._meta.gemm import DTYPES, MEMORY_FRACTION, NAME, check_shapes  # noqa: F401
+from parity.suites._meta.gemm import memory_problem as _memory_problem  # noqa: F401
 
 
 SEED = 20261121
 
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-DTYPES = ("bf16", "fp16", "fp8", "mxfp4")
 
 
 OP_OF = {"bf16": "gemm", "fp16": "gemm", "fp8": "gemm_fp8", "mxfp4": "gemm_mxfp4"}
@@ -48,9 +46,6 @@ MAMF_FP8_ACCUM = "accurate"  # mamf-finder calls _scaled_mm with its default, us
 
 
 MX_SCALING = "block32"
-
-
-MEMORY_FRACTION = 0.8  # of device memory, for the operands, the output and the fp32 reference
 
 
 # Square sweeps: 256 to 16384 (full), three sizes (quick). Without a GPU the Triton interpreter
@@ -204,31 +199,6 @@ def params_for(preset: str, device, dtypes, sizes, shapes=None) -> list[tuple[st
                     params["fp8_dtype"] = fp8_dtype_name(device)
                 out.append((OP_OF[dtype], {**params, **tags}))
     return out
-
-
-def _peak_bytes(m: int, n: int, k: int) -> int:
-    """Device memory one case needs at most: fp32 operands while quantizing (4 B an element) and
-    dequantized for the reference (4), the stored operands (up to 2); the output (2), the fp32
-    reference (4) and the check's working rows."""
-    return 10 * (m * k + n * k) + 8 * m * n
-
-
-def check_shapes(shapes: list[tuple[int, ...]], device) -> None:
-    for shape in shapes:
-        text = "x".join(map(str, shape))
-        if len(shape) != 3:
-            raise UsageError(f"gemm shape {text} needs three dimensions: MxNxK, e.g. 4096x4096x4096")
-        reason = _memory_problem(*shape, device)
-        if reason:
-            raise UsageError(f"gemm shape {text} {reason}")
-
-
-def _memory_problem(m: int, n: int, k: int, device) -> str | None:
-    need = _peak_bytes(m, n, k)
-    if device.memory_bytes and need > MEMORY_FRACTION * device.memory_bytes:
-        return (f"needs about {need / 2**30:.1f} GiB with its fp32 reference; {device.name} has "
-                f"{device.memory_bytes / 2**30:.1f} GiB")
-    return None
 
 
 def _kp(k: int) -> int:

@@ -39,10 +39,10 @@ from typing import Any
 import torch
 
 from parity.harness.core import capability
-from parity.harness.core.model import Impl, Op, Suite
+from parity.harness.core.model import Impl, Op
 from parity.kernels.attention import tiles, torch_attention, triton_attention, triton_attention_tma, triton_decode
+from parity.suites._meta.attention import META  # presets, dtypes, implementation names
 from parity.suites._attention_op import (
-    DTYPES,
     MATH_MAX_SCORES,
     TORCH_DTYPES,
     _check,
@@ -269,8 +269,7 @@ def _impls(op: str) -> tuple[Impl, ...]:
             Impl("flex", op, "torch", _flex_prepare, _flex_supports, _torch_path("flex"), details=_flex_details))
 
 
-SUITE = Suite(
-    name="attention",
+SUITE = META.suite(
     description="flash attention: Triton vs SDPA backends and FlexAttention (exact mask-aware FLOPs)",
     ops=(
         Op("prefill", inputs, work, _reference, _check, description="softmax(QK^T/sqrt(D))V, fwd/bwd",
@@ -279,7 +278,5 @@ SUITE = Suite(
            cache="cold", metric="GB/s"),
     ),
     impls=_impls("prefill") + _impls("decode"),
-    presets=("smoke", "quick", "full"),
-    dtypes=DTYPES,
     params_for=params_for,
 )

@@ -25,17 +25,19 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.distributed as dist
 
-from parity.harness.core.model import MEASURE_IN_STEP, Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.model import MEASURE_IN_STEP, Check, Impl, Op, Work
 from parity.harness.core.ranks import default_ranks
 from parity.kernels.collectives import torch_collectives
+# The dtype names, memory bound and --size check are light metadata, read before torch is imported.
+from parity.suites._meta.collectives import DTYPES as DTYPE_NAMES
+from parity.suites._meta.collectives import MEMORY_FRACTION, META, check_sizes  # noqa: F401
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {name: getattr(torch, attr) for name, (attr, _) in DTYPE_NAMES.items()}
 SEED = 20261121
 ROOT = 0  # broadcast's source rank
 MIN_BYTES = 8  # nccl-tests' usual -b 8
 SMOKE_ELEMENTS = (3, 1001)  # odd counts, rounded down to a multiple of the rank count where chunked
 CPU_QUICK_BYTES = (64, 16 << 10, 1 << 20)  # gloo on a CPU: seconds for the whole preset
-MEMORY_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,6 @@ def params_for(preset: str, device, dtypes, sizes) -> list[tuple[str, dict[str, 
             actual = dict.fromkeys(elements(spec.name, s, itemsize, max(n, 1)) * itemsize for s in wanted)
             out.extend((spec.name, {"dtype": dtype, "size_bytes": s, "ranks": n}) for s in actual)
     return out
-
-
-def check_sizes(sizes: list[int], device) -> None:
-    for size in sizes:
-        if device.memory_bytes and 3 * size > MEMORY_FRACTION * device.memory_bytes:
-            raise UsageError(f"message size {size / 2**30:.1f} GiB does not fit: a rank holds its buffers "
-                             f"and a reference, three times the size, and {device.name} has "
-                             f"{device.memory_bytes / 2**30:.1f} GiB")
 
 
 def _need_bytes(spec: Collective, params: Mapping[str, Any]) -> int:
@@ -239,17 +233,13 @@ def _prepare(spec: Collective):
     return prepare
 
 
-SUITE = Suite(
-    name="collectives",
+SUITE = META.suite(
     description="all-reduce, all-gather, reduce-scatter, all-to-all, broadcast over torch.distributed "
                 "(nccl-tests sizes and bus bandwidth), across the ranks of a node or a cluster",
     ops=tuple(_make_op(spec) for spec in COLLECTIVES),
     impls=tuple(Impl("torch", spec.name, "torch", _prepare(spec), _supports_for(spec), measure=MEASURE_IN_STEP)
                 for spec in COLLECTIVES),
-    presets=("smoke", "quick", "full"),
-    dtypes=tuple(DTYPES),
     params_for=params_for,
-    check_sizes=check_sizes,
     size_help="--size sets message sizes S (nccl-tests' size: the larger of a rank's send and receive buffers)",
     collective=True,
 )

@@ -26,11 +26,11 @@ from typing import Any
 import torch
 
 from parity.harness.core import capability, roofline
-from parity.harness.core.model import TIMING_INTERPRET, Case, Impl, Op, Suite
+from parity.harness.core.model import TIMING_INTERPRET, Case, Impl, Op
 from parity.kernels.gemm import torch_gemm, triton_fp8, triton_gemm, triton_mxfp4, triton_persistent, triton_splitk
 from parity.kernels.versions import TORCH_VERSION
+from parity.suites._meta.gemm import META  # presets, dtypes, implementation names, --shape check
 from parity.suites._gemm_op import (
-    DTYPES,
     HALF,
     MAMF_RETIME_POLICY,
     NAME,
@@ -43,7 +43,6 @@ from parity.suites._gemm_op import (
     _mxfp4_reference,
     _torch_device,
     check,
-    check_shapes,
     fp8_dtype_name,
     params_for,
     work,
@@ -276,15 +275,11 @@ IMPLS = (
 )
 
 
-SUITE = Suite(
-    name=NAME,
+SUITE = META.suite(
     description="GEMM, flops 2MNK: BF16/FP16, FP8 (tensor/row scales), MXFP4; square, Llama-3 and mamf shapes",
     ops=OPS,
     impls=IMPLS,
-    presets=("smoke", "quick", "full", "llama", "mamf"),
-    dtypes=DTYPES,
     params_for=params_for,
-    check_shapes=check_shapes,
     shape_help="--shape MxNxK replaces the preset's shapes, e.g. 4096x4096x4096 (repeat or comma-separate)",
     followup=mamf_followup,
 )

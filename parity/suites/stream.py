@@ -11,53 +11,21 @@ the HBM ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 
-from parity.harness.core.model import Check, Impl, Op, Suite, UsageError, Work
+from parity.harness.core.model import Check, Impl, Op, Work
 from parity.kernels.stream import torch_stream, triton_stream
+# The ops, dtype names, memory bound and --size check are light metadata, read before torch is imported.
+from parity.suites._meta.stream import DTYPES as DTYPE_NAMES
+from parity.suites._meta.stream import MEMORY_FRACTION, META, STREAM_OPS, StreamOp, check_sizes  # noqa: F401
 
 SCALAR = 0.4  # BabelStream's scalar
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {name: getattr(torch, attr) for name, (attr, _) in DTYPE_NAMES.items()}
 MIN_WORKING_SET_BYTES = 64 << 10
-MEMORY_FRACTION = 0.8  # leave room for the reference and the runtime
 INTERPRETER_QUICK_TOP_BYTES = 4 << 20  # the Triton interpreter moves a few MB/s
 SMOKE_ELEMENTS = (1000, 5003)  # not multiples of any block size
-
-
-@dataclass(frozen=True)
-class StreamOp:
-    """One streaming operation: which arrays it reads and writes, its FLOPs per element, and the
-    function name shared by `triton_stream` and `torch_stream`, called as fn(*reads, *writes[, scalar])."""
-
-    name: str
-    fn: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    flops_per_element: int
-    scalar: bool
-    description: str
-
-    @property
-    def arrays(self) -> int:
-        return len(self.reads) + len(self.writes)
-
-    @property
-    def reduces(self) -> bool:
-        return not self.writes
-
-
-STREAM_OPS = (
-    StreamOp("copy", "copy", ("a",), ("c",), 0, False, "c = a"),
-    StreamOp("scale", "scale", ("c",), ("b",), 1, True, "b = s*c"),
-    StreamOp("add", "add", ("a", "b"), ("c",), 1, False, "c = a + b"),
-    StreamOp("triad", "triad", ("b", "c"), ("a",), 2, True, "a = b + s*c"),
-    StreamOp("dot", "dot", ("a", "b"), (), 2, False, "sum(a*b), fp32 accumulation"),
-    StreamOp("read", "total", ("a",), (), 1, False, "sum(a): read-only"),
-    StreamOp("write", "fill", (), ("a",), 0, True, "a = s: write-only"),
-)
 
 
 def _elements(spec: StreamOp, working_set_bytes: int, dtype: str) -> int:
@@ -95,18 +63,6 @@ def params_for(preset: str, device, dtypes, sizes) -> list[tuple[str, dict[str, 
                 counts = [_elements(spec, size, dtype) for size in sweep_bytes(preset, device)]
             out.extend((spec.name, _params(spec, dtype, n)) for n in counts)
     return out
-
-
-def check_sizes(sizes: list[int], device) -> None:
-    """A user's working-set sizes must give every op an element and fit the device's memory."""
-    smallest = max(s.arrays for s in STREAM_OPS) * max(d.itemsize for d in DTYPES.values())
-    for size in sizes:
-        if size < smallest:
-            raise UsageError(f"working set {size} B is too small: it must hold at least one element "
-                             f"of every array ({smallest} B)")
-        if device.memory_bytes and size > MEMORY_FRACTION * device.memory_bytes:
-            raise UsageError(f"working set {size / 2**30:.1f} GiB does not fit: {device.name} has "
-                             f"{device.memory_bytes / 2**30:.1f} GiB")
 
 
 def _supports(device, params: Mapping[str, Any]) -> str | None:
@@ -232,17 +188,13 @@ def _torch_prepare(spec: StreamOp):
     return prepare
 
 
-SUITE = Suite(
-    name="stream",
+SUITE = META.suite(
     description="HBM streaming (BabelStream bytes: all array traffic), working-set sweep over the caches",
     ops=tuple(_make_op(spec) for spec in STREAM_OPS),
     impls=tuple(impl for spec in STREAM_OPS for impl in (
         Impl("triton", spec.name, "triton", _triton_prepare(spec), _supports, details=_triton_details),
         Impl("torch", spec.name, "torch", _torch_prepare(spec), _supports),
     )),
-    presets=("smoke", "quick", "full"),
-    dtypes=tuple(DTYPES),
     params_for=params_for,
-    check_sizes=check_sizes,
     size_help="--size sets working sets (bytes of all arrays of one call), e.g. 64KiB,1GiB",
 )

@@ -199,14 +199,14 @@ def cmd_inspect(args, argv) -> int:
     suites = list(names(args.suite)) or None
     presets = list(names(args.preset)) or None
     registry.check_names(suites or ())  # before triton and the suites (torch) are imported
+    metas = [registry.light(s) for s in (suites or registry.suite_names())]
+    if presets and None not in metas:  # built-in suites only: their presets are known without torch
+        _check_presets(presets, metas)
     require_triton()
     for name in suites or ():
         registry.load(name)  # an unknown suite is a usage error here, not in the child
     if presets:
-        known = {p for s in (suites or registry.suite_names()) for p in registry.load(s).presets}
-        unknown = [p for p in presets if p not in known]
-        if unknown:
-            raise UsageError(f"unknown preset {', '.join(unknown)} (presets: {', '.join(sorted(known))})")
+        _check_presets(presets, [registry.load(s) for s in (suites or registry.suite_names())])
     progress = None if args.json else (lambda line: print(f"parity inspect: {line}", file=sys.stderr, flush=True))
     try:
         rows = inspection.run_inspection([t.name for t in targets], suites, presets, args.lead_only, args.one_case,
@@ -221,3 +221,11 @@ def cmd_inspect(args, argv) -> int:
               file=sys.stderr)
         return EXIT_CASES_FAILED
     return 0
+
+
+def _check_presets(presets, suites) -> None:
+    """--preset of inspect: each one some suite's (Suites, or their light SuiteMetas)."""
+    known = {p for suite in suites for p in suite.presets}
+    unknown = [p for p in presets if p not in known]
+    if unknown:
+        raise UsageError(f"unknown preset {', '.join(unknown)} (presets: {', '.join(sorted(known))})")

@@ -32,6 +32,9 @@ def cmd_run(args, argv) -> int:
                           ranks=args.ranks, cpu_threads=args.cpu_threads, cpu_workers=args.cpu_workers,
                           rank_timeout_s=args.rank_timeout_s)
     limits.check_counts_early(args.ranks, args.cpu_workers, args.cpu_threads, args.device)
+    if not args.resume:
+        api.check_plan_request(suites=names(args.suites), preset=args.preset, impls=names(args.impl),
+                               dtypes=names(args.dtype), sizes=sizes, shapes=shapes)
     device = api.run_device(args.device)
     note = None if device.is_gpu else ("parity: no GPU here: Triton kernels run in the CPU interpreter; "
                                        "their times are labelled wall-interpret and are not performance")

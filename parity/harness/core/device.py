@@ -65,7 +65,9 @@ def gpu_may_be_here() -> bool:
 
 def enable_interpreter() -> None:
     """Switch the Triton interpreter on; it must happen before a kernel module is imported."""
-    loaded = [m for m in sys.modules if m.startswith("parity.kernels.") or m.startswith("parity.suites.")]
+    # parity.suites._meta holds what the suites accept, imports no kernel, and is read before this.
+    loaded = [m for m in sys.modules if m.startswith("parity.kernels.")
+              or (m.startswith("parity.suites.") and not m.startswith("parity.suites._meta"))]
     if loaded and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError(f"kernel modules were imported before the interpreter was enabled: {loaded}")
     os.environ["TRITON_INTERPRET"] = "1"

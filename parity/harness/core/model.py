@@ -200,21 +200,8 @@ class Suite:
         return tuple(dict.fromkeys(impl.name for impl in self.impls))
 
     def cases(self, preset: str, device, dtypes=None, sizes=None, impls=None, shapes=None) -> list[Case]:
-        if preset not in self.presets:
-            raise UsageError(f"suite {self.name} has no preset {preset!r} (presets: {', '.join(self.presets)})")
-        for dtype in dtypes or ():
-            if dtype not in self.dtypes:
-                raise UsageError(f"suite {self.name} has no dtype {dtype!r} (dtypes: {', '.join(self.dtypes)})")
-        if sizes:
-            if self.check_sizes is None:
-                raise UsageError(f"suite {self.name} does not take --size")
-            self.check_sizes(list(sizes), device)
-        extra = {}
-        if shapes:
-            if self.check_shapes is None:
-                raise UsageError(f"suite {self.name} does not take --shape")
-            self.check_shapes(list(shapes), device)
-            extra["shapes"] = list(shapes)
+        check_request(self, preset, device, dtypes, sizes, shapes)
+        extra = {"shapes": list(shapes)} if shapes else {}
         cases = []
         for op_name, params in self.params_for(preset, device, dtypes or self.dtypes, sizes, **extra):
             for impl in self.impls:
@@ -227,3 +214,56 @@ class Suite:
             if impl.op == case.op and impl.name == case.impl:
                 return impl
         raise KeyError(case.key)
+
+
+@dataclass(frozen=True)
+class SuiteMeta:
+    """What a suite accepts, declared where it can be read without importing torch or a kernel (a
+    suite module imports both, and only after device.detect()): its presets, dtypes and
+    implementation names, and its checks of --size and --shape. Bad input is refused from these
+    before the device is detected (measurement/plan.py); the Suite itself is built from them by
+    `suite()`, so the two cannot disagree.
+
+    `check_sizes(sizes, device)` and `check_shapes(shapes, device)` are the Suite's; they are also
+    called with device None (a GPU may be here and is not detected yet): they check what needs no
+    device, in their order, and return at the first value that needs one.
+    """
+
+    name: str
+    presets: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    impls: tuple[str, ...]  # the implementation names of its ops
+    check_sizes: Callable[[list[int], Any], None] | None = None
+    check_shapes: Callable[[list[tuple[int, ...]], Any], None] | None = None
+
+    def impl_names(self) -> tuple[str, ...]:
+        return self.impls
+
+    def suite(self, *, impls: tuple[Impl, ...], **rest) -> Suite:
+        """The Suite with these presets, dtypes and checks; its implementations must carry exactly
+        the declared names (a kernel author who adds one declares it here too)."""
+        named = {impl.name for impl in impls}
+        if named != set(self.impls):
+            raise ValueError(f"suite {self.name}: implementations {sorted(named)} are not the declared "
+                             f"{sorted(self.impls)} (its SuiteMeta)")
+        return Suite(name=self.name, impls=impls, presets=self.presets, dtypes=self.dtypes,
+                     check_sizes=self.check_sizes, check_shapes=self.check_shapes, **rest)
+
+
+def check_request(suite: Suite | SuiteMeta, preset: str, device, dtypes=None, sizes=None, shapes=None) -> bool:
+    """A suite's refusals of a preset, dtypes, sizes and shapes: one line each, from the Suite or,
+    before the device is detected, from its SuiteMeta (the same fields). True once all is checked;
+    False where device None (a GPU may be here) left a size or shape undecided."""
+    if preset not in suite.presets:
+        raise UsageError(f"suite {suite.name} has no preset {preset!r} (presets: {', '.join(suite.presets)})")
+    for dtype in dtypes or ():
+        if dtype not in suite.dtypes:
+            raise UsageError(f"suite {suite.name} has no dtype {dtype!r} (dtypes: {', '.join(suite.dtypes)})")
+    for flag, given, check in (("--size", sizes, suite.check_sizes), ("--shape", shapes, suite.check_shapes)):
+        if given:
+            if check is None:
+                raise UsageError(f"suite {suite.name} does not take {flag}")
+            check(list(given), device)
+            if device is None:
+                return False
+    return True

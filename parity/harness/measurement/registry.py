@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import pkgutil
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from parity.harness.core.model import Impl, Suite, UsageError
+from parity.harness.core.model import Impl, Suite, SuiteMeta, UsageError
 
 SUITES_GROUP = "parity.suites"
 IMPLS_GROUP = "parity.impls"
@@ -200,6 +201,17 @@ def check_names(chosen) -> None:
     for name in chosen:
         if name not in names:
             raise UsageError(f"unknown suite {name!r} (suites: {', '.join(names)})")
+
+
+def light(name: str) -> SuiteMeta | None:
+    """A built-in suite's light metadata (parity/suites/_meta/), read without importing torch or a
+    kernel; None for a plugin suite (whose checks wait for its Suite), a built-in without any, or
+    an unknown name."""
+    module = f"parity.suites._meta.{name}"
+    if name not in builtin_names() or importlib.util.find_spec(module) is None:
+        return None
+    meta = getattr(importlib.import_module(module), "META", None)
+    return meta if isinstance(meta, SuiteMeta) and meta.name == name else None
 
 
 def load(name: str) -> Suite:

@@ -20,7 +20,7 @@ from parity.harness.core.results import RUN_FILE, RUN_SCHEMA, Measurement, Resul
 from parity.harness.measurement import registry, supervisor, telemetry
 from parity.harness.measurement.case import now_iso, release, run_case
 from parity.harness.measurement.flush import Flush
-from parity.harness.measurement.plan import RunPlan
+from parity.harness.measurement.plan import RunPlan, choose
 from parity.harness.measurement.telemetry_readers import open_reader
 from parity.harness.measurement.timing import Policy
 
@@ -35,33 +35,8 @@ class Outcome:
 def plan_cases(plan: RunPlan, device) -> list[tuple[Suite, Case]]:
     """Every case of the plan on this device; unknown names and impossible sizes are UsageErrors."""
     suites = [registry.load(name) for name in plan.suites]
-    known_impls = {name for suite in suites for name in suite.impl_names()}
-    for impl in plan.impls:
-        if impl not in known_impls:
-            raise UsageError(f"unknown implementation {impl!r} (implementations: {', '.join(sorted(known_impls))})")
-    for flag, given, takes in (("--size", plan.sizes_bytes, "check_sizes"), ("--shape", plan.shapes, "check_shapes")):
-        if given and len(suites) > 1 and not any(getattr(suite, takes) for suite in suites):
-            raise UsageError(f"no suite of this run takes {flag}")
-    cases = []
-    for suite in suites:
-        dtypes = [d for d in plan.dtypes if d in suite.dtypes] if len(suites) > 1 else list(plan.dtypes)
-        if plan.dtypes and not dtypes:
-            continue  # a dtype given for another suite of a multi-suite run
-        sizes, shapes = list(plan.sizes_bytes), list(plan.shapes)
-        if len(suites) > 1 and (sizes or shapes):
-            # In a run of several suites, --size and --shape pick the suites they are about; each
-            # of those gets the option it takes (stream sizes, GEMM shapes), the others are left out.
-            sizes, shapes = (sizes if suite.check_sizes else []), (shapes if suite.check_shapes else [])
-            if not (sizes or shapes):
-                continue
-        cases += [(suite, case) for case in
-                  suite.cases(plan.preset, device, dtypes=dtypes, sizes=sizes, impls=plan.impls, shapes=shapes)]
-    if plan.dtypes:
-        all_dtypes = {d for suite in suites for d in suite.dtypes}
-        for dtype in plan.dtypes:
-            if dtype not in all_dtypes:
-                raise UsageError(f"unknown dtype {dtype!r} (dtypes: {', '.join(sorted(all_dtypes))})")
-    return cases
+    return [(suite, case) for suite, dtypes, sizes, shapes in choose(suites, plan, device)
+            for case in suite.cases(plan.preset, device, dtypes=dtypes, sizes=sizes, impls=plan.impls, shapes=shapes)]
 
 
 def run_meta(plan: RunPlan, device, command: list[str], flush: Flush | None) -> dict[str, Any]:
