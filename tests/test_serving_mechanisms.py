@@ -48,20 +48,20 @@ def test_grouped_gemm_pads_each_expert_to_the_tile_shares_one_grid_and_reads_onl
     p = K.Params()
     # compute-bound experts (4096 rows each): 8 experts cost about 8 dense GEMMs of one expert's rows
     one = K.gemm_s(dev, 4096, 14336, 4096, "fp8", p)
-    eight = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 14336, 4096, "fp8", p)
+    eight = K.grouped_gemm_s(dev, 8 * 4096, 8, 14336, 4096, "fp8", p)
     assert eight <= 8 * one and eight == pytest.approx(8 * one, rel=0.05)  # one wave tail, not eight
     # 1030 rows per expert pad to 1152: as slow as 1152 rows (compute-bound), 9/8 of 1024 rows'
-    padded = K.grouped_gemm_s(dev, 8 * 1030, 8, 8, 14336, 4096, "fp8", p)
-    assert padded == pytest.approx(K.grouped_gemm_s(dev, 8 * 1152, 8, 8, 14336, 4096, "fp8", p), rel=1e-9)
-    assert padded > 1.1 * K.grouped_gemm_s(dev, 8 * 1024, 8, 8, 14336, 4096, "fp8", p)
+    padded = K.grouped_gemm_s(dev, 8 * 1030, 8, 14336, 4096, "fp8", p)
+    assert padded == pytest.approx(K.grouped_gemm_s(dev, 8 * 1152, 8, 14336, 4096, "fp8", p), rel=1e-9)
+    assert padded > 1.1 * K.grouped_gemm_s(dev, 8 * 1024, 8, 14336, 4096, "fp8", p)
     # the experts' tiles share one grid: 16 experts of 144 tiles each fill 132 SMs' waves (2304 of
     # 2376 slots) where one expert alone leaves a half-empty second wave (144 of 264)
-    shared = K.grouped_gemm_s(dev, 16 * 720, 16, 16, 3072, 4096, "fp8", p)
+    shared = K.grouped_gemm_s(dev, 16 * 720, 16, 3072, 4096, "fp8", p)
     assert shared < 0.6 * 16 * K.gemm_s(dev, 720, 3072, 4096, "fp8", p)
     # a decode step touching 2 of 8 experts reads 2 experts' weights, not 8
-    two = K.grouped_gemm_s(dev, 4, 8, 2, 14336, 4096, "fp8", p)
+    two = K.grouped_gemm_s(dev, 4, 2, 14336, 4096, "fp8", p)
     assert two == pytest.approx(2 * K.gemm_s(dev, 2, 14336, 4096, "fp8", p), rel=1e-9)
-    assert two < K.grouped_gemm_s(dev, 16, 8, 8, 14336, 4096, "fp8", p) / 3
+    assert two < K.grouped_gemm_s(dev, 16, 8, 14336, 4096, "fp8", p) / 3
 
 
 def test_finite_bursts_are_read_at_the_concurrency_their_own_row_reports():
@@ -234,14 +234,14 @@ def test_w4a8_experts_multiply_at_the_fp8_rate_where_fp4_is_hardware(tmp_path):
     dev = K.device(specs.get("b200"))
     p = K.Params()
     # compute-bound experts (4096 rows each): the FP8 math takes the FP4/FP8 peak ratio longer
-    w4a4 = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 5760, 2880, "fp4", p)
-    w4a8 = K.grouped_gemm_s(dev, 8 * 4096, 8, 8, 5760, 2880, "fp4", p, math_in="fp8")
+    w4a4 = K.grouped_gemm_s(dev, 8 * 4096, 8, 5760, 2880, "fp4", p)
+    w4a8 = K.grouped_gemm_s(dev, 8 * 4096, 8, 5760, 2880, "fp4", p, math_in="fp8")
     ratio = (dev.peak_flops["fp4"] * dev.gemm_eff.get("fp4", dev.gemm_eff["bf16"])) / (
         dev.peak_flops["fp8"] * dev.gemm_eff.get("fp8", dev.gemm_eff["bf16"]))
     assert w4a8 / w4a4 == pytest.approx(ratio, rel=1e-6) and ratio > 1.5
     # a decode step reads the same 4-bit weights either way
-    assert K.grouped_gemm_s(dev, 8, 8, 8, 5760, 2880, "fp4", p, math_in="fp8") == pytest.approx(
-        K.grouped_gemm_s(dev, 8, 8, 8, 5760, 2880, "fp4", p))
+    assert K.grouped_gemm_s(dev, 8, 8, 5760, 2880, "fp4", p, math_in="fp8") == pytest.approx(
+        K.grouped_gemm_s(dev, 8, 8, 5760, 2880, "fp4", p))
     kinds = {k.name: k.math_dtype for k in llm.step(oss, "decode", 8, 512, "fp4").kernels}
     assert kinds["experts up_gate"] == "fp8" and kinds["qkv"] == "bf16"
     bad = tmp_path / "gpt-oss-120b.toml"

@@ -144,7 +144,7 @@ def gemm_s(dev: Device, m: float, n: int, k: int, dtype: str, p: Params, measure
     return max(t_mem, t_comp)
 
 
-def grouped_gemm_s(dev: Device, routed: float, experts_local: int, touched: float, n: int, k: int, dtype: str,
+def grouped_gemm_s(dev: Device, routed: float, touched: float, n: int, k: int, dtype: str,
                    p: Params, measured: Measured | None = None, math_in: str | None = None) -> float:
     """A MoE grouped GEMM: `routed` token-expert pairs spread over `touched` of this GPU's experts;
     each touched expert's weights are read once and its rows padded to the tile."""

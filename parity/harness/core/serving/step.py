@@ -160,8 +160,8 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
         touched = local * (1 - (1 - e.experts_per_token / e.experts) ** t_rep)
         out.add("gemm_s", K.gemm_s(dev, t, e.experts, h, "bf16", p, measured=measured), ml)
         emath = model.expert_math(dtype, dtype in dev.peak_flops)
-        out.add("gemm_s", K.grouped_gemm_s(dev, routed, local, touched, 2 * f, h, dtype, p, measured, emath), ml)
-        out.add("gemm_s", K.grouped_gemm_s(dev, routed, local, touched, h, f, dtype, p, measured, emath), ml)
+        out.add("gemm_s", K.grouped_gemm_s(dev, routed, touched, 2 * f, h, dtype, p, measured, emath), ml)
+        out.add("gemm_s", K.grouped_gemm_s(dev, routed, touched, h, f, dtype, p, measured, emath), ml)
         out.launches += MOE_EXTRA * ml
         if e.shared_experts:
             fs = e.shared_experts * e.expert_ffn // n
