@@ -285,3 +285,42 @@ def test_prefill_attention_streams_kv_once_per_query_tile(model, spec_id, tp, pr
     per_token_reads = K.memory_s(dev, prompt * prompt / 2 * m.kv_bytes_per_token(1, tp))
     # priced per query token the attention was at least these reads; streamed per tile it is its FLOPs
     assert 0 < br.attention_s < per_token_reads / 4
+
+
+@pytest.mark.parametrize("engine_id", ["vllm", "trtllm", "sglang"])
+@pytest.mark.parametrize("conc,isl,osl", [(4, 8192, 1024), (64, 1024, 1024), (700, 300, 150)])
+def test_prompt_chunks_share_the_decode_step_only_where_the_engine_mixes(monkeypatch, engine_id, conc, isl, osl):
+    """vLLM and TensorRT-LLM put the prompt chunks in the decode step, after the decodes took their
+    tokens of the budget; SGLang (enable_mixed_chunk off) runs a prefill batch of its own under the
+    whole budget, and its TPOT pays that batch's whole time, not only the chunk's share."""
+    scn = Scenario("llama3-70b", "fp8", 8, 8, isl, osl, engine_id, concurrency=conc)
+    engine = engines.get(engine_id)
+    prefill = [b for b in mixed_batches(monkeypatch, scn) if b.prefill > 0]
+    assert prefill
+    for b in prefill:
+        assert b.prefill <= engine.max_num_batched_tokens - b.decode + 1e-9
+        assert (b.decode > 0) == engine.mixed_prefill
+    monkeypatch.undo()
+    spec = specs.get("h200")
+    _, res = scenario.solve(scn, spec)
+    dev, p = K.device(spec), scenario.params()
+    big = max(prefill, key=lambda b: b.prefill)
+    t_chunk, _ = scenario._pass_s(scn, spec, dev, engine, p, big, None)
+    extra = t_chunk - (res.decode_step_s if engine.mixed_prefill else 0.0)
+    assert res.tpot_s == pytest.approx(res.decode_step_s + extra * (conc * isl / osl) / big.prefill, rel=1e-6)
+
+
+@pytest.mark.parametrize("engine_id", ["vllm", "trtllm", "sglang"])
+@pytest.mark.parametrize("conc", [1, 4, 32])
+def test_a_prompt_a_token_past_its_chunk_pays_for_that_token_not_a_whole_step(engine_id, conc):
+    """The prompt's last piece runs in a step of its own size: TTFT grows smoothly with the prompt
+    instead of jumping by a whole chunk's time where the prompt outgrows the budget left."""
+    budget = engines.get(engine_id).max_num_batched_tokens
+    room = budget - (conc if engines.get(engine_id).mixed_prefill else 0)
+    ttft, step_s = {}, {}
+    for isl in (room, room + 1):
+        _, res = scenario.solve(Scenario("llama3-8b", "bf16", 1, 1, isl, 256, engine_id, concurrency=conc),
+                                specs.get("h100-sxm"))
+        ttft[isl], step_s[isl] = res.ttft_s, res.decode_step_s
+    chunk_s = ttft[room] - 0.5 * step_s[room]  # the one whole chunk (with its wait) of the shorter prompt
+    assert 0 < ttft[room + 1] - ttft[room] < 0.5 * chunk_s

@@ -1,8 +1,9 @@
 """Serving engines as data (engines.toml): scheduler limits, graph capture, fixed step costs.
 
 `host_base_ms` and `host_per_seq_us` (the host's share of a step: scheduling, input preparation,
-sampling bookkeeping, detokenization) and the graph `kernel_gap_us` are priors here; the values
-fitted on the calibration subset live in calibration.toml and replace them (`fitted()`).
+sampling bookkeeping, detokenization), the graph's `kernel_gap_us` and the host's cost per kernel
+without a graph (`eager_launch_us`) are priors here; the values fitted on the calibration subset
+live in calibration.toml and replace them (`fitted()`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Engine:
     max_num_batched_tokens: int
     graph_max_batch: int
     async_scheduling: bool
+    mixed_prefill: bool  # prompt chunks share a step with the decodes (and the token budget)
     kv_allocation: str
     window_kv: str
     gpu_memory_utilization: float
@@ -65,7 +67,8 @@ def priors() -> tuple[dict[str, Engine], dict]:
         if e.get("window_kv") not in WINDOW_KV:
             raise UsageError(f"engines.toml {eid}: window_kv must be one of {WINDOW_KV}")
         out[eid] = Engine(eid, e["name"], int(e["max_num_seqs"]), int(e["max_num_batched_tokens"]),
-                          int(e["graph_max_batch"]), bool(e["async_scheduling"]), e["kv_allocation"], e["window_kv"],
+                          int(e["graph_max_batch"]), bool(e["async_scheduling"]), bool(e["mixed_prefill"]),
+                          e["kv_allocation"], e["window_kv"],
                           float(e["gpu_memory_utilization"]), float(e["host_base_ms"]),
                           float(e["host_per_seq_us"]), tuple(e["source"]))
     return out, dict(data["gpu"])

@@ -2,7 +2,7 @@
 
 The constants are global (no factor per figure, source or device): the small-M GEMM weight-stream
 and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
-host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's
+host's cost per kernel without a graph, the host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's
 fixed host cost per step (an engine without a calibration figure keeps its prior). A constant the
 calibration subset does not determine is held at its prior (`undetermined`). The
 objective is the sum of |r|, r = log(estimated speed / published speed), over the calibration
@@ -29,8 +29,12 @@ from parity.harness.core.serving import engines, validation
 # block tables, sampling metadata, detokenization) is Python in all three, and the calibration
 # subset holds host-bound figures of vLLM only (TensorRT-LLM's are GPU-bound under its overlap).
 # name: (prior, low bound, high bound)
+# The host's cost per kernel of a step run without a graph (every step with prompt tokens): prior,
+# cudaLaunchKernel's 2-5 us (engines.toml [gpu]); the engines issue those kernels from Python
+# (PyTorch's dispatcher, the model code, Triton's launcher), which costs more per kernel.
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (29.4, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0)}
+          "host_per_seq_us": (29.4, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0),
+          "eager_launch_us": (4.0, 1.0, 100.0)}
 
 
 # A constant that moves the calibration objective by less than UNDETERMINED_SHARE of it over a

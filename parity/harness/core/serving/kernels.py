@@ -95,7 +95,7 @@ class Params:
     weight_stream: float = 0.85  # small-M GEMM weight streaming, relative to the copy efficiency
     attn_decode: float = 0.70  # paged decode attention KV read, relative to the copy efficiency
     kernel_gap_us: float = 1.5  # per kernel inside a graph
-    eager_launch_us: float = 4.0  # per kernel launched from the host
+    eager_launch_us: float = 4.0  # host cost per kernel issued without a graph (fitted)
     # Busiest EP rank's routed load over the mean: a learned router does not spread tokens evenly
     # (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance EP ranks),
     # and a step waits for its slowest rank. One global constant, fitted; 1.0 is uniform routing.

@@ -8,8 +8,10 @@ the offline max-throughput runs of trtllm-bench and benchmark_throughput):
   tokens, in chunks of at most the token budget left after the decode tokens;
 - TPOT = one pure decode step + the extra time of the chunks (mixed steps), interpolated in the
   prompt tokens: TPOT = T_d + (T_mixed - T_d) x P / chunk;
-- TTFT = half a step in flight + ceil(ISL / chunk) mixed steps, stretched by the M/D/1 wait
-  behind the other prompts (rho / (2 (1 - rho)), rho the share of time spent on prompt chunks);
+- TTFT = half a step in flight + the prompt's chunks (the last at its own size), stretched by the
+  M/D/1 wait behind the other prompts (rho / (2 (1 - rho)), rho the share of time on prompt chunks);
+- engines that mix (vLLM, TensorRT-LLM) carry the chunks in decode steps, after the decode tokens
+  took their share of the budget; SGLang runs prefill batches of their own between decode steps;
 - e2e = TTFT + (OSL - 1) x TPOT, output tokens/s = C x OSL / e2e.
 A static batch (vLLM benchmark_latency) prefills all C prompts first, then decodes C sequences.
 Decode attention is linear in the context, so the mean context ISL + OSL / 2 gives the exact mean.
@@ -205,19 +207,34 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
         return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
                       c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
     prompt = c * isl / osl  # prompt tokens per output round
-    # The engines pack the prompt tokens of several requests into one step, up to the token budget
-    # left after the decode tokens (vLLM V1 scheduler, TensorRT-LLM max_num_tokens, SGLang chunked
-    # prefill): a mixed step carries the prompt tokens waiting, up to the budget left after the
-    # decode tokens; with less than one arrival per round, one whole prompt arrives at a time.
-    room = budget - c / n_dec
+    # The engines pack the prompt tokens of several requests into one step, up to the token budget:
+    # vLLM's V1 scheduler and TensorRT-LLM's in-flight batching put the prompt chunks in the decode
+    # step, after the decode tokens took their share of the budget (max_num_batched_tokens,
+    # max_num_tokens); SGLang runs a prefill batch of its own, under the whole chunked_prefill_size,
+    # while the decodes wait (enable_mixed_chunk off by default). With less than one arrival per
+    # round, one whole prompt arrives at a time.
+    dec = c / n_dec if engine.mixed_prefill else 0.0
+    room = budget - dec
     waiting = max(isl, prompt)
     chunk = max(1.0, min(waiting, room)) if room > 0 else min(waiting, budget / 2)
-    t_mix, _ = _pass_s(scn, spec, dev, engine, p,
-                       Batch(c / n_dec, ctx, chunk, isl / 2, chunk / isl), measured)
-    extra = max(0.0, t_mix - t_dec / n_dec)
+
+    def chunk_s(tokens: float) -> float:
+        t, _ = _pass_s(scn, spec, dev, engine, p, Batch(dec, ctx if dec else 0.0, tokens, isl / 2, tokens / isl),
+                       measured)
+        return t
+
+    t_mix = chunk_s(chunk)
+    # A mixed step costs the decode step it replaces plus the chunk; a prefill batch costs all of it.
+    extra = max(0.0, t_mix - t_dec / n_dec) if dec else t_mix
     tpot = t_dec + extra * prompt / chunk
     busy = min(0.9, (prompt / chunk) * t_mix / tpot)
-    ttft = 0.5 * t_dec + math.ceil(isl / chunk) * t_mix * (1 + busy / (2 * (1 - busy)))
+    # The prompt's steps: whole chunks, then the rest in a step of its own size when this prompt is
+    # the only one waiting (an 8192-token prompt under an 8192 budget shared with 4 decodes: one
+    # step of 8188 tokens, one of 4), else a full step of the prompts behind it.
+    whole = math.floor(isl / chunk)
+    rest = isl - whole * chunk
+    last = 0.0 if rest <= 0 else (chunk_s(rest) if prompt <= isl else t_mix)
+    ttft = 0.5 * t_dec + (whole * t_mix + last) * (1 + busy / (2 * (1 - busy)))
     e2e = ttft + (osl - 1) * tpot
     out_rate = c * osl / e2e
     return Result(c * scn.replicas, tpot, ttft, e2e, out_rate / scn.tp, out_rate * (isl + osl) / osl / scn.tp,
