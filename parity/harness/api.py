@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from parity.harness.core import limits
+from parity.harness.core import limits, safeio
 from parity.harness.core.model import UsageError
 
 from parity.harness.api_measure import (DEFAULT_RTOL, MeasureError, Result, ValidationError,  # noqa: F401
@@ -101,8 +101,8 @@ def check_run_request(*, suites=(), out: Path | None = None, resume: Path | None
         run_meta(resume)  # a missing folder, or one without its run.json; its records are read later
     elif out is not None:
         folder = Path(out)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--out {folder} is a file, not a folder")
+        if line := safeio.not_a_folder(folder):
+            raise UsageError(f"--out {line}")
         limits.check_creatable(folder, "--out")
         if held_run(folder):
             raise UsageError(f"{folder} already holds a run ({held_run(folder)}): use --resume {folder}, or another --out")

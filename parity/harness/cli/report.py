@@ -14,6 +14,7 @@ from parity.harness.cli.common import (
     write_file,
     warn,
 )
+from parity.harness.core import safeio
 from parity.harness.core.model import UsageError
 
 
@@ -25,8 +26,8 @@ def cmd_report(args, argv) -> int:
         return _publish(args)
     if not args.runs:
         raise UsageError("give one or more run folders (or --publish to re-render the results folder)")
-    if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
-        raise UsageError(f"--plots {args.plots} is a file, not a folder")
+    if args.plots is not None and (line := safeio.not_a_folder(args.plots)):
+        raise UsageError(f"--plots {line}")
     check_report_needs(args)
     target = specs.get(args.to) if args.to else None
     runs = [read_run(path) for path in args.runs]

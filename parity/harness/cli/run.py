@@ -8,6 +8,7 @@ import time
 from parity.harness.cli.common import EXIT_INTERRUPTED, make_console, names, parse_shape, parse_size, warn
 from parity.harness.cli.parser import build_parser
 from parity.harness.core.model import UsageError
+from parity.harness.core import safeio
 
 
 def cmd_run(args, argv) -> int:
@@ -172,8 +173,8 @@ def _print_run(run) -> None:
 def cmd_merge(args, argv) -> int:
     from parity.harness.scaleout import multigpu
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file, not a folder")
+    if line := safeio.not_a_folder(args.out):
+        raise UsageError(f"--out {line}")
     from parity.harness.core.results import held_run
 
     if held_run(args.out):

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from parity.harness.core.model import UsageError
+from parity.harness.core import safeio
 
 
 DAY_S = 86400.0
@@ -161,8 +162,8 @@ def check_creatable(folder: Path, option: str) -> None:
     written; refused here instead."""
     for parent in folder.parents:
         if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{option} {folder}: {parent} is a file, not a folder")
+            if line := safeio.not_a_folder(parent):
+                raise UsageError(f"{option} {folder}: {line}")
             return
 
 

@@ -319,7 +319,7 @@ def run_meta(path: Path | str) -> tuple[Path, dict[str, Any]]:
     if path.is_file() and path.name in (MEASUREMENTS_FILE, RUN_FILE):
         path = path.parent
     if not path.is_dir():
-        raise ResultsError(f"{path}: no such run folder")
+        raise ResultsError(safeio.not_a_folder(path, "a run folder") or f"{path}: no such run folder")
     meta_path = path / RUN_FILE
     if not os.path.lexists(meta_path):
         raise ResultsError(f"{path} is not a parity run folder (no {RUN_FILE})")

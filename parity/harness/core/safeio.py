@@ -59,6 +59,21 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def kind(path: Path | str) -> str | None:
+    """What `path` is, for a message ("a file", "a folder", "a FIFO", ...), or None where nothing is."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return "a file" if stat.S_ISREG(mode) else _kind_of(mode)
+
+
+def not_a_folder(path: Path | str, what: str = "a folder") -> str | None:
+    """The line refusing `path` where a folder is wanted and something else is there, else None."""
+    found = kind(path)
+    return None if found in (None, "a folder") else f"{path} is {found}, not {what}"
+
+
 # --- reading --------------------------------------------------------------------------------------
 
 

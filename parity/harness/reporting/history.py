@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from parity.harness.core import safeio
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import MEASUREMENTS_FILE, RUN_FILE, ResultsError, Run, read_run
 from parity.harness.reporting.stats import Settings
@@ -20,7 +21,7 @@ def find_runs(results: Path, skipped: list[str] | None = None) -> list[Run]:
     """Every run under `results`, oldest first (start time, then run id). A damaged run is left
     out, and why goes into `skipped`: one bad folder does not hide a device's whole history."""
     if not results.is_dir():
-        raise UsageError(f"{results}: no such results folder")
+        raise UsageError(safeio.not_a_folder(results, "a results folder") or f"{results}: no such results folder")
     runs = []
     for path in sorted(results.glob(f"**/{RUN_FILE}")):
         if not (path.parent / MEASUREMENTS_FILE).exists():
