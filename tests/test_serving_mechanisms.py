@@ -310,17 +310,22 @@ def test_prompt_chunks_share_the_decode_step_only_where_the_engine_mixes(monkeyp
     assert res.tpot_s == pytest.approx(res.decode_step_s + extra * (conc * isl / osl) / big.prefill, rel=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["serving", "static"])
 @pytest.mark.parametrize("engine_id", ["vllm", "trtllm", "sglang"])
 @pytest.mark.parametrize("conc", [1, 4, 32])
-def test_a_prompt_a_token_past_its_chunk_pays_for_that_token_not_a_whole_step(engine_id, conc):
+def test_a_prompt_a_token_past_its_chunk_pays_for_that_token_not_a_whole_step(mode, engine_id, conc):
     """The prompt's last piece runs in a step of its own size: TTFT grows smoothly with the prompt
-    instead of jumping by a whole chunk's time where the prompt outgrows the budget left."""
+    instead of jumping by a whole chunk's time where the prompt outgrows the budget left (in a
+    static batch, where the batch's prompts outgrow the budget)."""
     budget = engines.get(engine_id).max_num_batched_tokens
-    room = budget - (conc if engines.get(engine_id).mixed_prefill else 0)
+    if mode == "static":
+        room = budget // conc
+    else:
+        room = budget - (conc if engines.get(engine_id).mixed_prefill else 0)
     ttft, step_s = {}, {}
     for isl in (room, room + 1):
-        _, res = scenario.solve(Scenario("llama3-8b", "bf16", 1, 1, isl, 256, engine_id, concurrency=conc),
-                                specs.get("h100-sxm"))
+        _, res = scenario.solve(Scenario("llama3-8b", "bf16", 1, 1, isl, 256, engine_id, concurrency=conc,
+                                         mode=mode), specs.get("h100-sxm"))
         ttft[isl], step_s[isl] = res.ttft_s, res.decode_step_s
     chunk_s = ttft[room] - 0.5 * step_s[room]  # the one whole chunk (with its wait) of the shorter prompt
     assert 0 < ttft[room + 1] - ttft[room] < 0.5 * chunk_s

@@ -173,6 +173,13 @@ class Result:
     note: str = ""
 
 
+def _pieces(tokens: float, chunk: float) -> tuple[int, float]:
+    """Whole chunks of `tokens`, and the tokens left for a last, smaller step (0 below one token)."""
+    whole = math.floor(tokens / chunk + 1e-9)
+    rest = tokens - whole * chunk
+    return whole, (rest if rest >= 1.0 else 0.0)
+
+
 def _pass_s(scn, spec, dev, engine, p, batch: Batch, measured) -> tuple[float, object]:
     model = llm.get(scn.model)
     graphs = batch.prefill == 0 and batch.decode / scn.parallel.batch_ranks <= engine.graph_max_batch
@@ -199,10 +206,12 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
     parts["host_s"] = engine.host_s(c / scn.parallel.batch_ranks)
     if scn.mode == "static":
+        def pre_s(tokens: float) -> float:
+            t, _ = _pass_s(scn, spec, dev, engine, p, Batch(0, 0, tokens, isl / 2, tokens / isl), measured)
+            return t
         chunk = min(budget, c * isl)
-        n_pre = math.ceil(c * isl / chunk)
-        t_pre, _ = _pass_s(scn, spec, dev, engine, p, Batch(0, 0, chunk, isl / 2, chunk / isl), measured)
-        ttft = n_pre * t_pre
+        whole, rest = _pieces(c * isl, chunk)
+        ttft = whole * pre_s(chunk) + (pre_s(rest) if rest else 0.0)
         e2e = ttft + (osl - 1) * t_dec
         return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
                       c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
@@ -231,9 +240,8 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     # The prompt's steps: whole chunks, then the rest in a step of its own size when this prompt is
     # the only one waiting (an 8192-token prompt under an 8192 budget shared with 4 decodes: one
     # step of 8188 tokens, one of 4), else a full step of the prompts behind it.
-    whole = math.floor(isl / chunk)
-    rest = isl - whole * chunk
-    last = 0.0 if rest <= 0 else (chunk_s(rest) if prompt <= isl else t_mix)
+    whole, rest = _pieces(isl, chunk)
+    last = 0.0 if not rest else (chunk_s(rest) if prompt <= isl else t_mix)
     ttft = 0.5 * t_dec + (whole * t_mix + last) * (1 + busy / (2 * (1 - busy)))
     e2e = ttft + (osl - 1) * tpot
     out_rate = c * osl / e2e
