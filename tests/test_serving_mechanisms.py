@@ -1,6 +1,7 @@
 """The step model's mechanisms one at a time: prompt packing under the token budget, the grouped
 GEMM's per-expert tiles, the host per attention-DP rank, models that quantize only their experts,
 and the validation set's reading of finite bursts (Little's law)."""
+import dataclasses
 import math
 import re
 
@@ -329,3 +330,23 @@ def test_a_prompt_a_token_past_its_chunk_pays_for_that_token_not_a_whole_step(mo
         ttft[isl], step_s[isl] = res.ttft_s, res.decode_step_s
     chunk_s = ttft[room] - 0.5 * step_s[room]  # the one whole chunk (with its wait) of the shorter prompt
     assert 0 < ttft[room + 1] - ttft[room] < 0.5 * chunk_s
+
+
+def test_an_open_loop_rate_settles_where_littles_law_holds_and_latency_rises_with_the_rate():
+    """At every arrival rate the concurrency solves C = rate x e2e(C) (Little's law), TPOT never
+    falls as the rate rises (a damped iteration once stopped short near saturation and read half
+    the latency), and a rate beyond what the engine serves at its maximum says so."""
+    spec = specs.get("mi300x")
+    base = Scenario("llama2-70b", "fp8", 8, 1, 300, 293, "vllm", request_rate=1.0)
+    engine = engines.get("vllm")
+    mem = scenario.memory(base, spec, engine)
+    last = 0.0
+    for rate in (0.5, 5, 20, 40, 60, 70, 71, 71.74, 72, 73, 74, 78):
+        scn = dataclasses.replace(base, request_rate=rate)
+        _, res = scenario.solve(scn, spec)
+        assert res.note == ""
+        assert rate * res.e2e_s == pytest.approx(res.concurrency, rel=1e-3) or res.concurrency == 1.0
+        assert res.tpot_s >= last * (1 - 1e-6), rate
+        last = res.tpot_s
+    _, res = scenario.solve(dataclasses.replace(base, request_rate=1e5), spec)
+    assert res.concurrency == mem.max_concurrency and "grows without bound" in res.note

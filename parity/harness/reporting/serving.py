@@ -29,7 +29,7 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
                            "max_concurrency": mem.max_concurrency, "note": None,
                            "fixed_costs": {"host_base_ms": eng.host_base_ms, "host_per_seq_us": eng.host_per_seq_us,
                                            "async_scheduling": eng.async_scheduling,
-                                           "mixed_prefill": eng.mixed_prefill,
+                                           "mixed_prefill": eng.mixed_prefill, "front_end_ms": eng.front_end_ms,
                                            **engines.fitted()[1]}}
     if res is None:
         row["note"] = (f"does not fit: needs {mem.needed_gb:,.1f} GB per GPU (weights {mem.weights_gb:,.1f} GB + "

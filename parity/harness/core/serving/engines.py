@@ -35,6 +35,7 @@ class Engine:
     gpu_memory_utilization: float
     host_base_ms: float
     host_per_seq_us: float
+    front_end_ms: float  # a request's time in the HTTP server before and after the engine (client-side TTFT)
     source: tuple[str, ...]
 
     def host_s(self, seqs: float) -> float:
@@ -70,7 +71,7 @@ def priors() -> tuple[dict[str, Engine], dict]:
                           int(e["graph_max_batch"]), bool(e["async_scheduling"]), bool(e["mixed_prefill"]),
                           e["kv_allocation"], e["window_kv"],
                           float(e["gpu_memory_utilization"]), float(e["host_base_ms"]),
-                          float(e["host_per_seq_us"]), tuple(e["source"]))
+                          float(e["host_per_seq_us"]), float(e["front_end_ms"]), tuple(e["source"]))
     return out, dict(data["gpu"])
 
 

@@ -9,7 +9,8 @@ the offline max-throughput runs of trtllm-bench and benchmark_throughput):
 - TPOT = one pure decode step + the extra time of the chunks (mixed steps), interpolated in the
   prompt tokens: TPOT = T_d + (T_mixed - T_d) x P / chunk;
 - TTFT = half a step in flight + the prompt's chunks (the last at its own size), stretched by the
-  M/D/1 wait behind the other prompts (rho / (2 (1 - rho)), rho the share of time on prompt chunks);
+  M/D/1 wait behind the other prompts (rho / (2 (1 - rho)), rho the share of time on prompt chunks),
+  + the engine's HTTP front end (as a client measures it);
 - engines that mix (vLLM, TensorRT-LLM) carry the chunks in decode steps, after the decode tokens
   took their share of the budget; SGLang runs prefill batches of their own between decode steps;
 - e2e = TTFT + (OSL - 1) x TPOT, output tokens/s = C x OSL / e2e.
@@ -242,7 +243,9 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     # step of 8188 tokens, one of 4), else a full step of the prompts behind it.
     whole, rest = _pieces(isl, chunk)
     last = 0.0 if not rest else (chunk_s(rest) if prompt <= isl else t_mix)
-    ttft = 0.5 * t_dec + (whole * t_mix + last) * (1 + busy / (2 * (1 - busy)))
+    # Client-side TTFT also holds the request's time in the HTTP server (parsing, tokenization, the
+    # stream back), which a static offline batch does not have.
+    ttft = 0.5 * t_dec + (whole * t_mix + last) * (1 + busy / (2 * (1 - busy))) + engine.front_end_ms * 1e-3
     e2e = ttft + (osl - 1) * tpot
     out_rate = c * osl / e2e
     return Result(c * scn.replicas, tpot, ttft, e2e, out_rate / scn.tp, out_rate * (isl + osl) / osl / scn.tp,
@@ -259,21 +262,44 @@ def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured |
     mem = memory(scn, spec, engine)
     if not mem.fits:
         return mem, None
-    if scn.request_rate is not None:  # open loop: C = rate x e2e (Little's law), by fixed point
-        c = 1.0
-        for _ in range(40):
-            res = steady_state(scn, spec, engine, p, c, measured)
-            new = min(mem.max_concurrency, max(1.0, scn.request_rate * res.e2e_s))
-            if abs(new - c) < 1e-3 * c:
-                break
-            c = 0.5 * (c + new)
-        return mem, steady_state(scn, spec, engine, p, c, measured)
+    if scn.request_rate is not None:  # open loop: C = rate x e2e(C) (Little's law)
+        c, saturated = open_loop_concurrency(
+            lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
+        res = steady_state(scn, spec, engine, p, c, measured)
+        if saturated:
+            res.note = (f"{scn.request_rate:g} requests/s is more than the engine serves even at its {mem.max_concurrency} "
+                        f"concurrent requests: the queue grows without bound (figures at that maximum)")
+        return mem, res
     c = mem.max_concurrency if scn.concurrency is None else min(scn.concurrency, mem.max_concurrency)
     res = steady_state(scn, spec, engine, p, c, measured)
     if scn.concurrency is not None and scn.concurrency > mem.max_concurrency:
         res.note = (f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
                     f"allow: the rest wait in the queue")
     return mem, res
+
+
+def open_loop_concurrency(in_flight, top: int, points: int = 48, rounds: int = 50) -> tuple[float, bool]:
+    """The concurrency an open-loop arrival rate holds: the smallest C in [1, top] with
+    in_flight(C) = rate x e2e(C) <= C, where the system settles filling up from empty (e2e grows
+    with C, so below it the requests in flight keep growing), found by a log-spaced scan and
+    bisection; (top, True) where even `top` cannot keep up. A damped iteration could stop short
+    where in_flight(C) stays just above C over a long range, as it does near saturation."""
+    if in_flight(1.0) <= 1.0:
+        return 1.0, False
+    lo = 1.0
+    for k in range(1, points + 1):
+        hi = top ** (k / points)
+        if in_flight(hi) <= hi:
+            break
+        lo = hi
+    else:
+        return float(top), True
+    for _ in range(rounds):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if in_flight(mid) > mid else (lo, mid)
+        if hi / lo < 1 + 1e-6:
+            break
+    return hi, False
 
 
 def params(values: dict | None = None) -> K.Params:
