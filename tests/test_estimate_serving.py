@@ -160,7 +160,9 @@ def test_validate_json_shape(capsys):
 
 
 @pytest.mark.parametrize("extra", [["--model", "nope"], ["--gpus", "0"], ["--gpus", "100000"], ["--tp", "16"],
-                                   ["--price", "nope=3"], ["--slo-tpot-ms", "-1"], ["--isl", "-5"]])
+                                   ["--price", "nope=3"], ["--slo-tpot-ms", "-1"], ["--isl", "-5"],
+                                   ["--request-rate", "0"], ["--request-rate", "nan"], ["--request-rate", "inf"],
+                                   ["--request-rate", "-3"], ["--request-rate", "2"], ["--request-rate", "x"]])
 def test_more_bad_input_is_one_line_exit_2(capsys, extra):
     assert main(with_flags(BASE + ["--concurrency", "4"], extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -218,9 +220,29 @@ def test_dollar_figures_keep_three_significant_digits(usd, shown):
     assert not cell.startswith("0.000 ")
 
 
-@pytest.mark.parametrize("flags", [["--price", "h200=abc"], ["--price", "h200=3"], ["--ep", "2"], ["--attention-dp"]])
+@pytest.mark.parametrize("flags", [["--price", "h200=abc"], ["--price", "h200=3"], ["--ep", "2"], ["--attention-dp"],
+                                   ["--request-rate", "2"]])
 def test_a_serving_flag_without_a_serving_scenario_is_refused_not_ignored(capsys, flags):
     # These used to switch nothing on: the single-step estimate ran and dropped them, exit 0.
     assert main(["estimate", "--model", "llama3-8b"] + flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("parity: error:")
+
+
+def test_an_open_loop_rate_serves_that_load_and_puts_the_range_in_the_latency(capsys):
+    """--request-rate R: the row's throughput is R x OSL over the GPUs (an input, exact), the
+    concurrency is what Little's law makes of the latency (with its range), and a rate beyond the
+    engine's capacity at its maximum concurrency says so and keeps the speed's range."""
+    argv = with_flags(BASE, ["--to", "h200"])
+    for rate in (0.5, 2.0, 6.0):
+        row, = run_json(capsys, argv, ["--to", "h200", "--request-rate", str(rate)])
+        assert row["request_rate"] == rate
+        assert row["output_tokens_per_s_per_gpu"] == pytest.approx(rate * 1024 / 8, rel=1e-3)
+        assert row["output_tokens_per_s_per_gpu_low"] == row["output_tokens_per_s_per_gpu_high"]
+        assert row["concurrency"] == pytest.approx(rate * row["e2e_ms"] / 1e3, rel=1e-3)
+        assert row["concurrency_low"] < row["concurrency"] < row["concurrency_high"]
+        assert row["tpot_ms_low"] < row["tpot_ms"] < row["tpot_ms_high"]
+        assert "open loop" in row["note"]
+    row, = run_json(capsys, argv, ["--to", "h200", "--request-rate", "100000"])
+    assert row["concurrency"] == row["max_concurrency"] and "grows without bound" in row["note"]
+    assert row["output_tokens_per_s_per_gpu_low"] < row["output_tokens_per_s_per_gpu"]

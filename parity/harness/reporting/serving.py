@@ -24,6 +24,7 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
     row: dict[str, Any] = {"device": spec.id, "name": spec.name, "status": spec.status, "model": scn.model,
                            "dtype": scn.dtype, "gpus": scn.gpus, "tp": scn.tp, "ep": scn.ep,
                            "attention_dp": scn.attention_dp, "isl": scn.isl, "osl": scn.osl, "engine": scn.engine,
+                           "request_rate": scn.request_rate,
                            "fits": bool(mem.fits and res is not None), "memory_gb_per_gpu": mem.capacity_gb,
                            "memory_needed_gb_per_gpu": mem.needed_gb, "weights_gb_per_gpu": mem.weights_gb,
                            "max_concurrency": mem.max_concurrency, "note": None,
@@ -44,6 +45,16 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
     row.update(concurrency=res.concurrency, concurrency_low=res.concurrency, concurrency_high=res.concurrency,
                prefill_share=res.prefill_share, decode_step_ms={k: v * 1e3 for k, v in res.parts.items()},
                note=res.note or None)
+    if scn.request_rate is not None and res.concurrency < mem.max_concurrency:
+        # Open loop below saturation: the throughput is the offered load, an input like a closed
+        # loop's concurrency; the uncertainty is in the latency, and so in the concurrency the
+        # rate holds (Little's law: C = rate x e2e).
+        for key in ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"):
+            row[f"{key}_low"] = row[f"{key}_high"] = row[key]
+        row.update(concurrency_low=min(mem.max_concurrency, scn.request_rate * row["e2e_ms_low"] * 1e-3),
+                   concurrency_high=min(mem.max_concurrency, scn.request_rate * row["e2e_ms_high"] * 1e-3))
+        said = f"open loop at {scn.request_rate:g} requests/s: the throughput is that load; the range is in the latency"
+        row["note"] = "; ".join(n for n in (row.get("note"), said) if n)
     price = prices.get(spec.id)
     if price_override is not None:
         usd, lo, hi, src = price_override, price_override * 0.999, price_override * 1.001, "--price (given)"

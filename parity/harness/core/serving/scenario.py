@@ -92,7 +92,7 @@ class Scenario:
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
         if self.request_rate is not None and not 0 < self.request_rate <= 1e6:
-            raise UsageError("request rate must be above 0 and at most 1e6 requests/s")
+            raise UsageError("--request-rate must be above 0 and at most 1e6 requests/s")
 
 
 @dataclass
