@@ -162,7 +162,8 @@ def test_validate_json_shape(capsys):
 @pytest.mark.parametrize("extra", [["--model", "nope"], ["--gpus", "0"], ["--gpus", "100000"], ["--tp", "16"],
                                    ["--price", "nope=3"], ["--slo-tpot-ms", "-1"], ["--isl", "-5"],
                                    ["--request-rate", "0"], ["--request-rate", "nan"], ["--request-rate", "inf"],
-                                   ["--request-rate", "-3"], ["--request-rate", "2"], ["--request-rate", "x"]])
+                                   ["--request-rate", "-3"], ["--request-rate", "2"], ["--request-rate", "x"],
+                                   ["--requests", "0"], ["--requests", "5"], ["--requests", "1e3"]])
 def test_more_bad_input_is_one_line_exit_2(capsys, extra):
     assert main(with_flags(BASE + ["--concurrency", "4"], extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -221,7 +222,7 @@ def test_dollar_figures_keep_three_significant_digits(usd, shown):
 
 
 @pytest.mark.parametrize("flags", [["--price", "h200=abc"], ["--price", "h200=3"], ["--ep", "2"], ["--attention-dp"],
-                                   ["--request-rate", "2"]])
+                                   ["--request-rate", "2"], ["--requests", "50"]])
 def test_a_serving_flag_without_a_serving_scenario_is_refused_not_ignored(capsys, flags):
     # These used to switch nothing on: the single-step estimate ran and dropped them, exit 0.
     assert main(["estimate", "--model", "llama3-8b"] + flags) == 2
@@ -246,3 +247,11 @@ def test_an_open_loop_rate_serves_that_load_and_puts_the_range_in_the_latency(ca
     row, = run_json(capsys, argv, ["--to", "h200", "--request-rate", "100000"])
     assert row["concurrency"] == row["max_concurrency"] and "grows without bound" in row["note"]
     assert row["output_tokens_per_s_per_gpu_low"] < row["output_tokens_per_s_per_gpu"]
+
+
+def test_a_burst_from_the_cli_says_how_many_were_in_flight_and_queued(capsys):
+    rows = run_json(capsys, with_flags(BASE, ["--to", "h200"]), ["--requests", "3000"])
+    row, = rows
+    assert row["requests"] == 3000 and row["concurrency"] == row["max_concurrency"] < 3000
+    assert f"{3000 - row['max_concurrency']} queued" in row["note"]
+    assert row["output_tokens_per_s_per_gpu_low"] < row["output_tokens_per_s_per_gpu"] < row["output_tokens_per_s_per_gpu_high"]

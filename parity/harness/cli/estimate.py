@@ -98,7 +98,8 @@ def cmd_estimate(args, argv) -> int:
     if args.validate:
         return _serving_validation(args)
     # Serving-only flags (--price, --ep, --attention-dp) would be silently ignored by the single step.
-    serving_only = args.price or args.ep != 1 or args.attention_dp or args.request_rate is not None
+    serving_only = (args.price or args.ep != 1 or args.attention_dp or args.request_rate is not None
+                    or args.requests is not None)
     if serving_only or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
                                                    args.slo_tpot_ms)):
         return _serving(args)
@@ -177,8 +178,10 @@ def _serving(args) -> int:
         raise UsageError("a serving estimate needs --model, --isl, --osl and --engine")
     if args.slo_tpot_ms is not None and not 0 < args.slo_tpot_ms <= 1e6:
         raise UsageError("--slo-tpot-ms must be above 0 and at most 1e6")
-    if args.request_rate is not None and (args.concurrency is not None or args.slo_tpot_ms is not None):
-        raise UsageError("--request-rate sets the load itself: give it without --concurrency and --slo-tpot-ms")
+    loads = [f for f, v in (("--concurrency", args.concurrency), ("--request-rate", args.request_rate),
+                            ("--requests", args.requests), ("--slo-tpot-ms", args.slo_tpot_ms)) if v is not None]
+    if len(loads) > 1 and loads != ["--concurrency", "--slo-tpot-ms"]:
+        raise UsageError(f"{' and '.join(loads)} each set the load: give one of them")
     if args.format == "html" and args.out is None:
         raise UsageError("--format html needs --out FILE")
     if args.out is not None and args.out.is_dir():
@@ -187,7 +190,8 @@ def _serving(args) -> int:
     tp = 1 if args.tp is None else args.tp
     gpus = tp if args.gpus is None else args.gpus
     scn = Scenario(model=args.model, dtype=args.dtype, gpus=gpus, tp=tp, isl=args.isl, osl=args.osl,
-                   engine=args.engine, ep=args.ep, attention_dp=args.attention_dp, request_rate=args.request_rate)
+                   engine=args.engine, ep=args.ep, attention_dp=args.attention_dp, request_rate=args.request_rate,
+                   requests=args.requests)
     scn.check()
     targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
                else list(specs.load_all().values()))
@@ -198,6 +202,7 @@ def _serving(args) -> int:
     title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
              + f", ISL {args.isl} / OSL {args.osl}, {args.engine}"
              + (f", {args.request_rate:g} requests/s" if args.request_rate is not None else "")
+             + (f", a burst of {args.requests} requests" if args.requests is not None else "")
              + (f", kernels from {args.run}" if run else ""))
     if args.format == "json":
         text = json.dumps(rows, indent=1) + "\n"

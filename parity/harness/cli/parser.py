@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", help="serving: C, max, or C1,C2,... (a curve)")
     p.add_argument("--request-rate", type=float, metavar="REQ_PER_S",
                    help="serving: open-loop arrivals, requests/s of the whole deployment (instead of --concurrency)")
+    p.add_argument("--requests", type=int, metavar="N",
+                   help="serving: a burst of N requests sent at once (request rate inf; instead of --concurrency)")
     p.add_argument("--engine", help="serving: vllm, trtllm or sglang")
     p.add_argument("--price", action="append", default=[], metavar="SPEC=USD", help="serving: $/GPU-hour override")
     p.add_argument("--slo-tpot-ms", type=float, help="serving: the best point with TPOT at most this")

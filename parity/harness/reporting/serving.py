@@ -24,7 +24,7 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
     row: dict[str, Any] = {"device": spec.id, "name": spec.name, "status": spec.status, "model": scn.model,
                            "dtype": scn.dtype, "gpus": scn.gpus, "tp": scn.tp, "ep": scn.ep,
                            "attention_dp": scn.attention_dp, "isl": scn.isl, "osl": scn.osl, "engine": scn.engine,
-                           "request_rate": scn.request_rate,
+                           "request_rate": scn.request_rate, "requests": scn.requests,
                            "fits": bool(mem.fits and res is not None), "memory_gb_per_gpu": mem.capacity_gb,
                            "memory_needed_gb_per_gpu": mem.needed_gb, "weights_gb_per_gpu": mem.weights_gb,
                            "max_concurrency": mem.max_concurrency, "note": None,

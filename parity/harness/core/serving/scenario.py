@@ -50,6 +50,7 @@ class Scenario:
     attention_dp: bool = False
     mode: str = "serving"
     request_rate: float | None = None  # open loop (requests/s, whole deployment): C from Little's law
+    requests: int | None = None  # a burst of this many requests sent at once (request rate inf): burst.py
     overrides: tuple = ()  # engine settings the source states: (("max_num_seqs", 256), ...)
 
     @property
@@ -93,6 +94,11 @@ class Scenario:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
         if self.request_rate is not None and not 0 < self.request_rate <= 1e6:
             raise UsageError("--request-rate must be above 0 and at most 1e6 requests/s")
+        if self.requests is not None:
+            if isinstance(self.requests, bool) or not isinstance(self.requests, int) or not 1 <= self.requests <= 10**7:
+                raise UsageError("--requests must be an integer from 1 to 10,000,000")
+            if self.request_rate is not None or self.concurrency is not None or self.mode != "serving":
+                raise UsageError("--requests is a burst sent at once: give it without --request-rate and --concurrency")
 
 
 @dataclass
@@ -262,6 +268,9 @@ def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured |
     mem = memory(scn, spec, engine)
     if not mem.fits:
         return mem, None
+    if scn.requests is not None:
+        from parity.harness.core.serving.burst import burst  # burst builds on this module
+        return mem, burst(scn, spec, engine, p, scn.requests, mem.max_concurrency, measured)
     if scn.request_rate is not None:  # open loop: C = rate x e2e(C) (Little's law)
         c, saturated = open_loop_concurrency(
             lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
