@@ -2,14 +2,14 @@
 import pytest
 
 from parity.harness.core import specs
-from parity.harness.core.serving import engines, scenario
+from parity.harness.core.serving import burst, engines, scenario
 from parity.harness.core.serving.scenario import Scenario
 
 H100 = specs.get("h100-sxm")
 
 
 def solve(engine_id, **kw):
-    mem, res = scenario.solve(Scenario("llama3-8b", "bf16", 1, 1, 1024, 512, engine_id, **kw), H100)
+    mem, res = burst.solve(Scenario("llama3-8b", "bf16", 1, 1, 1024, 512, engine_id, **kw), H100)
     return mem, res
 
 
@@ -56,3 +56,8 @@ def test_without_mixing_every_request_of_the_wave_ends_with_the_wave():
 def test_a_bad_burst_is_refused(bad):
     with pytest.raises(scenario.UsageError):
         Scenario("llama3-8b", "bf16", 1, 1, 1024, 512, "vllm", **bad).check()
+
+
+def test_the_steady_state_solver_refuses_a_burst_rather_than_ignore_it():
+    with pytest.raises(scenario.UsageError, match="burst.solve"):
+        scenario.solve(Scenario("llama3-8b", "bf16", 1, 1, 1024, 512, "vllm", requests=10), H100)

@@ -13,7 +13,8 @@ from typing import Any
 
 from parity.harness.core import prices
 from parity.harness.core.serving import engines, sweep, validation
-from parity.harness.core.serving.scenario import Scenario, solve
+from parity.harness.core.serving.burst import solve  # a burst, else scenario.solve
+from parity.harness.core.serving.scenario import Scenario
 
 RATES = ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s_per_user")
 TIMES = ("tpot_ms", "ttft_ms", "e2e_ms")

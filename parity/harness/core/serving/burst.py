@@ -80,3 +80,14 @@ def burst(scn: S.Scenario, spec, engine: engines.Engine, p: K.Params, n: int, ma
     note = (f"a burst of {n} requests at once: {b} in flight at most" + (f", {queued} queued" if queued else ""))
     return S.Result(b, tpot, ttft_sum / n, e2e_sum / n, out, out * (scn.isl + scn.osl) / scn.osl, first["t_dec"],
                     min(1.0, pre_s / start), first["parts"], note)
+
+
+def solve(scn: S.Scenario, spec, p: K.Params | None = None, measured: K.Measured | None = None,
+          values: dict | None = None) -> tuple[S.Memory, S.Result | None]:
+    """scenario.solve, and a burst where `scn.requests` is set (None where the model does not fit)."""
+    if scn.requests is None:
+        return S.solve(scn, spec, p, measured, values)
+    engine, p, mem = S.setup(scn, spec, p, values)
+    if not mem.fits:
+        return mem, None
+    return mem, burst(scn, spec, engine, p, scn.requests, mem.max_concurrency, measured)

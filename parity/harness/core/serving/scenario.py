@@ -50,7 +50,7 @@ class Scenario:
     attention_dp: bool = False
     mode: str = "serving"
     request_rate: float | None = None  # open loop (requests/s, whole deployment): C from Little's law
-    requests: int | None = None  # a burst of this many requests sent at once (request rate inf): burst.py
+    requests: int | None = None  # a burst of this many requests sent at once (request rate inf): burst.solve
     overrides: tuple = ()  # engine settings the source states: (("max_num_seqs", 256), ...)
 
     @property
@@ -258,19 +258,21 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
                   t_dec, extra * prompt / chunk / tpot, parts)
 
 
+def setup(scn: Scenario, spec, p: K.Params | None = None, values: dict | None = None):
+    """The engine (with the scenario's overrides), the constants and the memory of `scn` on `spec`."""
+    engine_map, _ = engines.fitted(values)
+    engine = engine_map[scn.engine].with_overrides(dict(scn.overrides))
+    return engine, (params(values) if p is None else p), memory(scn, spec, engine)
+
+
 def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured | None = None,
           values: dict | None = None) -> tuple[Memory, Result | None]:
     """Memory and the steady state of `scn` on `spec` (None where the model does not fit)."""
-    engine_map, gpu = engines.fitted(values)
-    engine = engine_map[scn.engine].with_overrides(dict(scn.overrides))
-    if p is None:
-        p = params(values)
-    mem = memory(scn, spec, engine)
+    if scn.requests is not None:
+        raise UsageError("a burst (requests=N) is solved by core.serving.burst.solve")
+    engine, p, mem = setup(scn, spec, p, values)
     if not mem.fits:
         return mem, None
-    if scn.requests is not None:
-        from parity.harness.core.serving.burst import burst  # burst builds on this module
-        return mem, burst(scn, spec, engine, p, scn.requests, mem.max_concurrency, measured)
     if scn.request_rate is not None:  # open loop: C = rate x e2e(C) (Little's law)
         c, saturated = open_loop_concurrency(
             lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
