@@ -20,6 +20,7 @@ from parity.harness.core.serving import kernels as K
 from parity.harness.core.serving import scenario as S
 from parity.harness.core.serving.step import Batch
 
+
 def _wave(scn: S.Scenario, spec, dev, engine: engines.Engine, p: K.Params, b: int, measured) -> dict:
     """One wave of `b` requests starting together: its span, the mean TTFT and e2e from its start."""
     c = b / scn.replicas  # the wave's requests on one replica
