@@ -18,7 +18,6 @@ import math
 from parity.harness.core.serving import engines
 from parity.harness.core.serving import kernels as K
 from parity.harness.core.serving import scenario as S
-from parity.harness.core.serving.step import Batch
 
 
 def _wave(scn: S.Scenario, spec, dev, engine: engines.Engine, p: K.Params, b: int, measured) -> dict:
@@ -26,22 +25,14 @@ def _wave(scn: S.Scenario, spec, dev, engine: engines.Engine, p: K.Params, b: in
     c = b / scn.replicas  # the wave's requests on one replica
     isl, osl = scn.isl, scn.osl
     budget = engine.max_num_batched_tokens * scn.parallel.batch_ranks
-
-    def pass_s(batch: Batch) -> float:
-        return S._pass_s(scn, spec, dev, engine, p, batch, measured)[0]
-
-    n_dec = max(1, math.ceil(c / budget))
-    t_dec, br = S._pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, isl + osl / 2), measured)
-    t_dec *= n_dec
-    parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
-    parts["host_s"] = engine.host_s(c / scn.parallel.batch_ranks)
+    t_dec, parts = S.decode_pass(scn, spec, dev, engine, p, c, measured)
     # The prefill phase: in a mixed engine the requests already prefilled decode alongside, half
-    # the wave on average, and take their tokens of the budget first.
+    # the wave on average (near the start of their output), and take their tokens of the budget first.
     dec = min(c / 2, budget / 2) if engine.mixed_prefill else 0.0
     chunk = min(c * isl, budget - dec)
     whole, rest = S._pieces(c * isl, chunk)
-    t_chunk = pass_s(Batch(dec, isl if dec else 0.0, chunk, isl / 2, chunk / isl))
-    t_rest = pass_s(Batch(dec, isl if dec else 0.0, rest, isl / 2, rest / isl)) if rest else 0.0
+    t_chunk = S.chunk_pass_s(scn, spec, dev, engine, p, chunk, measured, dec, isl)
+    t_rest = S.chunk_pass_s(scn, spec, dev, engine, p, rest, measured, dec, isl) if rest else 0.0
     steps = whole + (1 if rest else 0)
     t_pre = whole * t_chunk + t_rest
     # The prompts finish evenly over the phase's steps: the mean first token after (steps + 1) / 2.

@@ -2,8 +2,8 @@
 
 The constants are global (no factor per figure, source or device): the small-M GEMM weight-stream
 and paged-decode KV-read efficiencies relative to a copy, the per-kernel gap inside a graph, the
-host's cost per kernel without a graph, the host's per-sequence cost, the busiest expert-parallel rank's load over the mean, and each engine's
-fixed host cost per step (an engine without a calibration figure keeps its prior). A constant the
+host's cost per kernel without a graph, the host's per-sequence cost, the busiest expert-parallel
+rank's load over the mean, and each engine's fixed host cost per step (an engine without a calibration figure keeps its prior). A constant the
 calibration subset does not determine is held at its prior (`undetermined`). The
 objective is the sum of |r|, r = log(estimated speed / published speed), over the calibration
 entries (a robust L1 fit); the search is a bounded

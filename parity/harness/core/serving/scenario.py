@@ -198,6 +198,24 @@ def _pass_s(scn, spec, dev, engine, p, batch: Batch, measured) -> tuple[float, o
     return (max(br.gpu_s, host) if engine.async_scheduling else br.gpu_s + host), br
 
 
+def decode_pass(scn: Scenario, spec, dev, engine: engines.Engine, p: K.Params, c: float, measured) -> tuple[float, dict]:
+    """One output round of `c` decoding sequences on a replica (in passes of at most the token
+    budget), and its seconds by part."""
+    budget = engine.max_num_batched_tokens * scn.parallel.batch_ranks
+    n_dec = max(1, math.ceil(c / budget))
+    t_dec, br = _pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, scn.isl + scn.osl / 2), measured)
+    parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
+    parts["host_s"] = engine.host_s(c / scn.parallel.batch_ranks)
+    return t_dec * n_dec, parts
+
+
+def chunk_pass_s(scn: Scenario, spec, dev, engine: engines.Engine, p: K.Params, tokens: float, measured,
+                 dec: float = 0.0, ctx: float = 0.0) -> float:
+    """Seconds of a step with `tokens` prompt tokens, and `dec` decodes at context `ctx` beside them."""
+    batch = Batch(dec, ctx if dec else 0.0, tokens, scn.isl / 2, tokens / scn.isl)
+    return _pass_s(scn, spec, dev, engine, p, batch, measured)[0]
+
+
 def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_total: float,
                  measured: K.Measured | None = None) -> Result:
     dev = K.device(spec)
@@ -208,17 +226,15 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     isl, osl, budget = scn.isl, scn.osl, engine.max_num_batched_tokens * ranks
     ctx = isl + osl / 2
     n_dec = max(1, math.ceil(c / budget))
-    t_dec, br = _pass_s(scn, spec, dev, engine, p, Batch(c / n_dec, ctx), measured)
-    t_dec *= n_dec
-    parts = {k: getattr(br, k) * n_dec for k in ("gemm_s", "attention_s", "memory_s", "comm_s", "overhead_s")}
-    parts["host_s"] = engine.host_s(c / scn.parallel.batch_ranks)
+    t_dec, parts = decode_pass(scn, spec, dev, engine, p, c, measured)
+
+    def chunk_s(tokens: float, dec: float = 0.0) -> float:
+        return chunk_pass_s(scn, spec, dev, engine, p, tokens, measured, dec, ctx)
+
     if scn.mode == "static":
-        def pre_s(tokens: float) -> float:
-            t, _ = _pass_s(scn, spec, dev, engine, p, Batch(0, 0, tokens, isl / 2, tokens / isl), measured)
-            return t
         chunk = min(budget, c * isl)
         whole, rest = _pieces(c * isl, chunk)
-        ttft = whole * pre_s(chunk) + (pre_s(rest) if rest else 0.0)
+        ttft = whole * chunk_s(chunk) + (chunk_s(rest) if rest else 0.0)
         e2e = ttft + (osl - 1) * t_dec
         return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
                       c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
@@ -233,13 +249,7 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     room = budget - dec
     waiting = max(isl, prompt)
     chunk = max(1.0, min(waiting, room)) if room > 0 else min(waiting, budget / 2)
-
-    def chunk_s(tokens: float) -> float:
-        t, _ = _pass_s(scn, spec, dev, engine, p, Batch(dec, ctx if dec else 0.0, tokens, isl / 2, tokens / isl),
-                       measured)
-        return t
-
-    t_mix = chunk_s(chunk)
+    t_mix = chunk_s(chunk, dec)
     # A mixed step costs the decode step it replaces plus the chunk; a prefill batch costs all of it.
     extra = max(0.0, t_mix - t_dec / n_dec) if dec else t_mix
     tpot = t_dec + extra * prompt / chunk
@@ -248,7 +258,7 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
     # the only one waiting (an 8192-token prompt under an 8192 budget shared with 4 decodes: one
     # step of 8188 tokens, one of 4), else a full step of the prompts behind it.
     whole, rest = _pieces(isl, chunk)
-    last = 0.0 if not rest else (chunk_s(rest) if prompt <= isl else t_mix)
+    last = 0.0 if not rest else (chunk_s(rest, dec) if prompt <= isl else t_mix)
     # Client-side TTFT also holds the request's time in the HTTP server (parsing, tokenization, the
     # stream back), which a static offline batch does not have.
     ttft = 0.5 * t_dec + (whole * t_mix + last) * (1 + busy / (2 * (1 - busy))) + engine.front_end_ms * 1e-3
