@@ -180,6 +180,10 @@ class Result:
     note: str = ""
 
 
+def add_note(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
+
+
 def _pieces(tokens: float, chunk: float) -> tuple[int, float]:
     """Whole chunks of `tokens`, and the tokens left for a last, smaller step (0 below one token)."""
     whole = math.floor(tokens / chunk + 1e-9)
@@ -238,6 +242,8 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
         e2e = ttft + (osl - 1) * t_dec
         return Result(c * scn.replicas, t_dec, ttft, e2e, c * osl / e2e / scn.tp,
                       c * (isl + osl) / e2e / scn.tp, t_dec, ttft / e2e, parts)
+    if engine.mixed_prefill and c * (isl + osl) > budget * osl:
+        return _prefill_bound(scn, spec, dev, engine, p, c, measured)
     prompt = c * isl / osl  # prompt tokens per output round
     # The engines pack the prompt tokens of several requests into one step, up to the token budget:
     # vLLM's V1 scheduler and TensorRT-LLM's in-flight batching put the prompt chunks in the decode
@@ -268,6 +274,29 @@ def steady_state(scn: Scenario, spec, engine: engines.Engine, p: K.Params, c_tot
                   t_dec, extra * prompt / chunk / tpot, parts)
 
 
+def _prefill_bound(scn: Scenario, spec, dev, engine: engines.Engine, p: K.Params, c: float, measured) -> Result:
+    """The steady state of a mixing engine whose token budget cannot feed `c` decoding sequences.
+
+    A step holds D decodes and budget - D prompt tokens. Requests end at D / OSL a step, and as many
+    start, with D x ISL / OSL prompt tokens, so the budget sustains at most
+    D = budget x OSL / (ISL + OSL) decodes (c x (ISL + OSL) > budget x OSL is this case); the other
+    requests wait for their prompt's turn, every step is a full one, and each step's host cost is
+    paid once per step (a round cannot carry several steps' prompt tokens under one host step).
+    Output tokens/s is D per step; by Little's law e2e = c x OSL / rate, the wait inside TTFT."""
+    isl, osl = scn.isl, scn.osl
+    budget = engine.max_num_batched_tokens * scn.parallel.batch_ranks
+    d = budget * osl / (isl + osl)
+    t_dec, parts = decode_pass(scn, spec, dev, engine, p, d, measured)
+    t_step = chunk_pass_s(scn, spec, dev, engine, p, budget - d, measured, d, isl + osl / 2)
+    e2e = c * osl * t_step / d + engine.front_end_ms * 1e-3
+    ttft = e2e - (osl - 1) * t_step
+    out_rate = c * osl / e2e
+    return Result(c * scn.replicas, t_step, ttft, e2e, out_rate / scn.tp, out_rate * (isl + osl) / osl / scn.tp,
+                  t_dec, max(0.0, t_step - t_dec) / t_step, parts,
+                  f"prefill-bound: the {engine.max_num_batched_tokens}-token budget feeds {d * scn.replicas:.0f} "
+                  f"decoding requests; the other {(c - d) * scn.replicas:.0f} wait for their prompt")
+
+
 def setup(scn: Scenario, spec, p: K.Params | None = None, values: dict | None = None):
     """The engine (with the scenario's overrides), the constants and the memory of `scn` on `spec`."""
     engine_map, _ = engines.fitted(values)
@@ -288,13 +317,13 @@ def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured |
             lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
         res = steady_state(scn, spec, engine, p, c, measured)
         if saturated:
-            res.note = (f"{scn.request_rate:g} requests/s is more than the engine serves even at its {mem.max_concurrency} "
+            res.note = add_note(res.note, f"{scn.request_rate:g} requests/s is more than the engine serves even at its {mem.max_concurrency} "
                         f"concurrent requests: the queue grows without bound (figures at that maximum)")
         return mem, res
     c = mem.max_concurrency if scn.concurrency is None else min(scn.concurrency, mem.max_concurrency)
     res = steady_state(scn, spec, engine, p, c, measured)
     if scn.concurrency is not None and scn.concurrency > mem.max_concurrency:
-        res.note = (f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
+        res.note = add_note(res.note, f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
                     f"allow: the rest wait in the queue")
     return mem, res
 

@@ -1,7 +1,7 @@
 """Curves over concurrency and the best point under a latency SLO."""
 from __future__ import annotations
 
-from parity.harness.core.serving.scenario import Scenario, solve
+from parity.harness.core.serving.scenario import Scenario, add_note, solve
 
 GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096,
         6144, 8192, 12288, 16384)
@@ -28,7 +28,7 @@ def curve(scn: Scenario, spec, concurrencies: list[int] | None = None, values: d
     for c in points:
         _, res = solve(_at(scn, c), spec, values=values, measured=measured)
         if c == top and above and res is not None:
-            res.note = (f"concurrency {', '.join(map(str, above))} {'is' if len(above) == 1 else 'are'} above the "
+            res.note = add_note(res.note, f"concurrency {', '.join(map(str, above))} {'is' if len(above) == 1 else 'are'} above the "
                         f"{top} the memory and engine allow: the rest wait in the queue")
         out.append((c, res))
     return mem, out
