@@ -25,6 +25,14 @@ CONFIDENCES = ("datasheet", "announced", "projected")
 PEAK_KEY = {"fp16": "bf16", "e4m3": "fp8", "e5m2": "fp8", "mxfp4": "fp4", "nvfp4": "fp4"}
 
 
+DEVICE_MEMORY_SHARE = 0.996  # the mean of the four device reports in DeviceSpec.memory_bytes
+
+
+def device_bytes(memory_gb: float) -> float:
+    """Bytes a program sees on a part sold with `memory_gb` of HBM (DeviceSpec.memory_bytes)."""
+    return memory_gb * 2**30 * DEVICE_MEMORY_SHARE
+
+
 class SpecError(Exception):
     """A spec file that breaks the schema; names the file."""
 
@@ -107,6 +115,14 @@ class DeviceSpec:
     def memory_gbps(self) -> float | None:
         tbps = self.value("memory_bandwidth_tbps")
         return None if tbps is None else tbps * 1e3
+
+    @property
+    def memory_bytes(self) -> float | None:
+        """The memory a program sees: the vendors' HBM "GB" are binary, less what the driver keeps.
+        nvidia-smi totals 81559 MiB on H100 80GB, 143771 MiB on H200 141GB, 183359 MiB on B200
+        180GB (99.48-99.58 % of those GiB); rocm-smi 205822885888 B on MI300X 192GB (99.84 %)."""
+        gb = self.value("memory_gb")
+        return None if not gb else device_bytes(gb)
 
     @property
     def llc_bytes(self) -> int | None:

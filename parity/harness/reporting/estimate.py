@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parity.harness.core import llm, prices, priors, roofline
+from parity.harness.core import llm, prices, priors, roofline, specs
 from parity.harness.core.model import TIMING_INTERPRET, UsageError
 from parity.harness.core.results import Run
 
@@ -194,7 +194,7 @@ def estimate_device(req: Request, spec, source: Source | None) -> dict[str, Any]
     if spec.peak(req.dtype) is None:
         row["note"] = f"{spec.id} has no {req.dtype} peak (no native {req.dtype}): not estimated"
         return row
-    capacity = (spec.value("memory_gb") or 0) * 1e9
+    capacity = spec.memory_bytes or 0.0
     cache_tokens = req.context + (req.output_tokens if req.phase == "decode" else 0)
     gpus, weights, kv = _least_gpus(model, req, capacity, cache_tokens)
     usable = capacity * (1 - req.reserve)
@@ -208,10 +208,10 @@ def estimate_device(req: Request, spec, source: Source | None) -> dict[str, Any]
         return row
     row.update(gpus=gpus, fits=True)
     memory = spec.figure("memory_gb")
-    if memory is not None and memory.bounds and memory.bounds[0] < capacity / 1e9:
+    if memory is not None and memory.bounds and memory.bounds[0] < memory.value:
         # an unreleased part with a range of published capacities (MI455X: 288-432 GB): how many GPUs
         # the lowest reading would need, so the memory argument is shown at both ends
-        low_gpus, _, _ = _least_gpus(model, req, memory.bounds[0] * 1e9, cache_tokens)
+        low_gpus, _, _ = _least_gpus(model, req, specs.device_bytes(memory.bounds[0]), cache_tokens)
         row["gpus_at_memory_low"] = low_gpus
         row["note"] = (f"at the lowest published memory ({memory.bounds[0]:g} GB): "
                        + (f"{low_gpus} GPU(s)" if low_gpus else "does not fit"))

@@ -17,6 +17,8 @@ from parity.harness.core.model import UsageError
 DATA = Path(__file__).with_name("engines.toml")
 CALIBRATION = Path(__file__).with_name("calibration.toml")
 KV_POLICIES = ("on-demand", "reserve")
+RUNTIMES = ("python", "cpp")  # what runs the step's bookkeeping and issues its kernels
+FRACTION_OF = ("total", "free")
 WINDOW_KV = ("window", "full")  # sliding-window layers hold their window's KV only, or the full length
 OVERRIDABLE = ("max_num_seqs", "max_num_batched_tokens", "graph_max_batch")
 
@@ -37,6 +39,8 @@ class Engine:
     host_per_seq_us: float
     front_end_ms: float  # a request's time in the HTTP server before and after the engine (client-side TTFT)
     source: tuple[str, ...]
+    runtime: str = "python"
+    memory_fraction_of: str = "total"  # gpu_memory_utilization is a share of "total" memory or of the "free" rest
 
     def host_s(self, seqs: float) -> float:
         return (self.host_base_ms + self.host_per_seq_us * seqs * 1e-3) * 1e-3
@@ -65,13 +69,18 @@ def priors() -> tuple[dict[str, Engine], dict]:
     for eid, e in data["engine"].items():
         if e.get("kv_allocation") not in KV_POLICIES:
             raise UsageError(f"engines.toml {eid}: kv_allocation must be one of {KV_POLICIES}")
+        if e.get("runtime") not in RUNTIMES:
+            raise UsageError(f"engines.toml {eid}: runtime must be one of {RUNTIMES}")
+        if e.get("memory_fraction_of") not in FRACTION_OF:
+            raise UsageError(f"engines.toml {eid}: memory_fraction_of must be one of {FRACTION_OF}")
         if e.get("window_kv") not in WINDOW_KV:
             raise UsageError(f"engines.toml {eid}: window_kv must be one of {WINDOW_KV}")
         out[eid] = Engine(eid, e["name"], int(e["max_num_seqs"]), int(e["max_num_batched_tokens"]),
                           int(e["graph_max_batch"]), bool(e["async_scheduling"]), bool(e["mixed_prefill"]),
                           e["kv_allocation"], e["window_kv"],
                           float(e["gpu_memory_utilization"]), float(e["host_base_ms"]),
-                          float(e["host_per_seq_us"]), float(e["front_end_ms"]), tuple(e["source"]))
+                          float(e["host_per_seq_us"]), float(e["front_end_ms"]), tuple(e["source"]), e["runtime"],
+                          e["memory_fraction_of"])
     return out, dict(data["gpu"])
 
 
@@ -83,8 +92,14 @@ def fitted(values: dict | None = None) -> tuple[dict[str, Engine], dict]:
     out = {}
     for eid, e in engines.items():
         out[eid] = replace(e, host_base_ms=values.get(f"{eid}.host_base_ms", e.host_base_ms),
-                           host_per_seq_us=values.get("host_per_seq_us", e.host_per_seq_us))
+                           host_per_seq_us=values.get(per_seq_key(e), e.host_per_seq_us))
     return out, gpu
+
+
+def per_seq_key(engine: Engine) -> str:
+    """The fitted constant of the host's cost per sequence: one for the engines whose step is Python
+    (vLLM, SGLang, TensorRT-LLM's PyTorch backend do the same work there), one per compiled runtime."""
+    return "host_per_seq_us" if engine.runtime == "python" else f"{engine.id}.host_per_seq_us"
 
 
 def get(engine_id: str) -> Engine:

@@ -62,6 +62,9 @@ def space(entries=None) -> dict[str, tuple[float, float, float]]:
     base, _ = engines.priors()
     for eid in sorted({e["scenario"]["engine"] for e in calibration_entries(entries)}):
         out[f"{eid}.host_base_ms"] = (base[eid].host_base_ms, 0.05, 10.0)
+        key = engines.per_seq_key(base[eid])
+        if key not in out:  # a compiled runtime's own cost per sequence
+            out[key] = (base[eid].host_per_seq_us, 0.1, 50.0)
     return out
 
 

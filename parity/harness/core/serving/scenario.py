@@ -146,10 +146,16 @@ def weights_per_gpu(model, dtype: str, vendor: str, par: Parallel) -> float:
 def memory(scn: Scenario, spec, engine: engines.Engine) -> Memory:
     model = llm.get(scn.model)
     par = scn.parallel
-    capacity = (spec.value("memory_gb") or 0) * 1e9
-    usable = capacity * engine.gpu_memory_utilization
+    capacity = spec.memory_bytes or 0.0
     weights = weights_per_gpu(model, scn.dtype, spec.vendor, par)
     workspace = engine.max_num_batched_tokens * model.hidden * WORKSPACE_BYTES_PER_TOKEN_HIDDEN
+    # vLLM's gpu_memory_utilization and SGLang's mem_fraction_static are shares of the whole memory;
+    # TensorRT-LLM's kv_cache_free_gpu_mem_fraction is a share of what the weights and activations
+    # leave free (llm_args.py KvCacheConfig.free_gpu_memory_fraction).
+    if engine.memory_fraction_of == "free":
+        usable = weights + workspace + max(0.0, capacity - weights - workspace) * engine.gpu_memory_utilization
+    else:
+        usable = capacity * engine.gpu_memory_utilization
     # TRT-LLM's GUARANTEED_NO_EVICT reserves a request's whole length; paged allocation on demand
     # holds ISL + OSL / 2 on average over a request's life.
     per_seq = scn.isl + (scn.osl if engine.kv_allocation == "reserve" else scn.osl / 2)
@@ -301,7 +307,7 @@ def setup(scn: Scenario, spec, p: K.Params | None = None, values: dict | None = 
     """The engine (with the scenario's overrides), the constants and the memory of `scn` on `spec`."""
     engine_map, _ = engines.fitted(values)
     engine = engine_map[scn.engine].with_overrides(dict(scn.overrides))
-    return engine, (params(values) if p is None else p), memory(scn, spec, engine)
+    return engine, (params(values, engine) if p is None else p), memory(scn, spec, engine)
 
 
 def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured | None = None,
@@ -352,10 +358,14 @@ def open_loop_concurrency(in_flight, top: int, points: int = 48, rounds: int = 5
     return hi, False
 
 
-def params(values: dict | None = None) -> K.Params:
+def params(values: dict | None = None, engine: engines.Engine | None = None) -> K.Params:
+    """The mechanism constants; a compiled runtime issues its kernels at cudaLaunchKernel's cost
+    (the prior), not at the fitted cost of a launch from Python."""
     _, gpu = engines.fitted(values)
     fit = engines.calibration().get("fitted", {}) if values is None else values
+    launch = engines.priors()[1]["eager_launch_us"] if engine is not None and engine.runtime != "python" \
+        else gpu["eager_launch_us"]
     return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
                     attn_decode=fit.get("attn_decode", K.Params.attn_decode),
-                    kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=gpu["eager_launch_us"],
+                    kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=launch,
                     moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))
