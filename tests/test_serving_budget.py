@@ -83,3 +83,24 @@ def test_the_runtime_is_checked(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         engines.priors.cache_clear()
+
+
+@pytest.mark.parametrize("bad", [{"gpu_memory_utilization": 0.0}, {"gpu_memory_utilization": 1.5},
+                                 {"max_num_seqs": -1}, {"eager_launch_us": 3}])
+def test_engine_overrides_are_checked(bad):
+    from parity.harness.core.model import UsageError
+    with pytest.raises(UsageError):
+        engines.get("trtllm").with_overrides(bad)
+
+
+def test_a_kv_fraction_of_the_free_memory_leaves_the_weights_theirs():
+    """TensorRT-LLM's kv_cache_free_gpu_mem_fraction is a share of what the weights leave: 70B in
+    FP8 on one H100 (80 GiB) keeps some KV room, where a share of the whole memory (vLLM's
+    gpu_memory_utilization) leaves almost none."""
+    spec = specs.get("h100-sxm")
+    trt = scenario.memory(Scenario("llama3-70b", "fp8", 1, 1, 1000, 1000, "trtllm"), spec, engines.get("trtllm"))
+    vll = scenario.memory(Scenario("llama3-70b", "fp8", 1, 1, 1000, 1000, "vllm"), spec, engines.get("vllm"))
+    free = spec.memory_bytes - trt.weights_gb * 1e9 - trt.workspace_gb * 1e9
+    assert trt.kv_tokens * trt.kv_per_token_bytes == pytest.approx(0.9 * free, rel=1e-6)
+    assert vll.kv_tokens < trt.kv_tokens
+    assert spec.memory_bytes == pytest.approx(81559 * 2**20, rel=0.002)  # nvidia-smi's total on H100 80GB

@@ -20,7 +20,7 @@ KV_POLICIES = ("on-demand", "reserve")
 RUNTIMES = ("python", "cpp")  # what runs the step's bookkeeping and issues its kernels
 FRACTION_OF = ("total", "free")
 WINDOW_KV = ("window", "full")  # sliding-window layers hold their window's KV only, or the full length
-OVERRIDABLE = ("max_num_seqs", "max_num_batched_tokens", "graph_max_batch")
+OVERRIDABLE = ("max_num_seqs", "max_num_batched_tokens", "graph_max_batch", "gpu_memory_utilization")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,12 @@ class Engine:
         bad = set(overrides) - set(OVERRIDABLE)
         if bad:
             raise UsageError(f"engine settings {sorted(bad)} cannot be overridden")
-        return replace(self, **{k: int(v) for k, v in overrides.items()})
+        out = {k: (float(v) if k == "gpu_memory_utilization" else int(v)) for k, v in overrides.items()}
+        if not 0 < out.get("gpu_memory_utilization", 0.5) <= 1:
+            raise UsageError("gpu_memory_utilization must be above 0 and at most 1")
+        if any(v < 0 for k, v in out.items() if k != "gpu_memory_utilization"):
+            raise UsageError(f"engine limits cannot be negative: {overrides}")
+        return replace(self, **out)
 
 
 def _load(path: Path) -> dict:
