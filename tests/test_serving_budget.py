@@ -86,7 +86,7 @@ def test_the_runtime_is_checked(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", [{"gpu_memory_utilization": 0.0}, {"gpu_memory_utilization": 1.5},
-                                 {"max_num_seqs": -1}, {"eager_launch_us": 3}])
+                                 {"max_num_seqs": 0}, {"max_num_batched_tokens": -1}, {"eager_launch_us": 3}])
 def test_engine_overrides_are_checked(bad):
     from parity.harness.core.model import UsageError
     with pytest.raises(UsageError):

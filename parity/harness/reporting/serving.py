@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from parity.harness.core import prices
-from parity.harness.core.serving import engines, sweep, validation
+from parity.harness.core.serving import engines, scenario, sweep, validation
 from parity.harness.core.serving.burst import solve  # a burst, else scenario.solve
 from parity.harness.core.serving.scenario import Scenario
 
@@ -32,7 +32,8 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
                            "fixed_costs": {"host_base_ms": eng.host_base_ms, "host_per_seq_us": eng.host_per_seq_us,
                                            "async_scheduling": eng.async_scheduling,
                                            "mixed_prefill": eng.mixed_prefill, "front_end_ms": eng.front_end_ms,
-                                           **engines.fitted()[1]}}
+                                           "runtime": eng.runtime, **engines.fitted()[1],
+                                           "eager_launch_us": scenario.params(None, eng).eager_launch_us}}
     if res is None:
         row["note"] = (f"does not fit: needs {mem.needed_gb:,.1f} GB per GPU (weights {mem.weights_gb:,.1f} GB + "
                        f"workspace + one sequence's KV cache), {mem.usable_gb:,.1f} GB usable")

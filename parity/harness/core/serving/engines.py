@@ -52,8 +52,8 @@ class Engine:
         out = {k: (float(v) if k == "gpu_memory_utilization" else int(v)) for k, v in overrides.items()}
         if not 0 < out.get("gpu_memory_utilization", 0.5) <= 1:
             raise UsageError("gpu_memory_utilization must be above 0 and at most 1")
-        if any(v < 0 for k, v in out.items() if k != "gpu_memory_utilization"):
-            raise UsageError(f"engine limits cannot be negative: {overrides}")
+        if any(v < (0 if k == "graph_max_batch" else 1) for k, v in out.items() if k != "gpu_memory_utilization"):
+            raise UsageError(f"engine limits must be 1 or more (graph_max_batch 0 or more): {overrides}")
         return replace(self, **out)
 
 
