@@ -1,6 +1,11 @@
 """Builds core/serving/validation.json from the shared serving-published.jsonl, ONCE.
 The mapping of each figure onto a scenario is written out here line by line; the split is
-deterministic and stratified by source family, and stored in the file."""
+deterministic and stratified by source family, and stored in the file.
+
+It ran once. The readings were corrected in validation.json afterwards, entry by entry, and each
+correction is in docs/estimate.md: the QPS=INF bursts, gpt-oss's format, NVIDIA's MLPerf configs,
+the datasets' mean input lengths, the trtllm-cpp engine. This file keeps the first reading only.
+Running it again would undo those corrections, so it is not run again; the split it made stays."""
 import hashlib, json, sys
 
 SRC = "/work/shared/reference/serving-published.jsonl"
