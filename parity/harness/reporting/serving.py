@@ -56,7 +56,7 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
         row.update(concurrency_low=min(mem.max_concurrency, scn.request_rate * row["e2e_ms_low"] * 1e-3),
                    concurrency_high=min(mem.max_concurrency, scn.request_rate * row["e2e_ms_high"] * 1e-3))
         said = f"open loop at {scn.request_rate:g} requests/s: the throughput is that load; the range is in the latency"
-        row["note"] = "; ".join(n for n in (row.get("note"), said) if n)
+        row["note"] = scenario.add_note(row.get("note") or "", said)
     price = prices.get(spec.id)
     if price_override is not None:
         usd, lo, hi, src = price_override, price_override * 0.999, price_override * 1.001, "--price (given)"
