@@ -38,10 +38,11 @@ def test_a_mixed_step_packs_the_waiting_prompts_up_to_the_budget(monkeypatch, co
 
 
 def test_ttft_alone_is_one_prompt_not_a_trickle():
-    # one user: its prompt goes through in ceil(ISL / budget) steps, not ISL / (ISL / OSL) tiny ones
+    # one user: its prompt goes through in ceil(ISL / budget) steps (one eager step of 467 tokens,
+    # a few decode steps' time), not in OSL steps of ISL / OSL tokens each (a trickle: ~256 steps)
     scn = Scenario("llama3-8b", "bf16", 1, 1, 467, 256, "trtllm", concurrency=1)
     _, res = scenario.solve(scn, specs.get("h100-sxm"))
-    assert res.ttft_s < 3 * res.tpot_s
+    assert res.ttft_s < 5 * res.tpot_s
 
 
 def test_grouped_gemm_pads_each_expert_to_the_tile_shares_one_grid_and_reads_only_touched_experts():

@@ -191,7 +191,7 @@ def _serving(args) -> int:
     gpus = tp if args.gpus is None else args.gpus
     scn = Scenario(model=args.model, dtype=args.dtype, gpus=gpus, tp=tp, isl=args.isl, osl=args.osl,
                    engine=args.engine, ep=args.ep, attention_dp=args.attention_dp, request_rate=args.request_rate,
-                   requests=args.requests)
+                   requests=args.requests, limits=args.limits)
     scn.check()
     targets = ([specs.get(t.strip()) for t in args.to.split(",") if t.strip()] if args.to
                else list(specs.load_all().values()))
@@ -201,6 +201,7 @@ def _serving(args) -> int:
     rows = serving.estimate(scn, targets, _concurrency(args.concurrency), _prices(args.price), args.slo_tpot_ms, run)
     title = (f"{args.model} {args.dtype}, {scn.gpus} GPU(s), TP {tp}" + (f" EP {args.ep}" if args.ep > 1 else "")
              + f", ISL {args.isl} / OSL {args.osl}, {args.engine}"
+             + (" (trtllm-bench limits)" if args.limits != "engine" else "")
              + (f", {args.request_rate:g} requests/s" if args.request_rate is not None else "")
              + (f", a burst of {args.requests} requests" if args.requests is not None else "")
              + (f", kernels from {args.run}" if run else ""))

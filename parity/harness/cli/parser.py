@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, metavar="N",
                    help="serving: a burst of N requests sent at once (request rate inf; instead of --concurrency)")
     p.add_argument("--engine", help="serving: vllm, trtllm (PyTorch backend), trtllm-cpp (TensorRT engines, C++ executor) or sglang")
+    p.add_argument("--limits", choices=("engine", "trtllm-bench"), default="engine",
+                   help="serving: batch and token limits from the engine's defaults, or as trtllm-bench throughput tunes them")
     p.add_argument("--price", action="append", default=[], metavar="SPEC=USD", help="serving: $/GPU-hour override")
     p.add_argument("--slo-tpot-ms", type=float, help="serving: the best point with TPOT at most this")
     p.add_argument("--validate", action="store_true", help="the published serving figures against the estimate")

@@ -21,7 +21,7 @@ TIMES = ("tpot_ms", "ttft_ms", "e2e_ms")
 
 
 def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[str, Any]:
-    eng = engines.get(scn.engine)
+    eng = scenario.setup(scn, spec)[0]  # the engine with the scenario's overrides and limits
     row: dict[str, Any] = {"device": spec.id, "name": spec.name, "status": spec.status, "model": scn.model,
                            "dtype": scn.dtype, "gpus": scn.gpus, "tp": scn.tp, "ep": scn.ep,
                            "attention_dp": scn.attention_dp, "isl": scn.isl, "osl": scn.osl, "engine": scn.engine,
@@ -29,6 +29,8 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
                            "fits": bool(mem.fits and res is not None), "memory_gb_per_gpu": mem.capacity_gb,
                            "memory_needed_gb_per_gpu": mem.needed_gb, "weights_gb_per_gpu": mem.weights_gb,
                            "max_concurrency": mem.max_concurrency, "note": None,
+                           "limits": {"from": scn.limits, "max_num_seqs": eng.max_num_seqs,
+                                      "max_num_batched_tokens": eng.max_num_batched_tokens},
                            "fixed_costs": {"host_base_ms": eng.host_base_ms, "host_per_seq_us": eng.host_per_seq_us,
                                            "async_scheduling": eng.async_scheduling,
                                            "mixed_prefill": eng.mixed_prefill, "front_end_ms": eng.front_end_ms,

@@ -33,7 +33,7 @@ from parity.harness.core.serving import engines, validation
 # cudaLaunchKernel's 2-5 us (engines.toml [gpu]); the engines issue those kernels from Python
 # (PyTorch's dispatcher, the model code, Triton's launcher), which costs more per kernel.
 PARAMS = {"weight_stream": (0.85, 0.3, 1.0), "attn_decode": (0.70, 0.3, 1.0), "kernel_gap_us": (1.5, 0.3, 10.0),
-          "host_per_seq_us": (29.4, 0.5, 50.0), "moe_imbalance": (1.0, 1.0, 3.0),
+          "host_per_seq_us": (29.4, 0.5, 50.0), "expert_load_cv": (2.1, 0.05, 20.0),
           "eager_launch_us": (4.0, 1.0, 100.0)}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Callable
 
@@ -96,10 +97,33 @@ class Params:
     attn_decode: float = 0.70  # paged decode attention KV read, relative to the copy efficiency
     kernel_gap_us: float = 1.5  # per kernel inside a graph
     eager_launch_us: float = 4.0  # host cost per kernel issued without a graph (fitted)
-    # Busiest EP rank's routed load over the mean: a learned router does not spread tokens evenly
-    # (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance EP ranks),
-    # and a step waits for its slowest rank. One global constant, fitted; 1.0 is uniform routing.
-    moe_imbalance: float = 1.0
+    # Coefficient of variation of the experts' routed loads: a learned router does not spread
+    # tokens evenly (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance
+    # EP ranks), and a step waits for its busiest rank (busiest_rank_share). 0 is uniform routing.
+    expert_load_cv: float = 0.0
+
+
+def _expected_max_normal(n: int) -> float:
+    """E[max of n standard normals], Blom's approximation: the normal quantile at
+    (n - 0.375) / (n + 0.25) (within 0.03 of the exact value for n >= 2)."""
+    return statistics.NormalDist().inv_cdf((n - 0.375) / (n + 0.25)) if n > 1 else 0.0
+
+
+def busiest_rank_share(p: Params, experts: int, ep: int, pairs: float) -> float:
+    """The routed token-expert pairs on the busiest of `ep` expert-parallel ranks over the mean
+    rank's, for `pairs` pairs over `experts` experts (E / ep on each rank).
+
+    An expert's load varies by the router's skew (`expert_load_cv`) and by sampling (a Poisson count
+    of mean pairs / E: variance 1 / mean, relative); a rank sums E / ep independent experts, so its
+    relative spread is the experts' over sqrt(E / ep), and the busiest of ep ranks sits about
+    E[max of ep normals] spreads above the mean. It cannot hold more than all pairs (ep x the mean).
+    TensorRT-LLM measured 2.56 on DeepSeek-R1 at EP32 in decode without load balancing (tech blog 4,
+    Table 1): a spread of 2.1 per expert in this form, the prior of the fit."""
+    if ep <= 1 or pairs <= 0:
+        return 1.0
+    per_expert = pairs / experts
+    spread = math.sqrt((p.expert_load_cv ** 2 + 1.0 / per_expert) / (experts / ep))
+    return min(float(ep), 1.0 + spread * _expected_max_normal(ep))
 
 
 # measured(kind, shape, device_id) -> efficiency or None; kind "gemm_<dtype>", "attention_<phase>"

@@ -26,6 +26,7 @@ from parity.harness.core import llm
 from parity.harness.core.model import UsageError
 from parity.harness.core.serving import engines
 from parity.harness.core.serving import kernels as K
+from parity.harness.core.serving import trtllm_bench
 from parity.harness.core.serving.step import Batch, Parallel, step
 
 MAX_GPUS = 4096
@@ -34,6 +35,9 @@ MAX_CONCURRENCY = 1_000_000
 WORKSPACE_BYTES_PER_TOKEN_HIDDEN = 24  # activations of one budget's worth of tokens (BF16 q, k, v, MLP)
 MODES = ("serving", "static")
 DTYPES = ("bf16", "fp8", "fp4")
+# Where the batch and token limits come from: the engine's defaults (engines.toml, with the
+# scenario's overrides), or the tuning heuristic of `trtllm-bench throughput` (trtllm_bench.py).
+LIMITS = ("engine", "trtllm-bench")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Scenario:
     request_rate: float | None = None  # open loop (requests/s, whole deployment): C from Little's law
     requests: int | None = None  # a burst of this many requests sent at once (request rate inf): burst.solve
     overrides: tuple = ()  # engine settings the source states: (("max_num_seqs", 256), ...)
+    limits: str = "engine"  # LIMITS
 
     @property
     def parallel(self) -> Parallel:
@@ -92,6 +97,8 @@ class Scenario:
                              f"({model.moe.expert_ffn})")
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
+        if self.limits not in LIMITS:
+            raise UsageError(f"--limits must be one of {', '.join(LIMITS)}")
         if self.request_rate is not None and not 0 < self.request_rate <= 1e6:
             raise UsageError("--request-rate must be above 0 and at most 1e6 requests/s")
         if self.requests is not None:
@@ -306,7 +313,17 @@ def _prefill_bound(scn: Scenario, spec, dev, engine: engines.Engine, p: K.Params
 def setup(scn: Scenario, spec, p: K.Params | None = None, values: dict | None = None):
     """The engine (with the scenario's overrides), the constants and the memory of `scn` on `spec`."""
     engine_map, _ = engines.fitted(values)
-    engine = engine_map[scn.engine].with_overrides(dict(scn.overrides))
+    given = dict(scn.overrides)
+    engine = engine_map[scn.engine].with_overrides(given)
+    if scn.limits == "trtllm-bench":
+        # `trtllm-bench build` (TensorRT engines) tunes with its default KV share; the PyTorch
+        # backend's throughput command passes its --kv_cache_free_gpu_mem_fraction
+        share = trtllm_bench.BUILD_KV_FRACTION if engine.runtime == "cpp" else engine.gpu_memory_utilization
+        batch, tokens = trtllm_bench.limits(llm.get(scn.model), scn.dtype, spec.memory_bytes or 0.0, scn.tp,
+                                            scn.isl, scn.osl, share)
+        # trtllm-bench captures CUDA graphs up to its max_batch_size (general.py, cuda_graph_config)
+        tuned = {"max_num_seqs": batch, "max_num_batched_tokens": tokens, "graph_max_batch": batch}
+        engine = engine.with_overrides({k: v for k, v in tuned.items() if k not in given})
     return engine, (params(values, engine) if p is None else p), memory(scn, spec, engine)
 
 
@@ -368,4 +385,4 @@ def params(values: dict | None = None, engine: engines.Engine | None = None) -> 
     return K.Params(weight_stream=fit.get("weight_stream", K.Params.weight_stream),
                     attn_decode=fit.get("attn_decode", K.Params.attn_decode),
                     kernel_gap_us=gpu["kernel_gap_us"], eager_launch_us=launch,
-                    moe_imbalance=fit.get("moe_imbalance", K.Params.moe_imbalance))
+                    expert_load_cv=fit.get("expert_load_cv", K.Params.expert_load_cv))

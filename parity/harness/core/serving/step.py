@@ -154,8 +154,9 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
         e, ml = model.moe, model.moe_layers
         local = e.experts // par.ep
         f = e.expert_ffn // par.moe_tp
-        # token-expert pairs on the busiest GPU (uniform routing under tensor-parallel experts)
-        routed = t_rep * e.experts_per_token / par.ep * (p.moe_imbalance if par.ep > 1 else 1.0)
+        # token-expert pairs on the busiest GPU (every GPU holds a slice of every expert without EP)
+        busiest = K.busiest_rank_share(p, e.experts, par.ep, t_rep * e.experts_per_token)
+        routed = t_rep * e.experts_per_token / par.ep * busiest
         # distinct experts a step touches when each of t_rep tokens picks k of E: E (1 - (1 - k/E)^t)
         touched = local * (1 - (1 - e.experts_per_token / e.experts) ** t_rep)
         out.add("gemm_s", K.gemm_s(dev, t, e.experts, h, "bf16", p, measured=measured), ml)
@@ -187,7 +188,7 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
             # calibration objective rose from 3.92 to 4.75-4.94, so that fitted factor also carries MoE
             # costs the model does not have (docs/estimate.md).
             k = model.moe.experts_per_token
-            sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * p.moe_imbalance
+            sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * busiest
             out.add("comm_s", collectives.alltoall_s(spec, par.ep, sent), 2 * model.moe_layers)
             out.algorithms.add("all-to-all")
     elif par.tp > 1:

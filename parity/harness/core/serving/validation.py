@@ -20,8 +20,8 @@ import statistics
 from pathlib import Path
 
 from parity.harness.core import specs
-from parity.harness.core.serving import engines, sweep
-from parity.harness.core.serving.scenario import Scenario, solve
+from parity.harness.core.serving import burst, engines, sweep
+from parity.harness.core.serving.scenario import Scenario
 
 DATA = Path(__file__).with_name("validation.json")
 SUBSETS = ("calibration", "check")
@@ -41,7 +41,8 @@ def scenario(entry: dict) -> Scenario:
     return Scenario(model=s["model"], dtype=s["dtype"], gpus=s["gpus"], tp=s["tp"], isl=s["isl"], osl=s["osl"],
                     engine=s["engine"], concurrency=None if conc in (None, "max") else int(conc), ep=s["ep"],
                     attention_dp=s["attention_dp"], mode=s["mode"], request_rate=s["request_rate"],
-                    overrides=tuple(sorted(s["overrides"].items())))
+                    overrides=tuple(sorted(s["overrides"].items())), requests=s.get("requests"),
+                    limits=s.get("limits", "engine"))
 
 
 def is_time(metric: str) -> bool:
@@ -57,7 +58,7 @@ def estimate(entry: dict, values: dict | None = None) -> float:
     if metric == "slo_output_tps_system":
         best = sweep.best_under_slo(scn, spec, s["slo"]["tpot_ms"], s["slo"].get("ttft_ms"), values=values)
         return 0.0 if best is None else best[1].output_tps_per_gpu * scn.gpus
-    _, res = solve(scn, spec, values=values)
+    _, res = burst.solve(scn, spec, values=values)
     if res is None:
         return 0.0
     if metric == "output_tps_system":
