@@ -124,12 +124,12 @@ def test_fit_sees_only_the_calibration_subset(monkeypatch):
     moved = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 10))
                   if e["subset"] == "check" else e for e in real)
     assert {e["id"] for e in fit.calibration_entries(moved)} == {e["id"] for e in real if e["subset"] == "calibration"}
-    base = fit.fit(real, rounds=1)  # the fit is deterministic (the next line needs it to be): fitted once
-    assert fit.fit(moved, rounds=1) == base
+    base = fit.fit(real, rounds=1, restarts=0)  # deterministic (the next line needs it to be): fitted once
+    assert fit.fit(moved, rounds=1, restarts=0) == base
     # and the calibration entries do move it
     shifted = tuple(dict(e, published=dict(e["published"], value=e["published"]["value"] * 2))
                     if e["subset"] == "calibration" else e for e in real)
-    assert fit.fit(shifted, rounds=1) != base
+    assert fit.fit(shifted, rounds=1, restarts=0) != base
 
 
 def test_a_constant_the_calibration_cannot_see_keeps_its_prior_inside_what_the_data_tolerate(monkeypatch):
@@ -144,6 +144,20 @@ def test_a_constant_the_calibration_cannot_see_keeps_its_prior_inside_what_the_d
     assert set(held) == {"b", "c"}
     assert held["c"] == 3.0  # the prior, untouched
     assert 2.0 < held["b"] <= 5.1  # the prior 8 is not tolerated: the edge of the interval that is
+
+
+def test_the_fit_keeps_the_lowest_objective_of_its_starts(monkeypatch):
+    from parity.harness.core.serving import fit
+
+    # two basins: a shallow one around the prior (1.2, objective 1) and the deep one at 50 (0)
+    monkeypatch.setattr(fit, "objective", lambda v, entries=None: min(abs(math.log(v["a"] / 1.2)) + 1,
+                                                                     abs(math.log(v["a"] / 50))))
+    monkeypatch.setattr(fit, "space", lambda entries=None: {"a": (1.0, 0.1, 100.0)})
+    monkeypatch.setattr(fit, "undetermined", lambda values, dims, entries=None: {})
+    one, _ = fit.fit_held(restarts=0)
+    assert one["a"] == pytest.approx(1.2, rel=0.05)
+    found, _ = fit.fit_held()
+    assert found["a"] == pytest.approx(50, rel=0.05) and found == fit.fit_held()[0]  # seeded: the same
 
 
 def test_band_is_the_stored_calibration_band_and_never_zero_width():

@@ -18,9 +18,11 @@ def test_a_long_burst_runs_at_the_steady_state_of_the_largest_batch_and_one_requ
     mem, top = solve(engine_id)  # the steady state at the maximum concurrency
     _, long = solve(engine_id, requests=200 * mem.max_concurrency)
     assert long.concurrency == mem.max_concurrency
-    # waves in step against a staggered steady state: the same work, a few percent apart; in a
-    # wave the prompts' time lands in TTFT, not between the tokens
-    assert long.output_tps_per_gpu == pytest.approx(top.output_tps_per_gpu, rel=0.06)
+    # waves in step against a staggered steady state: the same work, some percent apart (a wave
+    # packs its prompts into full-budget steps, the steady state spreads them over more, smaller
+    # ones, each paying the launches of a step without a graph); in a wave the prompts' time lands
+    # in TTFT, not between the tokens
+    assert long.output_tps_per_gpu == pytest.approx(top.output_tps_per_gpu, rel=0.15)
     assert long.tpot_s < top.tpot_s and long.ttft_s > 100 * top.ttft_s
     _, one = solve(engine_id, concurrency=1)
     _, single = solve(engine_id, requests=1)

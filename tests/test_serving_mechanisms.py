@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from parity.harness.core import specs
+from parity.harness.core import llm, specs
 from parity.harness.core.serving import engines, scenario, validation
 from parity.harness.core.serving import kernels as K
 from parity.harness.core.serving.scenario import Scenario
@@ -351,3 +351,23 @@ def test_an_open_loop_rate_settles_where_littles_law_holds_and_latency_rises_wit
         last = res.tpot_s
     _, res = scenario.solve(dataclasses.replace(base, request_rate=1e5), spec)
     assert res.concurrency == mem.max_concurrency and "grows without bound" in res.note
+
+
+def test_trtllm_bench_rows_are_bursts_of_their_pages_request_counts_under_the_tuned_limits():
+    """NVIDIA's trtllm-bench pages pass no max_batch_size or max_num_tokens (so the tool tunes them)
+    and list the requests each length pair ran (perf-overview.md's num_requests tables): every row
+    of those pages is read with the tuned limits and as a burst of that count, where one is listed."""
+    v1 = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
+          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
+    guide = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000, (1024, 32768): 1000}
+    rows = [e for e in validation.entries()
+            if e["subset"] != "skipped" and e["family"] in ("trtllm-v1", "trtllm-dev-guide")]
+    assert len(rows) >= 20
+    for e in rows:
+        s = e["scenario"]
+        table = v1 if e["family"] == "trtllm-v1" else guide
+        assert s["limits"] == "trtllm-bench", e["id"]
+        assert s.get("requests") == table.get((s["isl"], s["osl"])), e["id"]
+        assert s["concurrency"] == (None if s.get("requests") else "max"), e["id"]
+        if llm.get(s["model"]).moe is not None:  # both pages' MoE options enable attention DP
+            assert s["attention_dp"], e["id"]
