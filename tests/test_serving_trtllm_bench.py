@@ -66,11 +66,21 @@ def test_a_scenario_takes_the_tuned_limits_unless_the_source_states_its_own():
     assert (engine.max_num_seqs, engine.max_num_batched_tokens) == (256, 2048)
     default, _, _ = scenario.setup(Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm"), H100)
     assert (default.max_num_seqs, default.max_num_batched_tokens) == (2048, 8192)
+    # `trtllm-bench build` tunes TensorRT engines at its default KV share, 0.95, not the runtime's 0.9
+    model = llm.get("llama3-70b")
+    built = Scenario("llama3-70b", "fp8", 2, 2, 128, 2048, "trtllm-cpp", limits="trtllm-bench")
+    cpp, _, _ = scenario.setup(built, H100)
+    assert cpp.max_num_seqs == trtllm_bench.limits(model, "fp8", H100.memory_bytes, 2, 128, 2048, 0.95)[0]
+    assert cpp.max_num_seqs > trtllm_bench.limits(model, "fp8", H100.memory_bytes, 2, 128, 2048, 0.9)[0]
 
 
-def test_unknown_limits_are_refused():
+def test_unknown_limits_and_limits_of_another_engine_are_refused():
     with pytest.raises(UsageError, match="--limits"):
         Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm", limits="tuned").check()
+    for engine in ("vllm", "sglang"):
+        with pytest.raises(UsageError, match="TensorRT-LLM"):
+            Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, engine, limits="trtllm-bench").check()
+    Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm-cpp", limits="trtllm-bench").check()
 
 
 def test_the_cli_reports_the_limits_it_used(capsys):

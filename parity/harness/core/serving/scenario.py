@@ -99,6 +99,9 @@ class Scenario:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
         if self.limits not in LIMITS:
             raise UsageError(f"--limits must be one of {', '.join(LIMITS)}")
+        if self.limits == "trtllm-bench" and self.engine not in trtllm_bench.ENGINES:
+            raise UsageError(f"--limits trtllm-bench tunes TensorRT-LLM's engines ({', '.join(trtllm_bench.ENGINES)}), "
+                             f"not {self.engine}")
         if self.request_rate is not None and not 0 < self.request_rate <= 1e6:
             raise UsageError("--request-rate must be above 0 and at most 1e6 requests/s")
         if self.requests is not None:

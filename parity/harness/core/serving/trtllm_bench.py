@@ -30,6 +30,7 @@ import math
 
 from parity.harness.core.serving import kernels as K
 
+ENGINES = ("trtllm", "trtllm-cpp")  # the engines trtllm-bench runs: the PyTorch backend and TensorRT engines
 GIB = 1024 ** 3
 MAX_BATCH = 4096  # "cap total batch size to avoid decoder buffer size becoming too large"
 MAX_TOKENS = 32768  # "cap num tokens to avoid TRT activation buffer becoming too large"
