@@ -184,9 +184,9 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
             # Dispatch and combine: every token to the ranks of its k experts and back. Inside a
             # node the engines gather and reduce-scatter instead ("for EP4/EP8 Reduce/Scatter is
             # used, while for EP>8 All2All", TensorRT-LLM tech blog 4), the same bytes when k >= ep.
-            # The busiest rank's factor scales them: priced as the gather's uniform bytes, the
-            # calibration objective rose from 3.92 to 4.75-4.94, so that fitted factor also carries MoE
-            # costs the model does not have (docs/estimate.md).
+            # The busiest rank's share scales them (it receives that much more): priced as the
+            # gather's uniform bytes, the calibration objective rose from 3.92 to 4.75-4.94 (session 8),
+            # so the fitted load spread also carries MoE costs the model does not have (docs/estimate.md).
             k = model.moe.experts_per_token
             sent = t * min(k, par.ep) * (par.ep - 1) / par.ep * h * K.ACT_BYTES * busiest
             out.add("comm_s", collectives.alltoall_s(spec, par.ep, sent), 2 * model.moe_layers)

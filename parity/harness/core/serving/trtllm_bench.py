@@ -67,11 +67,7 @@ def _stored_elements(model, dtype: str) -> float:
     if dtype != "fp4":
         return float(total)
     embed = model.vocab * model.hidden * (1 if model.tied_embeddings else 2)
-    if model.quantized == "experts":
-        e = model.moe
-        quantized = model.moe_layers * e.experts * 3 * model.hidden * e.expert_ffn
-    else:
-        quantized = total - embed  # ModelOpt quantizes the linear layers, not the embeddings
+    quantized = total - embed  # ModelOpt's NVFP4 quantizes the linear layers, not the embeddings
     return total - quantized + quantized * FP4_ELEMENTS_PER_WEIGHT
 
 
