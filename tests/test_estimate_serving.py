@@ -241,7 +241,7 @@ def test_dollar_figures_keep_three_significant_digits(usd, shown):
 
 
 @pytest.mark.parametrize("flags", [["--price", "h200=abc"], ["--price", "h200=3"], ["--ep", "2"], ["--attention-dp"],
-                                   ["--request-rate", "2"], ["--requests", "50"]])
+                                   ["--request-rate", "2"], ["--requests", "50"], ["--limits", "trtllm-bench"]])
 def test_a_serving_flag_without_a_serving_scenario_is_refused_not_ignored(capsys, flags):
     # These used to switch nothing on: the single-step estimate ran and dropped them, exit 0.
     assert main(["estimate", "--model", "llama3-8b"] + flags) == 2

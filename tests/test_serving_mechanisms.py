@@ -371,3 +371,56 @@ def test_trtllm_bench_rows_are_bursts_of_their_pages_request_counts_under_the_tu
         assert s["concurrency"] == (None if s.get("requests") else "max"), e["id"]
         if llm.get(s["model"]).moe is not None:  # both pages' MoE options enable attention DP
             assert s["attention_dp"], e["id"]
+
+
+def _routed_max_over_mean(experts, ep, k, tokens, trials, rng):
+    per_rank = experts // ep
+    total = 0.0
+    for _ in range(trials):
+        load = [0] * ep
+        for _ in range(tokens):
+            for expert in rng.sample(range(experts), k):
+                load[expert // per_rank] += 1
+        total += max(load) / (tokens * k / ep)
+    return total / trials
+
+
+def test_the_busiest_rank_under_uniform_routing_is_the_sampling_spread():
+    """With no router skew the busiest rank's share is sampling alone: against a seeded Monte Carlo of
+    uniform top-k routing (DeepSeek-R1's 256 experts, 8 a token, EP8), within 8 %."""
+    import random
+    rng = random.Random(0)
+    p = K.Params(expert_load_cv=0.0)
+    for tokens in (8, 64):
+        simulated = _routed_max_over_mean(256, 8, 8, tokens, 300, rng)
+        assert K.busiest_rank_share(p, 256, 8, tokens * 8, 8) == pytest.approx(simulated, rel=0.08)
+
+
+def test_the_busiest_rank_shrinks_with_the_batch_and_the_experts_a_rank_and_has_bounds():
+    p = K.Params(expert_load_cv=2.0)
+    share = lambda experts, ep, pairs, k=8: K.busiest_rank_share(p, experts, ep, pairs, k)  # noqa: E731
+    assert share(256, 1, 1000) == 1.0  # no EP: every GPU holds a slice of every expert
+    assert share(256, 8, 80) > share(256, 8, 8000) > share(256, 8, 800000) > 1.0
+    assert share(128, 8, 8000) > share(256, 8, 8000)  # 16 experts a rank spread more than 32
+    # Mixtral (8 experts, 2 a token) at EP8: one expert a rank, a token puts at most one pair there,
+    # so the busiest rank holds at most every token's one pair: 8 x 1 / 2 = 4x the mean (one token,
+    # where sampling alone would put it above)
+    wild = K.Params(expert_load_cv=100.0)
+    assert K.busiest_rank_share(wild, 8, 8, 2, 2) == pytest.approx(4.0)
+    assert all(K.busiest_rank_share(wild, 8, 8, 2 * t, 2) <= 4.0 for t in (1, 4, 64, 4096))
+    # a skew beyond sqrt(E / k - 1) (every token on the same k experts) is no skew a router has
+    assert K.busiest_rank_share(wild, 256, 8, 8000, 8) == K.busiest_rank_share(
+        K.Params(expert_load_cv=math.sqrt(256 / 8 - 1)), 256, 8, 8000, 8)
+
+
+def test_every_entry_is_a_valid_scenario_and_a_bad_reading_is_refused():
+    for e in validation.entries():
+        if e["subset"] != "skipped":
+            validation.scenario(e).check()
+    good = next(e for e in validation.entries() if e["id"] == "sp00")
+    bad = dict(good, scenario=dict(good["scenario"], limits="trtllm_bench"))
+    with pytest.raises(scenario.UsageError, match="--limits"):
+        validation.scenario(bad)
+    vllm = dict(good, scenario=dict(good["scenario"], engine="vllm"))
+    with pytest.raises(scenario.UsageError, match="TensorRT-LLM"):
+        validation.scenario(vllm)

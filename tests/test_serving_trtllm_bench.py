@@ -59,7 +59,6 @@ def test_a_scenario_takes_the_tuned_limits_unless_the_source_states_its_own():
     scn = Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm", limits="trtllm-bench")
     engine, _, mem = scenario.setup(scn, H100)
     assert (engine.max_num_seqs, engine.max_num_batched_tokens, engine.graph_max_batch) == (512, 2048, 512)
-    assert mem.max_concurrency <= 512
     stated = Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm", limits="trtllm-bench",
                       overrides=(("max_num_seqs", 256),))
     engine, _, _ = scenario.setup(stated, H100)
@@ -93,3 +92,34 @@ def test_the_cli_reports_the_limits_it_used(capsys):
     bad = ["estimate", "--model", "llama3-8b", "--isl", "128", "--osl", "2048", "--engine", "trtllm",
            "--limits", "fastest"]
     assert main(bad) == 2 and "--limits" in capsys.readouterr().err
+
+
+def test_an_untuned_quantization_still_holds_a_whole_prompt_in_the_pytorch_flow():
+    # gpt-oss's MXFP4 keeps BuildConfig's 2048 / 8192, and general.py's floor still applies after it
+    gpt_oss = llm.get("gpt-oss-120b")
+    assert trtllm_bench.limits(gpt_oss, "fp4", H100.memory_bytes, 4, 8192, 1024, 0.9) == (2048, 8192 + 2048)
+    assert trtllm_bench.limits(gpt_oss, "fp4", H100.memory_bytes, 4, 8192, 1024, 0.9, whole_prompts=False) == (2048, 8192)
+
+
+def test_a_tensorrt_engine_build_keeps_the_heuristics_budget_and_its_graph_setting():
+    # `trtllm-bench build` calls the heuristic without general.py's floor, and TensorRT engines run
+    # without CUDA graphs unless asked (engines.toml trtllm-cpp graph_max_batch = 0)
+    built = Scenario("llama3-70b", "fp8", 4, 4, 20000, 2000, "trtllm-cpp", limits="trtllm-bench")
+    engine, _, _ = scenario.setup(built, B200)
+    assert engine.max_num_batched_tokens < 20000 and engine.graph_max_batch == 0
+    torch_flow, _, _ = scenario.setup(Scenario("llama3-70b", "fp8", 4, 4, 20000, 2000, "trtllm",
+                                               limits="trtllm-bench"), B200)
+    assert torch_flow.max_num_batched_tokens >= 20000 + torch_flow.max_num_seqs
+    assert torch_flow.graph_max_batch == torch_flow.max_num_seqs
+
+
+def test_where_trtllm_bench_would_refuse_the_engine_keeps_its_defaults_and_says_so():
+    from parity.harness.core.serving import engines
+    trtllm = engines.get("trtllm")
+    model = llm.get("llama3-70b")
+    # 70B in FP8 (65 GiB) on a 48 GiB part: no request fits by the heuristic's estimate
+    small, note = trtllm_bench.apply(trtllm, model, "fp8", 48 * 2**30, 1, 1024, 1024, {})
+    assert (small.max_num_seqs, small.max_num_batched_tokens) == (2048, 8192)
+    assert "trtllm-bench would stop here" in note
+    roomy, note = trtllm_bench.apply(trtllm, model, "fp8", B200.memory_bytes, 1, 1024, 1024, {})
+    assert note == "" and roomy.max_num_seqs < 2048

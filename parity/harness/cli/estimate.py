@@ -97,9 +97,9 @@ def cmd_estimate(args, argv) -> int:
         return 0
     if args.validate:
         return _serving_validation(args)
-    # Serving-only flags (--price, --ep, --attention-dp) would be silently ignored by the single step.
+    # Serving-only flags (--price, --ep, --attention-dp, --limits) would be silently ignored by the single step.
     serving_only = (args.price or args.ep != 1 or args.attention_dp or args.request_rate is not None
-                    or args.requests is not None)
+                    or args.requests is not None or args.limits != "engine")
     if serving_only or any(v is not None for v in (args.isl, args.osl, args.concurrency, args.engine, args.gpus,
                                                    args.slo_tpot_ms)):
         return _serving(args)

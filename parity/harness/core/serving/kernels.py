@@ -99,8 +99,9 @@ class Params:
     eager_launch_us: float = 4.0  # host cost per kernel issued without a graph (fitted)
     # Coefficient of variation of the experts' routed loads: a learned router does not spread
     # tokens evenly (DeepSeek-V3 report, arXiv 2412.19437, section 3.4: redundant experts to balance
-    # EP ranks), and a step waits for its busiest rank (busiest_rank_share). 0 is uniform routing.
-    expert_load_cv: float = 0.0
+    # EP ranks), and a step waits for its busiest rank (busiest_rank_share). 0 is uniform routing;
+    # the default is the fit's prior (fit.PARAMS).
+    expert_load_cv: float = 2.1
 
 
 def _expected_max_normal(n: int) -> float:
@@ -109,21 +110,24 @@ def _expected_max_normal(n: int) -> float:
     return statistics.NormalDist().inv_cdf((n - 0.375) / (n + 0.25)) if n > 1 else 0.0
 
 
-def busiest_rank_share(p: Params, experts: int, ep: int, pairs: float) -> float:
+def busiest_rank_share(p: Params, experts: int, ep: int, pairs: float, k: int) -> float:
     """The routed token-expert pairs on the busiest of `ep` expert-parallel ranks over the mean
-    rank's, for `pairs` pairs over `experts` experts (E / ep on each rank).
+    rank's, for `pairs` pairs over `experts` experts (E / ep on each rank), `k` a token.
 
     An expert's load varies by the router's skew (`expert_load_cv`) and by sampling (a Poisson count
     of mean pairs / E: variance 1 / mean, relative); a rank sums E / ep independent experts, so its
     relative spread is the experts' over sqrt(E / ep), and the busiest of ep ranks sits about
-    E[max of ep normals] spreads above the mean. It cannot hold more than all pairs (ep x the mean).
+    E[max of ep normals] spreads above the mean. Two bounds: the skew is at most sqrt(E / k - 1)
+    (every token on the same k experts), and a token puts at most min(k, E / ep) of its k pairs on
+    one rank, so the share is at most ep x min(k, E / ep) / k.
     TensorRT-LLM measured 2.56 on DeepSeek-R1 at EP32 in decode without load balancing (tech blog 4,
     Table 1): a spread of 2.1 per expert in this form, the prior of the fit."""
     if ep <= 1 or pairs <= 0:
         return 1.0
     per_expert = pairs / experts
-    spread = math.sqrt((p.expert_load_cv ** 2 + 1.0 / per_expert) / (experts / ep))
-    return min(float(ep), 1.0 + spread * _expected_max_normal(ep))
+    skew = min(p.expert_load_cv, math.sqrt(max(0.0, experts / k - 1)))
+    spread = math.sqrt((skew ** 2 + 1.0 / per_expert) / (experts / ep))
+    return min(ep * min(k, experts / ep) / k, 1.0 + spread * _expected_max_normal(ep))
 
 
 # measured(kind, shape, device_id) -> efficiency or None; kind "gemm_<dtype>", "attention_<phase>"

@@ -121,6 +121,7 @@ class Memory:
     kv_tokens: float  # tokens of KV cache one GPU holds
     tokens_per_seq: float
     max_concurrency: int  # whole deployment
+    note: str = ""  # what the setup has to say (trtllm-bench's refusal)
 
     @property
     def fits(self) -> bool:
@@ -318,16 +319,13 @@ def setup(scn: Scenario, spec, p: K.Params | None = None, values: dict | None = 
     engine_map, _ = engines.fitted(values)
     given = dict(scn.overrides)
     engine = engine_map[scn.engine].with_overrides(given)
+    note = ""
     if scn.limits == "trtllm-bench":
-        # `trtllm-bench build` (TensorRT engines) tunes with its default KV share; the PyTorch
-        # backend's throughput command passes its --kv_cache_free_gpu_mem_fraction
-        share = trtllm_bench.BUILD_KV_FRACTION if engine.runtime == "cpp" else engine.gpu_memory_utilization
-        batch, tokens = trtllm_bench.limits(llm.get(scn.model), scn.dtype, spec.memory_bytes or 0.0, scn.tp,
-                                            scn.isl, scn.osl, share)
-        # trtllm-bench captures CUDA graphs up to its max_batch_size (general.py, cuda_graph_config)
-        tuned = {"max_num_seqs": batch, "max_num_batched_tokens": tokens, "graph_max_batch": batch}
-        engine = engine.with_overrides({k: v for k, v in tuned.items() if k not in given})
-    return engine, (params(values, engine) if p is None else p), memory(scn, spec, engine)
+        engine, note = trtllm_bench.apply(engine, llm.get(scn.model), scn.dtype, spec.memory_bytes or 0.0, scn.tp,
+                                          scn.isl, scn.osl, given)
+    mem = memory(scn, spec, engine)
+    mem.note = note
+    return engine, (params(values, engine) if p is None else p), mem
 
 
 def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured | None = None,
@@ -342,12 +340,16 @@ def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured |
         c, saturated = open_loop_concurrency(
             lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
         res = steady_state(scn, spec, engine, p, c, measured)
+        if mem.note:
+            res.note = add_note(res.note, mem.note)
         if saturated:
             res.note = add_note(res.note, f"{scn.request_rate:g} requests/s is more than the engine serves even at its {mem.max_concurrency} "
                         f"concurrent requests: the queue grows without bound (figures at that maximum)")
         return mem, res
     c = mem.max_concurrency if scn.concurrency is None else min(scn.concurrency, mem.max_concurrency)
     res = steady_state(scn, spec, engine, p, c, measured)
+    if mem.note:
+        res.note = add_note(res.note, mem.note)
     if scn.concurrency is not None and scn.concurrency > mem.max_concurrency:
         res.note = add_note(res.note, f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
                     f"allow: the rest wait in the queue")

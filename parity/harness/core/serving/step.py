@@ -155,7 +155,7 @@ def step(model, spec, dev: K.Device, dtype: str, par: Parallel, batch: Batch, p:
         local = e.experts // par.ep
         f = e.expert_ffn // par.moe_tp
         # token-expert pairs on the busiest GPU (every GPU holds a slice of every expert without EP)
-        busiest = K.busiest_rank_share(p, e.experts, par.ep, t_rep * e.experts_per_token)
+        busiest = K.busiest_rank_share(p, e.experts, par.ep, t_rep * e.experts_per_token, e.experts_per_token)
         routed = t_rep * e.experts_per_token / par.ep * busiest
         # distinct experts a step touches when each of t_rep tokens picks k of E: E (1 - (1 - k/E)^t)
         touched = local * (1 - (1 - e.experts_per_token / e.experts) ** t_rep)

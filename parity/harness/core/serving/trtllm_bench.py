@@ -17,10 +17,12 @@ param_count from the checkpoint's safetensors, tensorrt_llm/bench/build/{utils,d
   in steady state;
 - the batch rounded up (to 32 below 256, at least 64; to 128 below 1024; else to 256), the tokens
   rounded up (to 256 below 4096, at least 2048; to 512 below 8192; else to 1024);
-- with chunked prefill off (trtllm-bench's default), max_num_tokens is at least ISL + max_batch_size.
+- with chunked prefill off (trtllm-bench's default), the PyTorch flow raises max_num_tokens to at
+  least ISL + max_batch_size (general.py); `trtllm-bench build` does not.
 
-Quantizations outside the tuned set (NVFP4, FP8, FP8 block scales, none) keep the BuildConfig
-defaults, 2048 and 8192: gpt-oss's MXFP4 checkpoint is one. Under attention DP the PyTorch
+Quantizations outside the tuned set (NVFP4, FP8, FP8 block scales, none) start from the
+BuildConfig defaults, 2048 and 8192: gpt-oss's MXFP4 checkpoint is one. Where the heuristic finds
+room for less than one request, trtllm-bench stops; the estimate keeps the defaults and says so. Under attention DP the PyTorch
 backend applies max_batch_size and max_num_tokens per rank (its executor per rank), as the estimate
 does with every engine limit.
 """
@@ -71,11 +73,12 @@ def _stored_elements(model, dtype: str) -> float:
     return total - quantized + quantized * FP4_ELEMENTS_PER_WEIGHT
 
 
-def limits(model, dtype: str, memory_bytes: float, tp: int, isl: int, osl: int,
-           kv_fraction: float, pp: int = 1) -> tuple[int, int]:
-    """(max_batch_size, max_num_tokens) as trtllm-bench sets them for this model and run."""
+def kv_requests(model, dtype: str, memory_bytes: float, tp: int, isl: int, osl: int, kv_fraction: float,
+                pp: int = 1) -> float | None:
+    """The requests of ISL + OSL tokens whose KV cache fits by the heuristic's estimate (None for
+    a quantization it does not tune)."""
     if model.quantized == "experts" and dtype == "fp4":
-        return UNTUNED  # an MXFP4 checkpoint (W4A16_MXFP4) is not among the tuned quantizations
+        return None  # an MXFP4 checkpoint (W4A16_MXFP4) is not among the tuned quantizations
     # The Hugging Face config's head size: DeepSeek-V3's config.json has no head_dim, and
     # ModelConfig falls back to hidden / heads (with all 128 heads as KV heads).
     head = model.hidden // model.heads if model.mla is not None else model.head_dim
@@ -83,10 +86,40 @@ def limits(model, dtype: str, memory_bytes: float, tp: int, isl: int, osl: int,
     per_token_gib = 2 * model.layers * max(tp, model.kv_heads) * head * kv_bytes / GIB
     engine_gib = _stored_elements(model, dtype) * BYTES_PER_ELEMENT[dtype] / GIB
     cache_gib = (memory_bytes / GIB * tp * pp - engine_gib) * kv_fraction
-    requests = cache_gib / (per_token_gib * (isl + osl))
-    if requests < 1:
-        return UNTUNED  # trtllm-bench stops here ("insufficient KV cache"); the memory check says so
-    raw_batch = min(requests, MAX_BATCH) / pp
-    raw_tokens = min(raw_batch * (1 + isl / osl), MAX_TOKENS)
-    batch = _round_batch(raw_batch)
-    return batch, max(_round_tokens(raw_tokens), isl + batch)
+    return cache_gib / (per_token_gib * (isl + osl))
+
+
+def limits(model, dtype: str, memory_bytes: float, tp: int, isl: int, osl: int,
+           kv_fraction: float, pp: int = 1, whole_prompts: bool = True) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) as trtllm-bench sets them for this model and run.
+    `whole_prompts`: the PyTorch flow's floor without chunked prefill (general.py: at least
+    ISL + max_batch_size, applied to the untuned defaults too); `trtllm-bench build` keeps the
+    heuristic's budget as it is."""
+    requests = kv_requests(model, dtype, memory_bytes, tp, isl, osl, kv_fraction, pp)
+    if requests is None or requests < 1:  # untuned; or trtllm-bench refuses (the row's note says so)
+        batch, tokens = UNTUNED
+    else:
+        raw_batch = min(requests, MAX_BATCH) / pp
+        raw_tokens = min(raw_batch * (1 + isl / osl), MAX_TOKENS)
+        batch, tokens = _round_batch(raw_batch), _round_tokens(raw_tokens)
+    return batch, (max(tokens, isl + batch) if whole_prompts else tokens)
+
+
+def apply(engine, model, dtype: str, memory_bytes: float, tp: int, isl: int, osl: int,
+          given: dict) -> tuple[object, str]:
+    """`engine` with the tuned limits where the scenario's source did not state its own, and a note
+    where trtllm-bench would refuse the run. `trtllm-bench build` (TensorRT engines) tunes at its
+    default KV share and keeps the budget; the PyTorch flow passes --kv_cache_free_gpu_mem_fraction,
+    holds whole prompts and captures CUDA graphs up to its max_batch_size (general.py,
+    cuda_graph_config)."""
+    pytorch = engine.runtime != "cpp"
+    args = (model, dtype, memory_bytes, tp, isl, osl, engine.gpu_memory_utilization if pytorch else BUILD_KV_FRACTION)
+    batch, tokens = limits(*args, whole_prompts=pytorch)
+    tuned = {"max_num_seqs": batch, "max_num_batched_tokens": tokens}
+    if pytorch:
+        tuned["graph_max_batch"] = batch
+    engine = engine.with_overrides({k: v for k, v in tuned.items() if k not in given})
+    fit = kv_requests(*args)
+    note = "" if fit is None or fit >= 1 else (
+        f"trtllm-bench would stop here: by its estimate {fit:.2f} requests' KV cache fits (default limits used)")
+    return engine, note

@@ -38,11 +38,13 @@ def entries() -> tuple[dict, ...]:
 def scenario(entry: dict) -> Scenario:
     s = entry["scenario"]
     conc = s["concurrency"]
-    return Scenario(model=s["model"], dtype=s["dtype"], gpus=s["gpus"], tp=s["tp"], isl=s["isl"], osl=s["osl"],
-                    engine=s["engine"], concurrency=None if conc in (None, "max") else int(conc), ep=s["ep"],
-                    attention_dp=s["attention_dp"], mode=s["mode"], request_rate=s["request_rate"],
-                    overrides=tuple(sorted(s["overrides"].items())), requests=s.get("requests"),
-                    limits=s.get("limits", "engine"))
+    scn = Scenario(model=s["model"], dtype=s["dtype"], gpus=s["gpus"], tp=s["tp"], isl=s["isl"], osl=s["osl"],
+                   engine=s["engine"], concurrency=None if conc in (None, "max") else int(conc), ep=s["ep"],
+                   attention_dp=s["attention_dp"], mode=s["mode"], request_rate=s["request_rate"],
+                   overrides=tuple(sorted(s["overrides"].items())), requests=s.get("requests"),
+                   limits=s.get("limits", "engine"))
+    scn.check()  # an entry is input too: a bad reading is one UsageError line, not a silent default
+    return scn
 
 
 def is_time(metric: str) -> bool:
@@ -124,7 +126,10 @@ def skipped() -> list[dict]:
 def _describe(s: dict) -> str:
     par = f"TP{s['tp']}" + (f" EP{s['ep']}" if s["ep"] > 1 else "") + (" attention-DP" if s["attention_dp"] else "")
     conc = (f"{s['request_rate']:g} req/s" if s["request_rate"] else
-            f"SLO TPOT {s['slo']['tpot_ms']:g} ms" if s["slo"] else f"C={s['concurrency'] or 'max'}")
+            f"SLO TPOT {s['slo']['tpot_ms']:g} ms" if s["slo"] else
+            f"a burst of {s['requests']}" if s.get("requests") else f"C={s['concurrency'] or 'max'}")
+    if s.get("limits", "engine") != "engine":
+        conc += f", {s['limits']} limits"
     return (f"{s['model']} {s['dtype']} {s['gpus']}x{s['spec']} {par} {s['isl']}/{s['osl']} {conc} {s['engine']}"
             + (" static batch" if s["mode"] == "static" else ""))
 
