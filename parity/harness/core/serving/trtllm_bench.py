@@ -22,9 +22,9 @@ param_count from the checkpoint's safetensors, tensorrt_llm/bench/build/{utils,d
 
 Quantizations outside the tuned set (NVFP4, FP8, FP8 block scales, none) start from the
 BuildConfig defaults, 2048 and 8192: gpt-oss's MXFP4 checkpoint is one. Where the heuristic finds
-room for less than one request, trtllm-bench stops; the estimate keeps the defaults and says so. Under attention DP the PyTorch
-backend applies max_batch_size and max_num_tokens per rank (its executor per rank), as the estimate
-does with every engine limit.
+room for less than one request, trtllm-bench stops; the estimate keeps the defaults and says so.
+Under attention DP the PyTorch backend applies max_batch_size and max_num_tokens per rank (its
+executor per rank), as the estimate does with every engine limit.
 """
 from __future__ import annotations
 
