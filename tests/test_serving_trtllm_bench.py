@@ -124,3 +124,12 @@ def test_where_trtllm_bench_would_refuse_the_engine_keeps_its_defaults_and_says_
     assert "trtllm-bench would stop here" in note
     roomy, note = trtllm_bench.apply(trtllm, model, "fp8", B200.memory_bytes, 1, 1024, 1024, {})
     assert note == "" and roomy.max_num_seqs < 2048
+
+
+def test_the_report_row_carries_what_the_setup_said():
+    from parity.harness.reporting import serving
+    scn = Scenario("llama3-8b", "fp8", 1, 1, 128, 2048, "trtllm", concurrency=8, limits="trtllm-bench")
+    mem, res = scenario.solve(scn, H100)
+    assert serving._row(scn, H100, mem, res, None)["note"] is None
+    mem.note = "trtllm-bench would stop here: by its estimate 0.50 requests' KV cache fits (default limits used)"
+    assert "trtllm-bench would stop here" in serving._row(scn, H100, mem, res, None)["note"]

@@ -48,7 +48,7 @@ def _row(scn: Scenario, spec, mem, res, price_override: float | None) -> dict[st
         row.update({key: value, f"{key}_low": low, f"{key}_high": high})
     row.update(concurrency=res.concurrency, concurrency_low=res.concurrency, concurrency_high=res.concurrency,
                prefill_share=res.prefill_share, decode_step_ms={k: v * 1e3 for k, v in res.parts.items()},
-               note=res.note or None)
+               note=scenario.add_note(res.note, mem.note) if mem.note else (res.note or None))
     if scn.request_rate is not None and res.concurrency < mem.max_concurrency:
         # Open loop below saturation: the throughput is the offered load, an input like a closed
         # loop's concurrency; the uncertainty is in the latency, and so in the concurrency the

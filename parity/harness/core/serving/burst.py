@@ -82,7 +82,4 @@ def solve(scn: S.Scenario, spec, p: K.Params | None = None, measured: K.Measured
     engine, p, mem = S.setup(scn, spec, p, values)
     if not mem.fits:
         return mem, None
-    res = burst(scn, spec, engine, p, scn.requests, mem.max_concurrency, measured)
-    if mem.note:
-        res.note = S.add_note(res.note, mem.note)
-    return mem, res
+    return mem, burst(scn, spec, engine, p, scn.requests, mem.max_concurrency, measured)

@@ -121,7 +121,7 @@ class Memory:
     kv_tokens: float  # tokens of KV cache one GPU holds
     tokens_per_seq: float
     max_concurrency: int  # whole deployment
-    note: str = ""  # what the setup has to say (trtllm-bench's refusal)
+    note: str = ""  # what the setup has to say (trtllm-bench's refusal); the report's row shows it
 
     @property
     def fits(self) -> bool:
@@ -340,16 +340,12 @@ def solve(scn: Scenario, spec, p: K.Params | None = None, measured: K.Measured |
         c, saturated = open_loop_concurrency(
             lambda x: scn.request_rate * steady_state(scn, spec, engine, p, x, measured).e2e_s, mem.max_concurrency)
         res = steady_state(scn, spec, engine, p, c, measured)
-        if mem.note:
-            res.note = add_note(res.note, mem.note)
         if saturated:
             res.note = add_note(res.note, f"{scn.request_rate:g} requests/s is more than the engine serves even at its {mem.max_concurrency} "
                         f"concurrent requests: the queue grows without bound (figures at that maximum)")
         return mem, res
     c = mem.max_concurrency if scn.concurrency is None else min(scn.concurrency, mem.max_concurrency)
     res = steady_state(scn, spec, engine, p, c, measured)
-    if mem.note:
-        res.note = add_note(res.note, mem.note)
     if scn.concurrency is not None and scn.concurrency > mem.max_concurrency:
         res.note = add_note(res.note, f"concurrency {scn.concurrency} is above the {mem.max_concurrency} the memory and engine "
                     f"allow: the rest wait in the queue")
